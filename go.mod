@@ -1,0 +1,3 @@
+module github.com/tessera-llm/tessera
+
+go 1.26
