@@ -1,0 +1,219 @@
+// Package kernels defines the small interface every compute backend fills.
+//
+// A Backend owns its tensors: activations are always float32, weights may be
+// stored as float32, float16 or bfloat16 and are widened inside the kernels.
+// The CPU backend (kernels/cpu) is the oracle every other backend is checked
+// against. Optional capabilities are separate interfaces found by type
+// assertion, so a backend grows without breaking the others.
+//
+// Every op writes into a caller-provided dst, so a decode loop can reuse its
+// buffers and allocate nothing per token.
+package kernels
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+)
+
+// DType is the element type of a tensor.
+type DType uint8
+
+const (
+	F32 DType = iota + 1
+	F16
+	BF16
+)
+
+// Size is the number of bytes one element occupies.
+func (d DType) Size() int {
+	switch d {
+	case F32:
+		return 4
+	case F16, BF16:
+		return 2
+	}
+	return 0
+}
+
+func (d DType) String() string {
+	switch d {
+	case F32:
+		return "F32"
+	case F16:
+		return "F16"
+	case BF16:
+		return "BF16"
+	}
+	return fmt.Sprintf("DType(%d)", uint8(d))
+}
+
+// Tensor is a dense row-major array owned by a Backend. Only the backend
+// that made it may read or write its storage.
+type Tensor interface {
+	DType() DType
+	// Shape is the tensor's dimensions; callers must not modify it.
+	Shape() []int
+	// Len is the number of elements, the product of Shape.
+	Len() int
+}
+
+// Activation names an elementwise nonlinearity.
+type Activation uint8
+
+const (
+	ReLU Activation = iota + 1
+	SiLU
+	GELUTanh // tanh approximation (BLOOM, ChatGLM, GPT-2)
+	GELUErf  // exact erf form (BERT)
+)
+
+// Mask names which cached keys a query may attend to.
+type Mask uint8
+
+const (
+	// Causal: the query at absolute position p sees keys 0..p.
+	Causal Mask = iota + 1
+	// Bidirectional: every query sees every key.
+	Bidirectional
+	// Prefix: keys before PrefixLen are visible to every query; later keys
+	// are causal (ChatGLM's prefix-LM mask).
+	Prefix
+)
+
+// Attention describes one sequence's attention over a paged KV cache.
+//
+// The caches are pools shaped [blocks, BlockSize, KVHeads, HeadDim]; token t
+// of the sequence lives in block Table[t/BlockSize] at slot t%BlockSize.
+// The queries are the last n of Keys tokens: query i sits at absolute
+// position Keys-n+i (that matters for Causal and Prefix only).
+type Attention struct {
+	Heads, KVHeads, HeadDim int
+	// Scale multiplies q·k before the bias; usually 1/sqrt(HeadDim).
+	Scale float32
+	Mask  Mask
+	// PrefixLen is the bidirectional prefix length for Mask == Prefix.
+	PrefixLen int
+	// Slopes are ALiBi slopes, one per local query head (nil for none).
+	// The bias added to the score of key j is Slopes[h]*j, as BLOOM does;
+	// softmax makes it equal to -slope*(i-j).
+	Slopes []float32
+	// KVMap maps a local query head to its local kv head. Nil means
+	// h / (Heads/KVHeads), the usual grouped-query layout.
+	KVMap     []int32
+	BlockSize int
+	Table     []int32
+	// Keys is how many tokens of the sequence are in the cache, including
+	// the n query tokens when they were just written (self-attention).
+	Keys int
+}
+
+// KVHead returns the local kv head that local query head h reads.
+func (a *Attention) KVHead(h int) int {
+	if a.KVMap != nil {
+		return int(a.KVMap[h])
+	}
+	return h / (a.Heads / a.KVHeads)
+}
+
+// RoPE describes a rotate-half rotary embedding applied to dims
+// [Offset, Offset+Dim) of every head of a [n, Heads*HeadDim] tensor.
+// Pair (i, i+Dim/2) rotates by pos * Theta^(-2i/Dim).
+type RoPE struct {
+	Heads, HeadDim int
+	Offset, Dim    int
+	Theta          float32
+}
+
+// Backend is the set of kernels a model needs. Shapes are checked by the
+// caller's construction; a backend may panic on a shape mismatch since that
+// is a programming error, never a user input error.
+type Backend interface {
+	Name() string
+
+	// Alloc returns a zeroed float32 tensor.
+	Alloc(shape ...int) Tensor
+	// FromFloat32 copies host data into a new float32 tensor.
+	FromFloat32(data []float32, shape ...int) Tensor
+	// Upload makes a weight tensor from little-endian bytes of dtype dt.
+	Upload(dt DType, raw []byte, shape ...int) (Tensor, error)
+	// Read copies a float32 tensor into dst (len(dst) >= t.Len()).
+	Read(t Tensor, dst []float32)
+	// Rows is a view of rows [a,b) of t seen as [Shape[0], rest...].
+	Rows(t Tensor, a, b int) Tensor
+	// View is t with another shape of the same element count.
+	View(t Tensor, shape ...int) Tensor
+
+	// MatMul: dst[n,m] = x[n,k] · w[m,k]ᵀ (+ bias[m] when bias != nil).
+	// w is in Hugging Face's [out, in] layout and may be any DType.
+	MatMul(dst, x, w, bias Tensor)
+	// LayerNorm normalises each row of x over its last dim.
+	LayerNorm(dst, x, gamma, beta Tensor, eps float32)
+	// RMSNorm: dst = x / sqrt(mean(x²)+eps) * gamma, per row.
+	RMSNorm(dst, x, gamma Tensor, eps float32)
+	// Act applies an activation elementwise; dst may alias x.
+	Act(dst, x Tensor, act Activation)
+	// GLU: dst = act(gate) * up (SwiGLU with SiLU, GeGLU with GELU).
+	GLU(dst, gate, up Tensor, act Activation)
+	// Softmax over the last dim; dst may alias x.
+	Softmax(dst, x Tensor)
+	// ApplyRoPE rotates x [n, Heads*HeadDim] in place; pos has n entries.
+	ApplyRoPE(x Tensor, pos []int32, r RoPE)
+	// ALiBi adds slopes[h]*(keyOffset+j) to scores [heads, nq, nk] in place.
+	ALiBi(scores Tensor, slopes []float32, keyOffset int)
+	// Embedding gathers rows of table [vocab, d] into dst [len(ids), d].
+	Embedding(dst, table Tensor, ids []int32)
+	// Add: dst = a + b elementwise; dst may alias a or b.
+	Add(dst, a, b Tensor)
+	// Scale: dst = x * s; dst may alias x.
+	Scale(dst, x Tensor, s float32)
+
+	// WriteKV stores k, v [n, KVHeads*HeadDim] as tokens start..start+n-1
+	// of the sequence whose block table is table.
+	WriteKV(kCache, vCache, k, v Tensor, blockSize int, table []int32, start int)
+	// Attend computes softmax(q·kᵀ·Scale + ALiBi + mask)·v for q
+	// [n, Heads*HeadDim] into dst [n, Heads*HeadDim].
+	Attend(dst, q, kCache, vCache Tensor, a *Attention)
+}
+
+// ErrUnknownBackend is returned by Open for a name nobody registered.
+var ErrUnknownBackend = errors.New("kernels: unknown backend")
+
+var (
+	mu       sync.Mutex
+	registry = map[string]func() (Backend, error){}
+)
+
+// Register makes a backend available by name. Backends call it from init.
+func Register(name string, open func() (Backend, error)) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := registry[name]; dup {
+		panic("kernels: backend registered twice: " + name)
+	}
+	registry[name] = open
+}
+
+// Open returns the backend registered under name.
+func Open(name string) (Backend, error) {
+	mu.Lock()
+	open, ok := registry[name]
+	mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%w %q (available: %v)", ErrUnknownBackend, name, Names())
+	}
+	return open()
+}
+
+// Names lists the registered backends, sorted.
+func Names() []string {
+	mu.Lock()
+	defer mu.Unlock()
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
