@@ -1,0 +1,103 @@
+// Package bloom is BigScience's BLOOM: a pre-LayerNorm causal decoder with
+// ALiBi position biases, a LayerNorm right after the word embeddings, a
+// fused per-head query_key_value projection, tanh-GELU MLPs and an LM head
+// tied to the embeddings.
+package bloom
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/tessera-llm/tessera/kernels"
+	"github.com/tessera-llm/tessera/shard/spec"
+	"github.com/tessera-llm/tessera/worker/model"
+	"github.com/tessera-llm/tessera/worker/model/nn"
+)
+
+func init() { model.Register("bloom", New) }
+
+// Model is a loaded BLOOM.
+type Model struct {
+	nn.Decoder
+	WordEmbeddings          kernels.Tensor
+	WordEmbeddingsLayerNorm nn.Norm
+}
+
+// New loads BLOOM's tensors. Each layer is
+// x += attention(input_layernorm(x)); x += mlp(post_attention_layernorm(x)).
+func New(l *model.Loader, s *spec.Spec, o *model.Options) (model.Model, error) {
+	h, d := s.Hidden, s.HeadDim
+	m := &Model{}
+	m.WordEmbeddings = l.Tensor("transformer.word_embeddings.weight", s.Vocab, h)
+	m.WordEmbeddingsLayerNorm = layerNorm(l, s, "transformer.word_embeddings_layernorm")
+	slopes := spec.ALiBiSlopes(s.Heads)
+	for i := range s.Layers {
+		p := fmt.Sprintf("transformer.h.%d.", i)
+		qkv := fusedQKV(l, p+"self_attention.query_key_value", s)
+		m.Layers = append(m.Layers, &nn.PreNormBlock{
+			InputNorm: layerNorm(l, s, p+"input_layernorm"),
+			Attention: nn.SelfAttention{
+				Q: qkv[0], K: qkv[1], V: qkv[2],
+				O:     linear(l, p+"self_attention.dense", h, h),
+				Heads: s.Heads, KVHeads: s.Heads, HeadDim: d,
+				Scale: float32(1 / math.Sqrt(float64(d))), Mask: kernels.Causal, Slopes: slopes,
+			},
+			PostAttentionNorm: layerNorm(l, s, p+"post_attention_layernorm"),
+			MLP: &nn.MLP{
+				Up:   linear(l, p+"mlp.dense_h_to_4h", s.Intermediate, h),
+				Down: linear(l, p+"mlp.dense_4h_to_h", h, s.Intermediate),
+				Act:  kernels.GELUTanh,
+			},
+		})
+	}
+	head := m.WordEmbeddings
+	if !s.TiedEmbeddings {
+		head = l.Tensor("lm_head.weight", s.Vocab, h)
+	}
+	m.Head = nn.LMHead{Norm: layerNorm(l, s, "transformer.ln_f"), Proj: nn.Linear{Weight: head}}
+	if err := l.Err(); err != nil {
+		return nil, err
+	}
+	return m, m.Init(s, o.Backend, o, 1)
+}
+
+// Embed looks up the word embeddings and normalises them.
+func (m *Model) Embed(b kernels.Backend, ws *nn.Workspace, batch *model.Batch) {
+	b.Embedding(ws.X, m.WordEmbeddings, batch.Tokens)
+	m.WordEmbeddingsLayerNorm.Forward(b, ws.X, ws.X)
+}
+
+// Forward runs one batch through the model.
+func (m *Model) Forward(ctx context.Context, batch *model.Batch, logits kernels.Tensor) error {
+	return m.Run(ctx, m, batch, logits)
+}
+
+func layerNorm(l *model.Loader, s *spec.Spec, prefix string) nn.Norm {
+	return nn.NewNorm(s, l.Tensor(prefix+".weight", s.Hidden), l.Tensor(prefix+".bias", s.Hidden))
+}
+
+func linear(l *model.Loader, prefix string, out, in int) nn.Linear {
+	return nn.Linear{Weight: l.Tensor(prefix+".weight", out, in), Bias: l.Tensor(prefix+".bias", out)}
+}
+
+// fusedQKV splits a [heads·3·head_dim, hidden] projection into Q, K and V.
+// Rows are laid out [heads, 3, head_dim], so each head contributes one
+// contiguous run of rows to each of Q, K and V.
+func fusedQKV(l *model.Loader, prefix string, s *spec.Spec) [3]nn.Linear {
+	d, rows := s.HeadDim, 3*s.Hidden
+	var parts [3][][2]int
+	for h := range s.Heads {
+		for j := range 3 {
+			start := (3*h + j) * d
+			parts[j] = append(parts[j], [2]int{start, start + d})
+		}
+	}
+	w := l.Split(prefix+".weight", []int{rows, s.Hidden}, parts[0], parts[1], parts[2])
+	bias := l.Split(prefix+".bias", []int{rows}, parts[0], parts[1], parts[2])
+	var out [3]nn.Linear
+	for j := range out {
+		out[j] = nn.Linear{Weight: w[j], Bias: bias[j]}
+	}
+	return out
+}

@@ -1,0 +1,81 @@
+// Package llama is Meta's LLaMA: a pre-RMSNorm causal decoder with
+// rotate-half rotary position embeddings, grouped-query attention and a
+// SwiGLU MLP.
+package llama
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/tessera-llm/tessera/kernels"
+	"github.com/tessera-llm/tessera/shard/spec"
+	"github.com/tessera-llm/tessera/worker/model"
+	"github.com/tessera-llm/tessera/worker/model/nn"
+)
+
+func init() { model.Register("llama", New) }
+
+// Model is a loaded LLaMA.
+type Model struct {
+	nn.Decoder
+	EmbedTokens kernels.Tensor
+}
+
+// New loads LLaMA's tensors. Each layer is
+// x += self_attn(input_layernorm(x)); x += mlp(post_attention_layernorm(x)),
+// with RoPE on q and k and a SwiGLU mlp: down(silu(gate(x)) * up(x)).
+func New(l *model.Loader, s *spec.Spec, o *model.Options) (model.Model, error) {
+	h, d := s.Hidden, s.HeadDim
+	m := &Model{}
+	m.EmbedTokens = l.Tensor("model.embed_tokens.weight", s.Vocab, h)
+	rope := []nn.Rotary{{Dim: d, Theta: float32(s.RopeTheta)}}
+	for i := range s.Layers {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		m.Layers = append(m.Layers, &nn.PreNormBlock{
+			InputNorm: rmsNorm(l, s, p+"input_layernorm"),
+			Attention: nn.SelfAttention{
+				Q:     linear(l, p+"self_attn.q_proj", s.Heads*d, h),
+				K:     linear(l, p+"self_attn.k_proj", s.KVHeads*d, h),
+				V:     linear(l, p+"self_attn.v_proj", s.KVHeads*d, h),
+				O:     linear(l, p+"self_attn.o_proj", h, s.Heads*d),
+				Heads: s.Heads, KVHeads: s.KVHeads, HeadDim: d,
+				Scale: float32(1 / math.Sqrt(float64(d))), Mask: kernels.Causal, Rotary: rope,
+			},
+			PostAttentionNorm: rmsNorm(l, s, p+"post_attention_layernorm"),
+			MLP: &nn.GatedMLP{
+				Gate: linear(l, p+"mlp.gate_proj", s.Intermediate, h),
+				Up:   linear(l, p+"mlp.up_proj", s.Intermediate, h),
+				Down: linear(l, p+"mlp.down_proj", h, s.Intermediate),
+				Act:  kernels.SiLU,
+			},
+		})
+	}
+	head := m.EmbedTokens
+	if !s.TiedEmbeddings {
+		head = l.Tensor("lm_head.weight", s.Vocab, h)
+	}
+	m.Head = nn.LMHead{Norm: rmsNorm(l, s, "model.norm"), Proj: nn.Linear{Weight: head}}
+	if err := l.Err(); err != nil {
+		return nil, err
+	}
+	return m, m.Init(s, o.Backend, o, 1)
+}
+
+// Embed looks up the token embeddings.
+func (m *Model) Embed(b kernels.Backend, ws *nn.Workspace, batch *model.Batch) {
+	b.Embedding(ws.X, m.EmbedTokens, batch.Tokens)
+}
+
+// Forward runs one batch through the model.
+func (m *Model) Forward(ctx context.Context, batch *model.Batch, logits kernels.Tensor) error {
+	return m.Run(ctx, m, batch, logits)
+}
+
+func rmsNorm(l *model.Loader, s *spec.Spec, prefix string) nn.Norm {
+	return nn.NewNorm(s, l.Tensor(prefix+".weight", s.Hidden), nil)
+}
+
+func linear(l *model.Loader, prefix string, out, in int) nn.Linear {
+	return nn.Linear{Weight: l.Tensor(prefix+".weight", out, in)}
+}

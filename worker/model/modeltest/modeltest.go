@@ -1,0 +1,159 @@
+// Package modeltest checks architectures against golden fixtures produced
+// by Hugging Face transformers (testdata/golden). It is imported by tests.
+package modeltest
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/tessera-llm/tessera/coordinator/sampling"
+	"github.com/tessera-llm/tessera/worker/engine"
+	"github.com/tessera-llm/tessera/worker/model"
+)
+
+// Tolerance is the largest relative error allowed on logits:
+// max|got-want| / max|want| per row.
+const Tolerance = 1e-4
+
+// CausalCase is one prompt of a causal-LM golden file.
+type CausalCase struct {
+	PromptIDs      []int32     `json:"prompt_ids"`
+	PromptLogits   [][]float64 `json:"prompt_logits"`
+	GreedyIDs      []int32     `json:"greedy_ids"`
+	LastStepLogits []float64   `json:"last_step_logits"`
+}
+
+// Golden is the part of golden.json every causal model has.
+type Golden struct {
+	Arch   string       `json:"arch"`
+	Slopes []float64    `json:"alibi_slopes"`
+	Cases  []CausalCase `json:"cases"`
+}
+
+// Root finds the repository root from a test's working directory.
+func Root(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the test directory")
+		}
+		dir = parent
+	}
+}
+
+// LoadGolden reads dir/golden.json.
+func LoadGolden(t testing.TB, dir string) Golden {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, "golden.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g Golden
+	if err := json.Unmarshal(raw, &g); err != nil {
+		t.Fatalf("%s: %v", dir, err)
+	}
+	if len(g.Cases) == 0 {
+		t.Fatalf("%s: golden file has no cases", dir)
+	}
+	return g
+}
+
+// RelErr is max|got-want| / max|want|.
+func RelErr(got []float32, want []float64) float64 {
+	if len(got) != len(want) {
+		return math.Inf(1)
+	}
+	var diff, scale float64
+	for i := range got {
+		diff = max(diff, math.Abs(float64(got[i])-want[i]))
+		scale = max(scale, math.Abs(want[i]))
+	}
+	if scale == 0 {
+		return diff
+	}
+	return diff / scale
+}
+
+// CheckCausal loads the model in dir and checks every golden case:
+// prompt logits, greedy ids through KV-cached decoding, and the logits of
+// the last cached decode step.
+func CheckCausal(t *testing.T, dir string, opts ...model.Option) {
+	t.Helper()
+	g := LoadGolden(t, dir)
+	m, err := model.Load(dir, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lm, ok := m.(model.CausalLM)
+	if !ok {
+		t.Fatalf("%s is not a causal LM", g.Arch)
+	}
+	gen := engine.New(lm)
+	ctx := context.Background()
+	for i, c := range g.Cases {
+		t.Run(caseName(i, c.PromptIDs), func(t *testing.T) {
+			rows, err := gen.PromptLogits(ctx, c.PromptIDs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) != len(c.PromptLogits) {
+				t.Fatalf("%d logit rows, golden has %d", len(rows), len(c.PromptLogits))
+			}
+			for p := range rows {
+				if e := RelErr(rows[p], c.PromptLogits[p]); e > Tolerance {
+					t.Errorf("prompt position %d: relative error %.2e > %.0e", p, e, Tolerance)
+				}
+			}
+			var last []float32
+			ids, err := gen.Generate(ctx, c.PromptIDs, len(c.GreedyIDs), engine.SamplerFunc(sampling.Greedy), nil,
+				func(s engine.Step) {
+					if s.Index == len(c.GreedyIDs)-1 {
+						last = append(last[:0], s.Logits...)
+					}
+				})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !equalIDs(ids, c.GreedyIDs) {
+				t.Errorf("greedy ids\n got %v\nwant %v", ids, c.GreedyIDs)
+			}
+			if c.LastStepLogits != nil {
+				if e := RelErr(last, c.LastStepLogits); e > Tolerance {
+					t.Errorf("last cached decode step: relative error %.2e > %.0e", e, Tolerance)
+				}
+			}
+		})
+	}
+}
+
+func caseName(i int, ids []int32) string {
+	b, _ := json.Marshal(ids)
+	if len(b) > 24 {
+		b = append(b[:21], "..."...)
+	}
+	return string(rune('a'+i)) + "_" + string(b)
+}
+
+func equalIDs(a, b []int32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

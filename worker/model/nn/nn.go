@@ -1,0 +1,145 @@
+// Package nn holds the transformer building blocks every architecture
+// composes: linear layers, norms, self-attention over the paged KV cache,
+// plain and gated MLPs, and the LM head. An architecture package wires them
+// together in the order its paper gives; no block is written twice.
+package nn
+
+import (
+	"github.com/tessera-llm/tessera/kernels"
+	"github.com/tessera-llm/tessera/shard/spec"
+	"github.com/tessera-llm/tessera/worker/kvcache"
+)
+
+// Linear is y = x·Wᵀ + b with W in Hugging Face's [out, in] layout.
+type Linear struct {
+	Weight, Bias kernels.Tensor
+}
+
+// Forward writes x·Wᵀ + b into dst.
+func (l *Linear) Forward(b kernels.Backend, dst, x kernels.Tensor) {
+	b.MatMul(dst, x, l.Weight, l.Bias)
+}
+
+// Norm is a LayerNorm (with Bias) or an RMSNorm (Bias nil, RMS true).
+type Norm struct {
+	Weight, Bias kernels.Tensor
+	Eps          float32
+	RMS          bool
+}
+
+// NewNorm picks the kind from the spec.
+func NewNorm(s *spec.Spec, weight, bias kernels.Tensor) Norm {
+	return Norm{Weight: weight, Bias: bias, Eps: float32(s.NormEps), RMS: s.Norm == spec.RMSNorm}
+}
+
+// Forward normalises each row of x into dst (dst may alias x).
+func (n *Norm) Forward(b kernels.Backend, dst, x kernels.Tensor) {
+	if n.RMS {
+		b.RMSNorm(dst, x, n.Weight, n.Eps)
+		return
+	}
+	b.LayerNorm(dst, x, n.Weight, n.Bias, n.Eps)
+}
+
+// Rotary is one rotate-half RoPE over dims [Offset, Offset+Dim) of each
+// head, driven by position stream Stream of the workspace (LLaMA uses one;
+// ChatGLM rotates each half of the head by a different stream).
+type Rotary struct {
+	Offset, Dim int
+	Theta       float32
+	Stream      int
+}
+
+// SelfAttention is multi-head attention whose keys and values go through
+// the paged KV cache, so prefill and decode are the same code.
+type SelfAttention struct {
+	Q, K, V, O              Linear
+	Heads, KVHeads, HeadDim int
+	Scale                   float32
+	Mask                    kernels.Mask
+	// Slopes are this rank's ALiBi slopes (a slice of the global list).
+	Slopes []float32
+	Rotary []Rotary
+}
+
+// Forward attends x [n, hidden] for layer's cache and writes the
+// projected output into dst [n, hidden].
+func (a *SelfAttention) Forward(b kernels.Backend, ws *Workspace, cache *kvcache.Cache, layer int, dst, x kernels.Tensor) {
+	a.Q.Forward(b, ws.Q, x)
+	a.K.Forward(b, ws.K, x)
+	a.V.Forward(b, ws.V, x)
+	for _, r := range a.Rotary {
+		rope := kernels.RoPE{Heads: a.Heads, HeadDim: a.HeadDim, Offset: r.Offset, Dim: r.Dim, Theta: r.Theta}
+		b.ApplyRoPE(ws.Q, ws.Pos[r.Stream], rope)
+		rope.Heads = a.KVHeads
+		b.ApplyRoPE(ws.K, ws.Pos[r.Stream], rope)
+	}
+	for i := range ws.spans {
+		sp := &ws.spans[i]
+		seq := sp.seq
+		b.WriteKV(cache.K[layer], cache.V[layer], sp.k, sp.v, cache.BlockSize, seq.Table, seq.Len)
+		sp.att = kernels.Attention{
+			Heads: a.Heads, KVHeads: a.KVHeads, HeadDim: a.HeadDim, Scale: a.Scale,
+			Mask: a.Mask, PrefixLen: seq.PrefixLen, Slopes: a.Slopes,
+			BlockSize: cache.BlockSize, Table: seq.Table, Keys: seq.Len + sp.n,
+		}
+		b.Attend(sp.ctx, sp.q, cache.K[layer], cache.V[layer], &sp.att)
+	}
+	a.O.Forward(b, dst, ws.Ctx)
+}
+
+// MLP is Down(act(Up(x))).
+type MLP struct {
+	Up, Down Linear
+	Act      kernels.Activation
+}
+
+// Forward writes the MLP of x into dst.
+func (m *MLP) Forward(b kernels.Backend, ws *Workspace, dst, x kernels.Tensor) {
+	m.Up.Forward(b, ws.Up, x)
+	b.Act(ws.Up, ws.Up, m.Act)
+	m.Down.Forward(b, dst, ws.Up)
+}
+
+// GatedMLP is Down(act(Gate(x)) * Up(x)): SwiGLU with SiLU, GeGLU with GELU.
+type GatedMLP struct {
+	Gate, Up, Down Linear
+	Act            kernels.Activation
+}
+
+// Forward writes the gated MLP of x into dst.
+func (m *GatedMLP) Forward(b kernels.Backend, ws *Workspace, dst, x kernels.Tensor) {
+	m.Gate.Forward(b, ws.Gate, x)
+	m.Up.Forward(b, ws.Up, x)
+	b.GLU(ws.Up, ws.Gate, ws.Up, m.Act)
+	m.Down.Forward(b, dst, ws.Up)
+}
+
+// LMHead is the final norm and the vocabulary projection, applied only to
+// the rows that need logits.
+type LMHead struct {
+	Norm Norm
+	Proj Linear
+}
+
+// Forward gathers the logit rows of x, normalises them and projects them
+// into logits [rows, vocab].
+func (h *LMHead) Forward(b kernels.Backend, ws *Workspace, x, logits kernels.Tensor) {
+	b.Embedding(ws.Sel, x, ws.selRows)
+	h.Norm.Forward(b, ws.Sel, ws.Sel)
+	h.Proj.Forward(b, logits, ws.Sel)
+}
+
+// Activation maps a spec activation onto the backend's.
+func Activation(a spec.Activation) kernels.Activation {
+	switch a {
+	case spec.ReLU:
+		return kernels.ReLU
+	case spec.SiLU:
+		return kernels.SiLU
+	case spec.GELUErf:
+		return kernels.GELUErf
+	default:
+		return kernels.GELUTanh
+	}
+}
