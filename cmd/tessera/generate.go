@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/tessera-llm/tessera/coordinator/sampling"
+	"github.com/tessera-llm/tessera/worker/engine"
+	"github.com/tessera-llm/tessera/worker/model"
+	_ "github.com/tessera-llm/tessera/worker/model/all"
+
+	_ "github.com/tessera-llm/tessera/kernels/cpu"
+)
+
+func init() {
+	register(command{name: "generate", summary: "Generate tokens from a model directory on this machine.", run: runGenerate})
+	register(command{name: "logits", summary: "Print the logits at every prompt position.", run: runLogits})
+}
+
+// modelFlags are the flags every one-shot model command shares.
+type modelFlags struct {
+	dir       string
+	promptIDs string
+	json      bool
+	device    string
+}
+
+func (m *modelFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&m.dir, "model", defaultModel, "model directory: Hugging Face config.json + model.safetensors")
+	fs.StringVar(&m.promptIDs, "prompt-ids", "", "prompt as comma-separated token ids, e.g. 5,77,300")
+	fs.BoolVar(&m.json, "json", false, "print one JSON object on stdout and no progress")
+	fs.StringVar(&m.device, "device", "cpu", "compute backend: cpu")
+}
+
+// defaultModel is the bundled model, relative to the repository root.
+const defaultModel = "models/docbloom-3m"
+
+// load opens the model, showing progress on a terminal unless quiet.
+func (m *modelFlags) load(stderr io.Writer, opts ...model.Option) (model.Model, error) {
+	if m.device != "cpu" {
+		return nil, fmt.Errorf("%w: --device %q is not available in this build (have: cpu)", errUsage, m.device)
+	}
+	if !m.json && isTerminal(stderr) {
+		opts = append(opts, model.WithProgress(progressPrinter(stderr)))
+	}
+	return model.Load(m.dir, opts...)
+}
+
+func (m *modelFlags) prompt() ([]int32, error) {
+	ids, err := parseIDs(m.promptIDs)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("%w: --prompt-ids is required", errUsage)
+	}
+	return ids, nil
+}
+
+func causal(m model.Model) (model.CausalLM, error) {
+	lm, ok := m.(model.CausalLM)
+	if !ok {
+		return nil, fmt.Errorf("%s is not a causal language model; this command needs one", m.Spec().Arch)
+	}
+	return lm, nil
+}
+
+func runGenerate(args []string, stdout, stderr io.Writer) error {
+	var mf modelFlags
+	var maxTokens int
+	var p sampling.Params
+	var ignoreEOS bool
+	fs := newFlagSet("generate", "generate --model DIR --prompt-ids 5,77,300 --max-tokens N [--temperature T --top-k K --top-p P --seed S] [--json]", stderr)
+	mf.register(fs)
+	fs.IntVar(&maxTokens, "max-tokens", 32, "how many tokens to generate at most")
+	fs.Float64Var(&p.Temperature, "temperature", 0, "sampling temperature; 0 is greedy")
+	fs.IntVar(&p.TopK, "top-k", 0, "sample among the K most likely tokens (0: all)")
+	fs.Float64Var(&p.TopP, "top-p", 0, "sample among the most likely tokens holding probability P (0: all)")
+	fs.Uint64Var(&p.Seed, "seed", 0, "random seed: the same seed gives the same output")
+	fs.BoolVar(&ignoreEOS, "ignore-eos", false, "keep generating after the end-of-sequence token")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if maxTokens < 0 {
+		return fmt.Errorf("%w: --max-tokens must be ≥ 0, got %d", errUsage, maxTokens)
+	}
+	sampler, err := sampling.New(p)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	prompt, err := mf.prompt()
+	if err != nil {
+		return err
+	}
+	m, err := mf.load(stderr)
+	if err != nil {
+		return err
+	}
+	lm, err := causal(m)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	eos := int32(lm.Spec().EOS)
+	isEOS := func(id int32) bool { return !ignoreEOS && eos >= 0 && id == eos }
+	start := time.Now()
+	ids, err := engine.New(lm).Generate(ctx, prompt, maxTokens, sampler, isEOS, nil)
+	if err != nil {
+		return err
+	}
+	if mf.json {
+		return json.NewEncoder(stdout).Encode(struct {
+			PromptIDs    []int32 `json:"prompt_ids"`
+			GeneratedIDs []int32 `json:"generated_ids"`
+		}{prompt, nonNil(ids)})
+	}
+	fmt.Fprintln(stdout, joinIDs(ids))
+	if el := time.Since(start); len(ids) > 0 {
+		fmt.Fprintf(stderr, "%d tokens in %.2fs (%.1f tok/s)\n", len(ids), el.Seconds(), float64(len(ids))/el.Seconds())
+	}
+	return nil
+}
+
+func runLogits(args []string, stdout, stderr io.Writer) error {
+	var mf modelFlags
+	fs := newFlagSet("logits", "logits --model DIR --prompt-ids 5,77,300 --json", stderr)
+	mf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	prompt, err := mf.prompt()
+	if err != nil {
+		return err
+	}
+	m, err := mf.load(stderr)
+	if err != nil {
+		return err
+	}
+	lm, err := causal(m)
+	if err != nil {
+		return err
+	}
+	rows, err := engine.New(lm).PromptLogits(context.Background(), prompt)
+	if err != nil {
+		return err
+	}
+	if !mf.json {
+		for i, r := range rows {
+			fmt.Fprintf(stdout, "position %d (token %d): argmax %d\n", i, prompt[i], sampling.Greedy(r))
+		}
+		return nil
+	}
+	return json.NewEncoder(stdout).Encode(struct {
+		Logits [][]float32 `json:"logits"`
+	}{rows})
+}
+
+func nonNil(ids []int32) []int32 {
+	if ids == nil {
+		return []int32{}
+	}
+	return ids
+}
+
+func joinIDs(ids []int32) string {
+	var sb strings.Builder
+	for i, id := range ids {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprint(&sb, id)
+	}
+	return sb.String()
+}
+
+// progressPrinter redraws one status line as tensors load.
+func progressPrinter(w io.Writer) func(model.Progress) {
+	return func(p model.Progress) {
+		fmt.Fprintf(w, "\rloading: %d/%d tensors, %.1f/%.1f MB", p.Tensors, p.TotalTensors,
+			float64(p.Bytes)/1e6, float64(p.TotalBytes)/1e6)
+		if p.Tensors == p.TotalTensors {
+			fmt.Fprintln(w)
+		}
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
