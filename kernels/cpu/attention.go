@@ -1,0 +1,210 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/tessera-llm/tessera/kernels"
+)
+
+// ALiBi adds slopes[h]*(keyOffset+j) to scores [heads, nq, nk] in place.
+func (b *Backend) ALiBi(scores kernels.Tensor, slopes []float32, keyOffset int) {
+	st := f32("ALiBi", scores)
+	if len(st.shape) != 3 || st.shape[0] != len(slopes) {
+		panic(fmt.Sprintf("cpu.ALiBi: scores %v, want [%d nq nk]", st, len(slopes)))
+	}
+	heads, nq, nk := st.shape[0], st.shape[1], st.shape[2]
+	j := b.pool.get(alibiKernel)
+	j.t[0], j.fs = st, slopes
+	j.i[0], j.i[1], j.i[2] = nq, nk, keyOffset
+	b.pool.run(j, heads*nq, 1, heads*nq*nk)
+}
+
+func alibiKernel(j *job, _ *scratch, lo, hi int) {
+	nq, nk, off := j.i[0], j.i[1], j.i[2]
+	for r := lo; r < hi; r++ {
+		slope := j.fs[r/nq]
+		row := j.t[0].F32[r*nk : r*nk+nk]
+		for c := range row {
+			row[c] += slope * float32(off+c)
+		}
+	}
+}
+
+// cacheShape checks a KV pool [blocks, blockSize, ...] and returns
+// (blocks, width of one token's row).
+func cacheShape(op string, c *Tensor, blockSize int) (int, int) {
+	if len(c.shape) < 2 || c.shape[1] != blockSize || blockSize <= 0 {
+		panic(fmt.Sprintf("cpu.%s: cache %v, want [blocks %d kvHeads headDim]", op, c, blockSize))
+	}
+	if c.shape[0] == 0 {
+		return 0, 0
+	}
+	return c.shape[0], c.Len() / (c.shape[0] * blockSize)
+}
+
+func checkTable(op string, table []int32, blocks, need int) {
+	if need > len(table) {
+		panic(fmt.Sprintf("cpu.%s: block table has %d blocks, need %d", op, len(table), need))
+	}
+	for _, blk := range table[:need] {
+		if blk < 0 || int(blk) >= blocks {
+			panic(fmt.Sprintf("cpu.%s: block %d outside a pool of %d blocks", op, blk, blocks))
+		}
+	}
+}
+
+// WriteKV stores k, v [n, KVHeads*HeadDim] as tokens start..start+n-1 of
+// the sequence whose block table is table.
+func (b *Backend) WriteKV(kCache, vCache, k, v kernels.Tensor, blockSize int, table []int32, start int) {
+	kc, vc := f32("WriteKV", kCache), f32("WriteKV", vCache)
+	kt, vt := tensor("WriteKV", k), tensor("WriteKV", v)
+	blocks, width := cacheShape("WriteKV", kc, blockSize)
+	if vb, vw := cacheShape("WriteKV", vc, blockSize); vb != blocks || vw != width {
+		panic(fmt.Sprintf("cpu.WriteKV: k cache %v and v cache %v differ", kc, vc))
+	}
+	if width == 0 || kt.Len()%width != 0 || vt.Len() != kt.Len() || start < 0 {
+		panic(fmt.Sprintf("cpu.WriteKV: k %v, v %v, start %d for rows of %d", kt, vt, start, width))
+	}
+	n := kt.Len() / width
+	if n == 0 {
+		return
+	}
+	checkTable("WriteKV", table, blocks, (start+n-1)/blockSize+1)
+	for i := range n {
+		t := start + i
+		off := (int(table[t/blockSize])*blockSize + t%blockSize) * width
+		widen(kc.F32[off:off+width], kt, i*width)
+		widen(vc.F32[off:off+width], vt, i*width)
+	}
+}
+
+// Attend computes softmax(q·kᵀ·Scale + ALiBi + mask)·v for q
+// [n, Heads*HeadDim] into dst [n, Heads*HeadDim], one (query, head) pair
+// per work item. Masked keys are skipped, never scored.
+func (b *Backend) Attend(dst, q, kCache, vCache kernels.Tensor, a *kernels.Attention) {
+	d, qt := f32("Attend", dst), f32("Attend", q)
+	kc, vc := f32("Attend", kCache), f32("Attend", vCache)
+	if a.Heads <= 0 || a.KVHeads <= 0 || a.HeadDim <= 0 {
+		panic(fmt.Sprintf("cpu.Attend: bad heads %d/%d × %d", a.Heads, a.KVHeads, a.HeadDim))
+	}
+	for _, c := range []*Tensor{kc, vc} {
+		s := c.shape
+		if len(s) != 4 || s[1] != a.BlockSize || s[2] != a.KVHeads || s[3] != a.HeadDim {
+			panic(fmt.Sprintf("cpu.Attend: cache %v, want [blocks %d %d %d]", c, a.BlockSize, a.KVHeads, a.HeadDim))
+		}
+	}
+	if kc.shape[0] != vc.shape[0] {
+		panic(fmt.Sprintf("cpu.Attend: k cache %v and v cache %v differ", kc, vc))
+	}
+	stride := a.Heads * a.HeadDim
+	if qt.Len()%stride != 0 || d.Len() != qt.Len() {
+		panic(fmt.Sprintf("cpu.Attend: q %v, dst %v, want [n %d]", qt, d, stride))
+	}
+	n := qt.Len() / stride
+	if a.Keys < n {
+		panic(fmt.Sprintf("cpu.Attend: %d queries but only %d keys", n, a.Keys))
+	}
+	if a.Slopes != nil && len(a.Slopes) != a.Heads {
+		panic(fmt.Sprintf("cpu.Attend: %d ALiBi slopes for %d heads", len(a.Slopes), a.Heads))
+	}
+	if a.KVMap != nil {
+		if len(a.KVMap) != a.Heads {
+			panic(fmt.Sprintf("cpu.Attend: KVMap has %d entries for %d heads", len(a.KVMap), a.Heads))
+		}
+		for _, kv := range a.KVMap {
+			if kv < 0 || int(kv) >= a.KVHeads {
+				panic(fmt.Sprintf("cpu.Attend: KVMap entry %d outside %d kv heads", kv, a.KVHeads))
+			}
+		}
+	} else if a.Heads%a.KVHeads != 0 {
+		panic(fmt.Sprintf("cpu.Attend: %d heads do not group over %d kv heads; set KVMap", a.Heads, a.KVHeads))
+	}
+	switch a.Mask {
+	case kernels.Causal, kernels.Bidirectional, kernels.Prefix:
+	default:
+		panic(fmt.Sprintf("cpu.Attend: unknown mask %d", a.Mask))
+	}
+	if n == 0 {
+		return
+	}
+	checkTable("Attend", a.Table, kc.shape[0], (a.Keys+a.BlockSize-1)/a.BlockSize)
+	j := b.pool.get(attendKernel)
+	j.t[0], j.t[1], j.t[2], j.t[3] = d, qt, kc, vc
+	j.attn, j.i[0] = a, n
+	b.pool.run(j, n*a.Heads, 1, n*a.Heads*a.Keys*a.HeadDim*2)
+}
+
+// visible is how many leading keys the query at absolute position p sees;
+// every mask in kernels.Mask makes a prefix of the keys visible.
+func visible(a *kernels.Attention, p int) int {
+	switch a.Mask {
+	case kernels.Causal:
+		return p + 1
+	case kernels.Prefix:
+		return min(a.Keys, max(a.PrefixLen, p+1))
+	}
+	return a.Keys
+}
+
+func attendKernel(j *job, s *scratch, lo, hi int) {
+	a := j.attn
+	n := j.i[0]
+	hd, bs := a.HeadDim, a.BlockSize
+	stride := a.Heads * hd
+	kvStride := a.KVHeads * hd
+	kc, vc := j.t[2].F32, j.t[3].F32
+	for item := lo; item < hi; item++ {
+		i, h := item/a.Heads, item%a.Heads
+		keys := visible(a, a.Keys-n+i)
+		kvOff := a.KVHead(h) * hd
+		q := j.t[1].F32[i*stride+h*hd : i*stride+h*hd+hd]
+		out := j.t[0].F32[i*stride+h*hd : i*stride+h*hd+hd]
+		scores := grow(&s.a, keys)
+		var slope float32
+		if a.Slopes != nil {
+			slope = a.Slopes[h]
+		}
+		m := float32(math.Inf(-1))
+		for t0 := 0; t0 < keys; t0 += bs {
+			base := int(a.Table[t0/bs]) * bs * kvStride
+			for t := t0; t < min(t0+bs, keys); t++ {
+				off := base + (t-t0)*kvStride + kvOff
+				sc := dot(q, kc[off:off+hd])*a.Scale + slope*float32(t)
+				scores[t] = sc
+				m = max(m, sc)
+			}
+		}
+		var sum float64
+		for t, sc := range scores {
+			e := float32(math.Exp(float64(sc - m)))
+			scores[t] = e
+			sum += float64(e)
+		}
+		inv := float32(1 / sum)
+		clear(out)
+		for t0 := 0; t0 < keys; t0 += bs {
+			base := int(a.Table[t0/bs]) * bs * kvStride
+			for t := t0; t < min(t0+bs, keys); t++ {
+				off := base + (t-t0)*kvStride + kvOff
+				axpy(out, vc[off:off+hd], scores[t]*inv)
+			}
+		}
+	}
+}
+
+// axpy: y += alpha·x over len(y).
+func axpy(y, x []float32, alpha float32) {
+	x = x[:len(y)]
+	i := 0
+	for ; i+4 <= len(y); i += 4 {
+		yy, xx := y[i:i+4:i+4], x[i:i+4:i+4]
+		yy[0] += alpha * xx[0]
+		yy[1] += alpha * xx[1]
+		yy[2] += alpha * xx[2]
+		yy[3] += alpha * xx[3]
+	}
+	for ; i < len(y); i++ {
+		y[i] += alpha * x[i]
+	}
+}

@@ -1,0 +1,155 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/tessera-llm/tessera/kernels"
+)
+
+// Tensor is the CPU backend's tensor: a dense row-major array in host
+// memory. Exactly one of F32 (for kernels.F32) or Half (for kernels.F16 and
+// kernels.BF16, raw IEEE half or bfloat16 bits) holds the elements. Views
+// made by Rows and View share storage with the tensor they came from.
+type Tensor struct {
+	dtype kernels.DType
+	shape []int
+	// F32 holds the elements of a float32 tensor.
+	F32 []float32
+	// Half holds the raw bits of a float16 or bfloat16 tensor.
+	Half []uint16
+}
+
+var _ kernels.Tensor = (*Tensor)(nil)
+
+// DType is the element type.
+func (t *Tensor) DType() kernels.DType { return t.dtype }
+
+// Shape is the tensor's dimensions; callers must not modify it.
+func (t *Tensor) Shape() []int { return t.shape }
+
+// Len is the number of elements.
+func (t *Tensor) Len() int {
+	if t.dtype == kernels.F32 {
+		return len(t.F32)
+	}
+	return len(t.Half)
+}
+
+// String describes the tensor's dtype and shape, e.g. "BF16[4 8]".
+func (t *Tensor) String() string { return fmt.Sprintf("%v%v", t.dtype, t.shape) }
+
+// Data returns the float32 storage of t, shared, not copied: writes through
+// it change the tensor. It panics if t is not a CPU float32 tensor.
+func Data(t kernels.Tensor) []float32 {
+	c, ok := t.(*Tensor)
+	if !ok {
+		panic(fmt.Sprintf("cpu.Data: %T is not a CPU tensor", t))
+	}
+	if c.dtype != kernels.F32 {
+		panic(fmt.Sprintf("cpu.Data: tensor is %v, not F32", c))
+	}
+	return c.F32
+}
+
+// tensor asserts that t is a CPU tensor; op names the caller for the panic.
+func tensor(op string, t kernels.Tensor) *Tensor {
+	c, ok := t.(*Tensor)
+	if !ok || c == nil {
+		panic(fmt.Sprintf("cpu.%s: %T is not a CPU tensor", op, t))
+	}
+	return c
+}
+
+// f32 asserts that t is a CPU float32 tensor.
+func f32(op string, t kernels.Tensor) *Tensor {
+	c := tensor(op, t)
+	if c.dtype != kernels.F32 {
+		panic(fmt.Sprintf("cpu.%s: want an F32 tensor, got %v", op, c))
+	}
+	return c
+}
+
+func numel(op string, shape []int) int {
+	n := 1
+	for _, d := range shape {
+		if d < 0 {
+			panic(fmt.Sprintf("cpu.%s: negative dimension in shape %v", op, shape))
+		}
+		n *= d
+	}
+	return n
+}
+
+// lastDim is the size of t's last dimension (1 for a scalar).
+func lastDim(t *Tensor) int {
+	if len(t.shape) == 0 {
+		return 1
+	}
+	return t.shape[len(t.shape)-1]
+}
+
+// widen converts the elements [off, off+len(dst)) of t to float32 in dst.
+func widen(dst []float32, t *Tensor, off int) {
+	switch t.dtype {
+	case kernels.F32:
+		copy(dst, t.F32[off:off+len(dst)])
+	case kernels.BF16:
+		widenBF16(dst, t.Half[off:off+len(dst)])
+	case kernels.F16:
+		widenF16(dst, t.Half[off:off+len(dst)])
+	default:
+		panic(fmt.Sprintf("cpu: unsupported dtype %v", t.dtype))
+	}
+}
+
+// span returns elements [off, off+n) of t as float32: the storage itself
+// for an F32 tensor, else widened into buf (grown as needed).
+func span(t *Tensor, off, n int, buf *[]float32) []float32 {
+	if t.dtype == kernels.F32 {
+		return t.F32[off : off+n]
+	}
+	b := grow(buf, n)
+	widen(b, t, off)
+	return b
+}
+
+// grow returns (*buf)[:n], reallocating when the capacity is too small.
+func grow(buf *[]float32, n int) []float32 {
+	if cap(*buf) < n {
+		*buf = make([]float32, n+n/4)
+	}
+	return (*buf)[:n]
+}
+
+// bf16 widens a bfloat16 to float32 (exact).
+func bf16(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+
+// f16 widens an IEEE half to float32 (exact, including subnormals, ±Inf and
+// NaN payloads).
+func f16(h uint16) float32 {
+	sign := uint32(h&0x8000) << 16
+	exp := uint32(h>>10) & 0x1f
+	mant := uint32(h & 0x3ff)
+	switch exp {
+	case 0: // zero or subnormal: mant × 2⁻²⁴, exact in float32
+		return math.Float32frombits(sign | math.Float32bits(float32(mant)*0x1p-24))
+	case 0x1f: // Inf or NaN
+		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
+	}
+	return math.Float32frombits(sign | (exp+112)<<23 | mant<<13)
+}
+
+func widenBF16(dst []float32, src []uint16) {
+	src = src[:len(dst)]
+	for i, h := range src {
+		dst[i] = math.Float32frombits(uint32(h) << 16)
+	}
+}
+
+func widenF16(dst []float32, src []uint16) {
+	src = src[:len(dst)]
+	for i, h := range src {
+		dst[i] = f16(h)
+	}
+}
