@@ -1,0 +1,38 @@
+# Tessera: `make run` serves the bundled model, `make test` is what CI runs.
+GO      ?= go
+BIN     ?= bin/tessera
+MODEL   ?= models/docbloom-3m
+PROMPT  ?= 694,202,675,202
+FUZZTIME ?= 15s
+
+.PHONY: all build run test vet fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/tessera
+
+# Generate from the bundled model (a trained 3.5M-parameter BLOOM).
+run: build
+	$(BIN) generate --model $(MODEL) --prompt-ids $(PROMPT) --max-tokens 48
+
+vet:
+	$(GO) vet ./...
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+
+# Unit, golden-parity and integration tests, then each fuzz target briefly.
+test: vet
+	$(GO) test -count=1 ./...
+	$(MAKE) fuzz
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzOpen$$' -fuzztime=$(FUZZTIME) ./worker/weights
+
+# Speed figures live here, not in tests; docs/benchmarks.md records them.
+bench:
+	$(GO) test -run='^$$' -bench=. -benchtime=30x ./worker/model/llama
+	$(GO) test -run='^$$' -bench=. ./kernels/cpu
+
+clean:
+	rm -rf bin
