@@ -34,7 +34,7 @@ func New(l *model.Loader, s *spec.Spec, o *model.Options) (model.Model, error) {
 	slopes := spec.ALiBiSlopes(s.Heads)
 	for i := range s.Layers {
 		p := fmt.Sprintf("transformer.h.%d.", i)
-		qkv := fusedQKV(l, p+"self_attention.query_key_value", s)
+		qkv := nn.FusedQKV(l, p+"self_attention.query_key_value", s.Heads, d, h)
 		m.Layers = append(m.Layers, &nn.PreNormBlock{
 			InputNorm: layerNorm(l, s, p+"input_layernorm"),
 			Attention: nn.SelfAttention{
@@ -74,30 +74,9 @@ func (m *Model) Forward(ctx context.Context, batch *model.Batch, logits kernels.
 }
 
 func layerNorm(l *model.Loader, s *spec.Spec, prefix string) nn.Norm {
-	return nn.NewNorm(s, l.Tensor(prefix+".weight", s.Hidden), l.Tensor(prefix+".bias", s.Hidden))
+	return nn.LoadLayerNorm(l, prefix, s.Hidden, s.NormEps)
 }
 
 func linear(l *model.Loader, prefix string, out, in int) nn.Linear {
-	return nn.Linear{Weight: l.Tensor(prefix+".weight", out, in), Bias: l.Tensor(prefix+".bias", out)}
-}
-
-// fusedQKV splits a [heads·3·head_dim, hidden] projection into Q, K and V.
-// Rows are laid out [heads, 3, head_dim], so each head contributes one
-// contiguous run of rows to each of Q, K and V.
-func fusedQKV(l *model.Loader, prefix string, s *spec.Spec) [3]nn.Linear {
-	d, rows := s.HeadDim, 3*s.Hidden
-	var parts [3][][2]int
-	for h := range s.Heads {
-		for j := range 3 {
-			start := (3*h + j) * d
-			parts[j] = append(parts[j], [2]int{start, start + d})
-		}
-	}
-	w := l.Split(prefix+".weight", []int{rows, s.Hidden}, parts[0], parts[1], parts[2])
-	bias := l.Split(prefix+".bias", []int{rows}, parts[0], parts[1], parts[2])
-	var out [3]nn.Linear
-	for j := range out {
-		out[j] = nn.Linear{Weight: w[j], Bias: bias[j]}
-	}
-	return out
+	return nn.LoadLinear(l, prefix, out, in, true)
 }

@@ -77,5 +77,5 @@ func rmsNorm(l *model.Loader, s *spec.Spec, prefix string) nn.Norm {
 }
 
 func linear(l *model.Loader, prefix string, out, in int) nn.Linear {
-	return nn.Linear{Weight: l.Tensor(prefix+".weight", out, in)}
+	return nn.LoadLinear(l, prefix, out, in, false)
 }

@@ -57,13 +57,27 @@ type Decoder struct {
 
 // Init sizes the decoder's cache and workspace for spec s.
 func (d *Decoder) Init(s *spec.Spec, b kernels.Backend, o *model.Options, streams int) error {
-	cache, err := model.NewCache(b, s.Layers, s.KVHeads, s.HeadDim, o)
+	return d.InitStack(s, b, o, Stack{Layers: s.Layers, Heads: s.Heads, KVHeads: s.KVHeads,
+		HeadDim: s.HeadDim, FFN: s.Intermediate, Streams: streams})
+}
+
+// Stack is the geometry of a layer stack. Init takes it from the spec; an
+// encoder-decoder's encoder has its own.
+type Stack struct {
+	Layers, Heads, KVHeads, HeadDim, FFN int
+	Streams                              int
+}
+
+// InitStack sizes the cache and workspace for a stack of another
+// geometry than the spec's decoder (an encoder's).
+func (d *Decoder) InitStack(s *spec.Spec, b kernels.Backend, o *model.Options, st Stack) error {
+	cache, err := model.NewCache(b, st.Layers, st.KVHeads, st.HeadDim, o)
 	if err != nil {
 		return err
 	}
 	d.spec, d.b, d.cache = s, b, cache
-	d.ws = NewWorkspace(b, Dims{Hidden: s.Hidden, QWidth: s.Heads * s.HeadDim,
-		KVWidth: s.KVHeads * s.HeadDim, FFN: s.Intermediate, Streams: streams})
+	d.ws = NewWorkspace(b, Dims{Hidden: s.Hidden, QWidth: st.Heads * st.HeadDim,
+		KVWidth: st.KVHeads * st.HeadDim, FFN: st.FFN, Streams: st.Streams})
 	return nil
 }
 
@@ -76,8 +90,26 @@ func (d *Decoder) Spec() *spec.Spec { return d.spec }
 // Backend is where the model's tensors live.
 func (d *Decoder) Backend() kernels.Backend { return d.b }
 
-// Run embeds the batch, applies every layer, and writes the logits.
+// Workspace is the scratch memory of the last run; after Hidden its X
+// holds the final hidden states.
+func (d *Decoder) Workspace() *Workspace { return d.ws }
+
+// Run embeds the batch, applies every layer, writes the logits and
+// advances the batch's sequences.
 func (d *Decoder) Run(ctx context.Context, e Embedder, batch *model.Batch, logits kernels.Tensor) error {
+	if err := d.Hidden(ctx, e, batch); err != nil {
+		return err
+	}
+	d.Head.Forward(d.b, d.ws, d.ws.X, logits)
+	d.ws.Commit()
+	return nil
+}
+
+// Hidden embeds the batch and applies every layer, leaving the hidden
+// states [tokens, hidden] in Workspace().X. The tokens' keys and values
+// are in the cache, but the sequences are not advanced: an encoder reads
+// the states and releases its sequence.
+func (d *Decoder) Hidden(ctx context.Context, e Embedder, batch *model.Batch) error {
 	if err := batch.Validate(d.spec.Vocab); err != nil {
 		return err
 	}
@@ -92,7 +124,5 @@ func (d *Decoder) Run(ctx context.Context, e Embedder, batch *model.Batch, logit
 		}
 		layer.Forward(d.b, ws, d.cache, i)
 	}
-	d.Head.Forward(d.b, ws, ws.X, logits)
-	ws.Commit()
 	return nil
 }

@@ -78,12 +78,69 @@ func (a *SelfAttention) Forward(b kernels.Backend, ws *Workspace, cache *kvcache
 		sp := &ws.spans[i]
 		seq := sp.seq
 		b.WriteKV(cache.K[layer], cache.V[layer], sp.k, sp.v, cache.BlockSize, seq.Table, seq.Len)
-		sp.att = kernels.Attention{
-			Heads: a.Heads, KVHeads: a.KVHeads, HeadDim: a.HeadDim, Scale: a.Scale,
-			Mask: a.Mask, PrefixLen: seq.PrefixLen, Slopes: a.Slopes,
-			BlockSize: cache.BlockSize, Table: seq.Table, Keys: seq.Len + sp.n,
-		}
+		sp.att = attention(a.Heads, a.KVHeads, a.HeadDim, a.Scale, a.Mask, cache, seq, seq.Len+sp.n)
+		sp.att.Slopes = a.Slopes
 		b.Attend(sp.ctx, sp.q, cache.K[layer], cache.V[layer], &sp.att)
+	}
+	a.O.Forward(b, dst, ws.Ctx)
+}
+
+// attention describes one span's attention over the first keys tokens of
+// seq in cache.
+func attention(heads, kvHeads, headDim int, scale float32, mask kernels.Mask, cache *kvcache.Cache, seq *kvcache.Seq, keys int) kernels.Attention {
+	return kernels.Attention{
+		Heads: heads, KVHeads: kvHeads, HeadDim: headDim, Scale: scale,
+		Mask: mask, PrefixLen: seq.PrefixLen,
+		BlockSize: cache.BlockSize, Table: seq.Table, Keys: keys,
+	}
+}
+
+// Memory is what cross-attention reads: an encoder's output projected to
+// keys and values once per request, kept per decoder layer in a paged
+// cache of its own. Sources holds, per batch span, the sequence of that
+// cache the span's decoder sequence attends to.
+type Memory struct {
+	Cache   *kvcache.Cache
+	Sources []*kvcache.Seq
+}
+
+// CrossAttention is an encoder-decoder's attention from decoder states to
+// the encoder output (the original Transformer's second sublayer). Keys
+// and values come from Memory; Remember fills it once per request.
+type CrossAttention struct {
+	Q, K, V, O     Linear
+	Heads, HeadDim int
+	Scale          float32
+}
+
+// Remember projects the encoder output memory [m, hidden] to keys and
+// values for layer and stores them as tokens 0..m-1 of src, whose blocks
+// the caller has reserved. k and v are scratch [m, heads·headDim].
+func (a *CrossAttention) Remember(b kernels.Backend, cache *kvcache.Cache, layer int, src *kvcache.Seq, memory, k, v kernels.Tensor) {
+	a.K.Forward(b, k, memory)
+	a.V.Forward(b, v, memory)
+	b.WriteKV(cache.K[layer], cache.V[layer], k, v, cache.BlockSize, src.Table, 0)
+}
+
+// Forward attends x [n, hidden] to each span's source in ws.Memory and
+// writes the projected output into dst [n, hidden].
+func (a *CrossAttention) Forward(b kernels.Backend, ws *Workspace, layer int, dst, x kernels.Tensor) {
+	a.Q.Forward(b, ws.Q, x)
+	cache := ws.Memory.Cache
+	for i := range ws.spans {
+		sp := &ws.spans[i]
+		src := ws.Memory.Sources[i]
+		sp.att = attention(a.Heads, a.Heads, a.HeadDim, a.Scale, kernels.Bidirectional, cache, src, src.Len)
+		// Attend wants no more queries than keys. Every query sees every
+		// source token, so a span longer than its source runs in chunks.
+		if sp.n <= src.Len {
+			b.Attend(sp.ctx, sp.q, cache.K[layer], cache.V[layer], &sp.att)
+			continue
+		}
+		for lo := 0; lo < sp.n; lo += src.Len {
+			hi := min(lo+src.Len, sp.n)
+			b.Attend(b.Rows(sp.ctx, lo, hi), b.Rows(sp.q, lo, hi), cache.K[layer], cache.V[layer], &sp.att)
+		}
 	}
 	a.O.Forward(b, dst, ws.Ctx)
 }
@@ -116,7 +173,8 @@ func (m *GatedMLP) Forward(b kernels.Backend, ws *Workspace, dst, x kernels.Tens
 }
 
 // LMHead is the final norm and the vocabulary projection, applied only to
-// the rows that need logits.
+// the rows that need logits. A Norm without weights is skipped (Marian
+// has no final norm).
 type LMHead struct {
 	Norm Norm
 	Proj Linear
@@ -126,7 +184,9 @@ type LMHead struct {
 // into logits [rows, vocab].
 func (h *LMHead) Forward(b kernels.Backend, ws *Workspace, x, logits kernels.Tensor) {
 	b.Embedding(ws.Sel, x, ws.selRows)
-	h.Norm.Forward(b, ws.Sel, ws.Sel)
+	if h.Norm.Weight != nil {
+		h.Norm.Forward(b, ws.Sel, ws.Sel)
+	}
 	h.Proj.Forward(b, logits, ws.Sel)
 }
 

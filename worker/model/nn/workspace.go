@@ -33,6 +33,9 @@ type Workspace struct {
 	Sel kernels.Tensor
 	// Pos holds each position stream, one entry per batch token.
 	Pos [][]int32
+	// Memory is the encoder output cross-attention reads; encoder-decoder
+	// models set it before each run.
+	Memory Memory
 
 	spans   []spanView
 	selRows []int32
