@@ -129,10 +129,16 @@ func (b *Backend) Attend(dst, q, kCache, vCache kernels.Tensor, a *kernels.Atten
 		return
 	}
 	checkTable("Attend", a.Table, kc.shape[0], (a.Keys+a.BlockSize-1)/a.BlockSize)
+	// Work items are (query, kv head, part): the q heads that share a kv head
+	// read each cached row once, token-major, so a group costs one pass over
+	// its keys and values. When there are fewer groups than goroutines (a
+	// decode with few kv heads), each group's heads are dealt into parts.
+	groups := n * a.KVHeads
+	parts := min(max((b.threads+groups-1)/groups, 1), (a.Heads+a.KVHeads-1)/a.KVHeads)
 	j := b.pool.get(attendKernel)
 	j.t[0], j.t[1], j.t[2], j.t[3] = d, qt, kc, vc
-	j.attn, j.i[0] = a, n
-	b.pool.run(j, n*a.Heads, 1, n*a.Heads*a.Keys*a.HeadDim*2)
+	j.attn, j.i[0], j.i[1] = a, n, parts
+	b.pool.run(j, groups*parts, 1, n*a.Heads*a.Keys*a.HeadDim*2)
 }
 
 // visible is how many leading keys the query at absolute position p sees;
@@ -149,47 +155,74 @@ func visible(a *kernels.Attention, p int) int {
 
 func attendKernel(j *job, s *scratch, lo, hi int) {
 	a := j.attn
-	n := j.i[0]
+	n, parts := j.i[0], j.i[1]
 	hd, bs := a.HeadDim, a.BlockSize
 	stride := a.Heads * hd
 	kvStride := a.KVHeads * hd
-	kc, vc := j.t[2].F32, j.t[3].F32
+	kc, vc, q, out := j.t[2].F32, j.t[3].F32, j.t[1].F32, j.t[0].F32
 	for item := lo; item < hi; item++ {
-		i, h := item/a.Heads, item%a.Heads
+		i, g, part := item/(a.KVHeads*parts), item/parts%a.KVHeads, item%parts
+		// hs: this part's query heads reading kv head g.
+		hs, rank := s.heads[:0], 0
+		for h := range a.Heads {
+			if a.KVHead(h) == g {
+				if rank%parts == part {
+					hs = append(hs, h)
+				}
+				rank++
+			}
+		}
+		s.heads = hs
 		keys := visible(a, a.Keys-n+i)
-		kvOff := a.KVHead(h) * hd
-		q := j.t[1].F32[i*stride+h*hd : i*stride+h*hd+hd]
-		out := j.t[0].F32[i*stride+h*hd : i*stride+h*hd+hd]
-		scores := grow(&s.a, keys)
-		var slope float32
-		if a.Slopes != nil {
-			slope = a.Slopes[h]
+		if len(hs) == 0 || keys == 0 {
+			continue
 		}
-		m := float32(math.Inf(-1))
+		scores := grow(&s.a, len(hs)*keys)
+		kvOff := g * hd
 		for t0 := 0; t0 < keys; t0 += bs {
-			base := int(a.Table[t0/bs]) * bs * kvStride
+			base := int(a.Table[t0/bs])*bs*kvStride + kvOff
 			for t := t0; t < min(t0+bs, keys); t++ {
-				off := base + (t-t0)*kvStride + kvOff
-				sc := dot(q, kc[off:off+hd])*a.Scale + slope*float32(t)
-				scores[t] = sc
-				m = max(m, sc)
+				krow := kc[base+(t-t0)*kvStride:][:hd]
+				for x, h := range hs {
+					sc := dot(q[i*stride+h*hd:][:hd], krow) * a.Scale
+					if a.Slopes != nil {
+						sc += a.Slopes[h] * float32(t)
+					}
+					scores[x*keys+t] = sc
+				}
 			}
 		}
-		var sum float64
-		for t, sc := range scores {
-			e := float32(math.Exp(float64(sc - m)))
-			scores[t] = e
-			sum += float64(e)
+		for x, h := range hs {
+			probs(scores[x*keys : x*keys+keys])
+			clear(out[i*stride+h*hd:][:hd])
 		}
-		inv := float32(1 / sum)
-		clear(out)
 		for t0 := 0; t0 < keys; t0 += bs {
-			base := int(a.Table[t0/bs]) * bs * kvStride
+			base := int(a.Table[t0/bs])*bs*kvStride + kvOff
 			for t := t0; t < min(t0+bs, keys); t++ {
-				off := base + (t-t0)*kvStride + kvOff
-				axpy(out, vc[off:off+hd], scores[t]*inv)
+				vrow := vc[base+(t-t0)*kvStride:][:hd]
+				for x, h := range hs {
+					axpy(out[i*stride+h*hd:][:hd], vrow, scores[x*keys+t])
+				}
 			}
 		}
+	}
+}
+
+// probs turns scores into softmax probabilities in place.
+func probs(sc []float32) {
+	m := float32(math.Inf(-1))
+	for _, v := range sc {
+		m = max(m, v)
+	}
+	var sum float64
+	for t, v := range sc {
+		e := float32(math.Exp(float64(v - m)))
+		sc[t] = e
+		sum += float64(e)
+	}
+	inv := float32(1 / sum)
+	for t := range sc {
+		sc[t] *= inv
 	}
 }
 

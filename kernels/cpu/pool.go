@@ -33,6 +33,7 @@ type job struct {
 // list. Buffers grow on first use and are reused afterwards.
 type scratch struct {
 	a, b, c []float32
+	heads   []int
 }
 
 // pool runs jobs on a fixed set of worker goroutines started once. The

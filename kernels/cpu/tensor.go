@@ -126,18 +126,18 @@ func grow(buf *[]float32, n int) []float32 {
 func bf16(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
 
 // f16 widens an IEEE half to float32 (exact, including subnormals, ±Inf and
-// NaN payloads).
+// NaN payloads). It is small enough to inline into the kernels' loops.
 func f16(h uint16) float32 {
-	sign := uint32(h&0x8000) << 16
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h & 0x3ff)
-	switch exp {
+	v := uint32(h&0x7fff) << 13
+	switch h & 0x7c00 {
 	case 0: // zero or subnormal: mant × 2⁻²⁴, exact in float32
-		return math.Float32frombits(sign | math.Float32bits(float32(mant)*0x1p-24))
-	case 0x1f: // Inf or NaN
-		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
+		v = math.Float32bits(float32(v>>13) * 0x1p-24)
+	case 0x7c00: // Inf or NaN: exponent 31 becomes 255
+		v |= 0x7f800000
+	default: // rebias the exponent from 15 to 127
+		v += 112 << 23
 	}
-	return math.Float32frombits(sign | (exp+112)<<23 | mant<<13)
+	return math.Float32frombits(uint32(h&0x8000)<<16 | v)
 }
 
 func widenBF16(dst []float32, src []uint16) {
