@@ -29,6 +29,12 @@ type Loader struct {
 	err      error
 }
 
+// NewLoader reads tensors of ckpt onto backend b (Load makes one for each
+// model; tests of single blocks make their own).
+func NewLoader(b kernels.Backend, ckpt *weights.Checkpoint) *Loader {
+	return newLoader(b, ckpt, nil)
+}
+
 func newLoader(b kernels.Backend, ckpt *weights.Checkpoint, progress func(Progress)) *Loader {
 	l := &Loader{b: b, ckpt: ckpt, progress: progress}
 	for _, n := range ckpt.Names() {

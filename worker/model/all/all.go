@@ -4,5 +4,6 @@ package all
 
 import (
 	_ "github.com/tessera-llm/tessera/worker/model/bloom"
+	_ "github.com/tessera-llm/tessera/worker/model/chatglm"
 	_ "github.com/tessera-llm/tessera/worker/model/llama"
 )

@@ -51,11 +51,7 @@ func New(l *model.Loader, s *spec.Spec, o *model.Options) (model.Model, error) {
 			},
 		})
 	}
-	head := m.WordEmbeddings
-	if !s.TiedEmbeddings {
-		head = l.Tensor("lm_head.weight", s.Vocab, h)
-	}
-	m.Head = nn.LMHead{Norm: layerNorm(l, s, "transformer.ln_f"), Proj: nn.Linear{Weight: head}}
+	m.Head = nn.LoadLMHead(l, s, layerNorm(l, s, "transformer.ln_f"), m.WordEmbeddings)
 	if err := l.Err(); err != nil {
 		return nil, err
 	}

@@ -51,11 +51,7 @@ func New(l *model.Loader, s *spec.Spec, o *model.Options) (model.Model, error) {
 			},
 		})
 	}
-	head := m.EmbedTokens
-	if !s.TiedEmbeddings {
-		head = l.Tensor("lm_head.weight", s.Vocab, h)
-	}
-	m.Head = nn.LMHead{Norm: rmsNorm(l, s, "model.norm"), Proj: nn.Linear{Weight: head}}
+	m.Head = nn.LoadLMHead(l, s, rmsNorm(l, s, "model.norm"), m.EmbedTokens)
 	if err := l.Err(); err != nil {
 		return nil, err
 	}

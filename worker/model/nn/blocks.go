@@ -38,33 +38,3 @@ func addNorm(b kernels.Backend, ws *Workspace, norm *Norm) {
 	b.Add(ws.X, ws.X, ws.A)
 	norm.Forward(b, ws.X, ws.X)
 }
-
-// DeepNormBlock is ChatGLM-6B's layer. Each sublayer reads the
-// normalised input and the residual is that normalised input scaled by
-// Alpha (√(2·layers)):
-//
-//	h = InputNorm(x);         x = Alpha·h + Attention(h)
-//	h = PostAttentionNorm(x); x = Alpha·h + MLP(h)
-type DeepNormBlock struct {
-	InputNorm         Norm
-	Attention         SelfAttention
-	PostAttentionNorm Norm
-	MLP               FeedForward
-	Alpha             float32
-}
-
-// Forward runs the block on ws.X.
-func (blk *DeepNormBlock) Forward(b kernels.Backend, ws *Workspace, cache *kvcache.Cache, index int) {
-	blk.InputNorm.Forward(b, ws.H, ws.X)
-	blk.Attention.Forward(b, ws, cache, index, ws.A, ws.H)
-	blk.scaledResidual(b, ws)
-	blk.PostAttentionNorm.Forward(b, ws.H, ws.X)
-	blk.MLP.Forward(b, ws, ws.A, ws.H)
-	blk.scaledResidual(b, ws)
-}
-
-// scaledResidual is X = Alpha·H + A.
-func (blk *DeepNormBlock) scaledResidual(b kernels.Backend, ws *Workspace) {
-	b.Scale(ws.X, ws.H, blk.Alpha)
-	b.Add(ws.X, ws.X, ws.A)
-}

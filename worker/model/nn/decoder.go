@@ -21,20 +21,33 @@ type FeedForward interface {
 
 // PreNormBlock is the GPT-2 style layer BLOOM and LLaMA share:
 // x += Attention(InputNorm(x)); x += MLP(PostAttentionNorm(x)).
+//
+// With Alpha set it is ChatGLM-6B's DeepNorm layer instead: each residual
+// is the normalised input scaled by Alpha (√(2·layers)), so
+// h = InputNorm(x); x = Alpha·h + Attention(h), and likewise for the MLP.
 type PreNormBlock struct {
 	InputNorm         Norm
 	Attention         SelfAttention
 	PostAttentionNorm Norm
 	MLP               FeedForward
+	Alpha             float32
 }
 
 // Forward runs the block on ws.X.
 func (blk *PreNormBlock) Forward(b kernels.Backend, ws *Workspace, cache *kvcache.Cache, index int) {
 	blk.InputNorm.Forward(b, ws.H, ws.X)
 	blk.Attention.Forward(b, ws, cache, index, ws.A, ws.H)
-	b.Add(ws.X, ws.X, ws.A)
+	blk.residual(b, ws)
 	blk.PostAttentionNorm.Forward(b, ws.H, ws.X)
 	blk.MLP.Forward(b, ws, ws.A, ws.H)
+	blk.residual(b, ws)
+}
+
+// residual adds the sublayer output A to X, or to Alpha·H for DeepNorm.
+func (blk *PreNormBlock) residual(b kernels.Backend, ws *Workspace) {
+	if blk.Alpha != 0 {
+		b.Scale(ws.X, ws.H, blk.Alpha)
+	}
 	b.Add(ws.X, ws.X, ws.A)
 }
 

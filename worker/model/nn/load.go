@@ -1,6 +1,8 @@
 package nn
 
 import (
+	"github.com/tessera-llm/tessera/kernels"
+	"github.com/tessera-llm/tessera/shard/spec"
 	"github.com/tessera-llm/tessera/worker/model"
 )
 
@@ -54,4 +56,15 @@ func FusedGLU(l *model.Loader, prefix string, inner, hidden int, bias bool) (gat
 		gate.Bias, up.Bias = b[0], b[1]
 	}
 	return gate, up
+}
+
+// LoadLMHead is the final norm and the vocabulary projection: the token
+// embeddings when the spec ties them, lm_head.weight [vocab, hidden]
+// otherwise.
+func LoadLMHead(l *model.Loader, s *spec.Spec, norm Norm, embeddings kernels.Tensor) LMHead {
+	proj := embeddings
+	if !s.TiedEmbeddings {
+		proj = l.Tensor("lm_head.weight", s.Vocab, s.Hidden)
+	}
+	return LMHead{Norm: norm, Proj: Linear{Weight: proj}}
 }
