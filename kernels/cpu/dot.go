@@ -42,20 +42,21 @@ func dotBF16(a []float32, b []uint16) float32 {
 	return (s0 + s1) + (s2 + s3)
 }
 
-// dotF16 is dot with b stored as IEEE half, widened on the fly.
+// dotF16 is dot with b stored as IEEE half, widened through f16Table.
 func dotF16(a []float32, b []uint16) float32 {
+	tab := f16Table()
 	b = b[:len(a)]
 	var s0, s1, s2, s3 float32
 	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		aa, bb := a[i:i+4:i+4], b[i:i+4:i+4]
-		s0 += aa[0] * f16(bb[0])
-		s1 += aa[1] * f16(bb[1])
-		s2 += aa[2] * f16(bb[2])
-		s3 += aa[3] * f16(bb[3])
+	for ; i+8 <= len(a); i += 8 {
+		aa, bb := a[i:i+8:i+8], b[i:i+8:i+8]
+		s0 += aa[0]*tab[bb[0]] + aa[4]*tab[bb[4]]
+		s1 += aa[1]*tab[bb[1]] + aa[5]*tab[bb[5]]
+		s2 += aa[2]*tab[bb[2]] + aa[6]*tab[bb[6]]
+		s3 += aa[3]*tab[bb[3]] + aa[7]*tab[bb[7]]
 	}
 	for ; i < len(a); i++ {
-		s0 += a[i] * f16(b[i])
+		s0 += a[i] * tab[b[i]]
 	}
 	return (s0 + s1) + (s2 + s3)
 }
@@ -105,4 +106,29 @@ func dot4x4(x0, x1, x2, x3, w0, w1, w2, w3 []float32) (c [16]float32) {
 		c33 += v * d
 	}
 	return [16]float32{c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33}
+}
+
+// dot2x4 returns the 8 dots of x rows 0..1 with weight rows 0..3 as
+// c[4*xi+wi]. Eight accumulators fit amd64's registers without spills.
+func dot2x4(x0, x1, w0, w1, w2, w3 []float32) (c [8]float32) {
+	k := len(x0)
+	x1 = x1[:k]
+	w0, w1, w2, w3 = w0[:k], w1[:k], w2[:k], w3[:k]
+	var c00, c01, c02, c03, c10, c11, c12, c13 float32
+	for i := range k {
+		a, b := x0[i], x1[i]
+		w := w0[i]
+		c00 += a * w
+		c10 += b * w
+		w = w1[i]
+		c01 += a * w
+		c11 += b * w
+		w = w2[i]
+		c02 += a * w
+		c12 += b * w
+		w = w3[i]
+		c03 += a * w
+		c13 += b * w
+	}
+	return [8]float32{c00, c01, c02, c03, c10, c11, c12, c13}
 }

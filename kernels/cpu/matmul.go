@@ -128,16 +128,13 @@ func gemmKernel(j *job, s *scratch, lo, hi int) {
 		w0, w1, w2, w3 := wb[:k], wb[k:2*k], wb[2*k:3*k], wb[3*k:4*k]
 		b0, b1, b2, b3 := biasAt(bt, r0), biasAt(bt, r0+1), biasAt(bt, r0+2), biasAt(bt, r0+3)
 		i := 0
-		for ; i+4 <= n; i += 4 {
-			xb := x[i*k : (i+4)*k]
-			c := dot4x4(xb[:k], xb[k:2*k], xb[2*k:3*k], xb[3*k:4*k], w0, w1, w2, w3)
-			for ii := range 4 {
-				o := out[(i+ii)*m+r0 : (i+ii)*m+r0+4]
-				o[0] = c[ii*4+0] + b0
-				o[1] = c[ii*4+1] + b1
-				o[2] = c[ii*4+2] + b2
-				o[3] = c[ii*4+3] + b3
-			}
+		for ; i+2 <= n; i += 2 {
+			xb := x[i*k : (i+2)*k]
+			c := dot2x4(xb[:k], xb[k:2*k], w0, w1, w2, w3)
+			o := out[i*m+r0 : i*m+r0+4]
+			o[0], o[1], o[2], o[3] = c[0]+b0, c[1]+b1, c[2]+b2, c[3]+b3
+			o = out[(i+1)*m+r0 : (i+1)*m+r0+4]
+			o[0], o[1], o[2], o[3] = c[4]+b0, c[5]+b1, c[6]+b2, c[7]+b3
 		}
 		for ; i < n; i++ {
 			c := dot1x4(x[i*k:i*k+k], w0, w1, w2, w3)

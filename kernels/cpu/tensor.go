@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/tessera-llm/tessera/kernels"
 )
@@ -148,8 +149,20 @@ func widenBF16(dst []float32, src []uint16) {
 }
 
 func widenF16(dst []float32, src []uint16) {
+	tab := f16Table()
 	src = src[:len(dst)]
 	for i, h := range src {
-		dst[i] = f16(h)
+		dst[i] = tab[h]
 	}
 }
+
+// f16Table maps every half to its float32 value (256 KiB, built on first
+// use). In the kernels' loops one load beats f16's branches: the exponents
+// real weights use touch a small, cache-resident part of it.
+var f16Table = sync.OnceValue(func() *[1 << 16]float32 {
+	t := new([1 << 16]float32)
+	for i := range t {
+		t[i] = f16(uint16(i))
+	}
+	return t
+})
