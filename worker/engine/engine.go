@@ -56,12 +56,7 @@ func (g *Generator) PromptLogits(ctx context.Context, ids []int32) ([][]float32,
 	if err := g.lm.Forward(ctx, &batch, out); err != nil {
 		return nil, err
 	}
-	flat := make([]float32, len(ids)*g.vocab)
-	b.Read(out, flat)
-	rows := make([][]float32, len(ids))
-	for i := range rows {
-		rows[i] = flat[i*g.vocab : (i+1)*g.vocab : (i+1)*g.vocab]
-	}
+	rows := model.ReadRows(b, out)
 	return rows, nil
 }
 

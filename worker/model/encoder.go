@@ -3,6 +3,7 @@ package model
 import (
 	"context"
 
+	"github.com/tessera-llm/tessera/kernels"
 	"github.com/tessera-llm/tessera/worker/kvcache"
 )
 
@@ -69,4 +70,17 @@ type Seq2SeqLM interface {
 	EncodeSource(ctx context.Context, seq *kvcache.Seq, src []int32) error
 	// ReleaseSource frees what EncodeSource bound to seq.
 	ReleaseSource(seq *kvcache.Seq)
+}
+
+// ReadRows copies a [n, d] tensor to the host as n rows of one block.
+func ReadRows(b kernels.Backend, t kernels.Tensor) [][]float32 {
+	n := t.Shape()[0]
+	d := t.Len() / max(n, 1)
+	flat := make([]float32, n*d)
+	b.Read(t, flat)
+	rows := make([][]float32, n)
+	for i := range rows {
+		rows[i] = flat[i*d : (i+1)*d : (i+1)*d]
+	}
+	return rows
 }

@@ -3,6 +3,7 @@
 package all
 
 import (
+	_ "github.com/tessera-llm/tessera/worker/model/bert"
 	_ "github.com/tessera-llm/tessera/worker/model/bloom"
 	_ "github.com/tessera-llm/tessera/worker/model/chatglm"
 	_ "github.com/tessera-llm/tessera/worker/model/llama"

@@ -157,3 +157,31 @@ func equalIDs(a, b []int32) bool {
 	}
 	return true
 }
+
+// CheckRows compares rows of outputs (logits or hidden states) with
+// golden rows at Tolerance, naming each bad row.
+func CheckRows(t *testing.T, what string, got [][]float32, want [][]float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("%s: %d rows, golden has %d", what, len(got), len(want))
+		return
+	}
+	for i := range got {
+		if e := RelErr(got[i], want[i]); e > Tolerance {
+			t.Errorf("%s row %d: relative error %.2e > %.0e", what, i, e, Tolerance)
+		}
+	}
+}
+
+// ReadGolden decodes dir/golden.json into v, for fixtures whose cases
+// are not causal-LM cases.
+func ReadGolden(t testing.TB, dir string, v any) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, "golden.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		t.Fatalf("%s: %v", dir, err)
+	}
+}
