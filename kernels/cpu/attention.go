@@ -102,6 +102,9 @@ func (b *Backend) Attend(dst, q, kCache, vCache kernels.Tensor, a *kernels.Atten
 		panic(fmt.Sprintf("cpu.Attend: q %v, dst %v, want [n %d]", qt, d, stride))
 	}
 	n := qt.Len() / stride
+	if overlaps(d, qt) || overlaps(d, kc) || overlaps(d, vc) {
+		panic("cpu.Attend: dst must not share storage with q or the caches")
+	}
 	if a.Keys < n {
 		panic(fmt.Sprintf("cpu.Attend: %d queries but only %d keys", n, a.Keys))
 	}

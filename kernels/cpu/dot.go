@@ -74,40 +74,6 @@ func dot1x4(x, w0, w1, w2, w3 []float32) (c [4]float32) {
 	return [4]float32{c0, c1, c2, c3}
 }
 
-// dot4x4 returns the 16 dots of x rows 0..3 with weight rows 0..3 as
-// c[4*xi+wi].
-func dot4x4(x0, x1, x2, x3, w0, w1, w2, w3 []float32) (c [16]float32) {
-	k := len(x0)
-	x1, x2, x3 = x1[:k], x2[:k], x3[:k]
-	w0, w1, w2, w3 = w0[:k], w1[:k], w2[:k], w3[:k]
-	var c00, c01, c02, c03, c10, c11, c12, c13 float32
-	var c20, c21, c22, c23, c30, c31, c32, c33 float32
-	for i := range k {
-		a, b, cc, d := w0[i], w1[i], w2[i], w3[i]
-		v := x0[i]
-		c00 += v * a
-		c01 += v * b
-		c02 += v * cc
-		c03 += v * d
-		v = x1[i]
-		c10 += v * a
-		c11 += v * b
-		c12 += v * cc
-		c13 += v * d
-		v = x2[i]
-		c20 += v * a
-		c21 += v * b
-		c22 += v * cc
-		c23 += v * d
-		v = x3[i]
-		c30 += v * a
-		c31 += v * b
-		c32 += v * cc
-		c33 += v * d
-	}
-	return [16]float32{c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33}
-}
-
 // dot2x4 returns the 8 dots of x rows 0..1 with weight rows 0..3 as
 // c[4*xi+wi]. Eight accumulators fit amd64's registers without spills.
 func dot2x4(x0, x1, w0, w1, w2, w3 []float32) (c [8]float32) {

@@ -27,6 +27,9 @@ func (b *Backend) MatMul(dst, x, w, bias kernels.Tensor) {
 	if len(d.shape) == 0 || lastDim(d) != m || d.Len() != n*m {
 		panic(fmt.Sprintf("cpu.MatMul: dst %v, want [%d %d] for x %v · w %v", d, n, m, xt, wt))
 	}
+	if overlaps(d, xt) {
+		panic("cpu.MatMul: dst must not share storage with x")
+	}
 	var bt *Tensor
 	if bias != nil {
 		bt = tensor("MatMul", bias)

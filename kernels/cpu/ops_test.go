@@ -75,6 +75,7 @@ func TestShapePanics(t *testing.T) {
 		{"matmul k", "does not end in k=5", func() { b.MatMul(b.Alloc(2, 4), x, w, nil) }},
 		{"matmul dst", "dst", func() { b.MatMul(b.Alloc(2, 3), b.Alloc(2, 5), w, nil) }},
 		{"matmul bias", "bias", func() { b.MatMul(b.Alloc(2, 4), b.Alloc(2, 5), w, b.Alloc(3)) }},
+		{"matmul alias", "must not share", func() { x := b.Alloc(8, 4); b.MatMul(b.Rows(x, 2, 6), b.Rows(x, 0, 4), b.Alloc(4, 4), nil) }},
 		{"data of half", "not F32", func() { h, _ := upload(t, b, kernels.BF16, make([]float32, 4), 4); Data(h) }},
 		{"view count", "has 7 elements", func() { b.View(x, 7) }},
 		{"rows range", "out of range", func() { b.Rows(x, 1, 3) }},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"unsafe"
 
 	"github.com/tessera-llm/tessera/kernels"
 )
@@ -166,3 +167,12 @@ var f16Table = sync.OnceValue(func() *[1 << 16]float32 {
 	}
 	return t
 })
+
+// overlaps reports whether two float32 tensors share any storage.
+func overlaps(a, b *Tensor) bool {
+	if len(a.F32) == 0 || len(b.F32) == 0 {
+		return false
+	}
+	pa, pb := uintptr(unsafe.Pointer(unsafe.SliceData(a.F32))), uintptr(unsafe.Pointer(unsafe.SliceData(b.F32)))
+	return pa < pb+uintptr(4*len(b.F32)) && pb < pa+uintptr(4*len(a.F32))
+}
