@@ -7,4 +7,5 @@ import (
 	_ "github.com/tessera-llm/tessera/worker/model/bloom"
 	_ "github.com/tessera-llm/tessera/worker/model/chatglm"
 	_ "github.com/tessera-llm/tessera/worker/model/llama"
+	_ "github.com/tessera-llm/tessera/worker/model/marian"
 )

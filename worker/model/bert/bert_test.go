@@ -28,12 +28,7 @@ func load(t *testing.T) (model.MaskedLM, golden) {
 	t.Helper()
 	dir := filepath.Join(modeltest.Root(t), "testdata/golden/bert")
 	var g golden
-	modeltest.ReadGolden(t, dir, &g)
-	m, err := model.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mlm, ok := m.(model.MaskedLM)
+	mlm, ok := modeltest.Load(t, dir, &g).(model.MaskedLM)
 	if !ok {
 		t.Fatal("bert is not a model.MaskedLM")
 	}

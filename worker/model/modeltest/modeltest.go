@@ -173,8 +173,19 @@ func CheckRows(t *testing.T, what string, got [][]float32, want [][]float64) {
 	}
 }
 
-// ReadGolden decodes dir/golden.json into v, for fixtures whose cases
-// are not causal-LM cases.
+// Load reads dir/golden.json into golden (for fixtures whose cases are
+// not causal-LM cases) and loads the model in dir.
+func Load(t testing.TB, dir string, golden any, opts ...model.Option) model.Model {
+	t.Helper()
+	ReadGolden(t, dir, golden)
+	m, err := model.Load(dir, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// ReadGolden decodes dir/golden.json into v.
 func ReadGolden(t testing.TB, dir string, v any) {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(dir, "golden.json"))
