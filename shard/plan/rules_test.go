@@ -48,31 +48,89 @@ func header(t *testing.T, path string) map[string][]int {
 	return out
 }
 
-// chatglmSpec is the ChatGLM fixture's shape (built by hand: shard/spec
-// parses chatglm configs in another change).
+// chatglmSpec is the ChatGLM fixture's shape, optionally with GLM-130B's
+// GeGLU MLP.
 func chatglmSpec(gated bool) *spec.Spec {
 	return &spec.Spec{Arch: "chatglm", Hidden: 64, Layers: 3, Heads: 4, KVHeads: 4, HeadDim: 16, Intermediate: 160,
 		Vocab: 512, Positions: spec.RoPE2D, NormEps: 1e-5, Gated: gated}
 }
 
-func fixtureSpec(t *testing.T, name string) *spec.Spec {
-	if name == "chatglm" {
-		return chatglmSpec(false)
-	}
-	s, err := spec.Load(filepath.Join("../../testdata/golden", name))
+func fixtureSpec(t *testing.T, dir string) *spec.Spec {
+	s, err := spec.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
+var fixtures = map[string]string{
+	"bloom":    "../../testdata/golden/bloom",
+	"llama":    "../../testdata/golden/llama",
+	"chatglm":  "../../testdata/golden/chatglm",
+	"docbloom": "../../models/docbloom-3m",
+}
+
+// TestEstimateMatchesCheckpoint: a whole-model plan's weight estimate is
+// the checkpoint's parameter count times the element size, and splitting
+// adds only the replicated tensors (norms, and kv heads where replicated).
+func TestEstimateMatchesCheckpoint(t *testing.T) {
+	for name, dir := range fixtures {
+		t.Run(name, func(t *testing.T) {
+			s := fixtureSpec(t, dir)
+			var params int64
+			for _, shape := range header(t, filepath.Join(dir, "model.safetensors")) {
+				n := int64(1)
+				for _, d := range shape {
+					n *= int64(d)
+				}
+				params += n
+			}
+			one, err := New(s, equalWorkers(1, 0), WithDTypeBytes(4))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := one.Stages[0].Ranks[0].WeightBytes; got != 4*params {
+				t.Errorf("whole-model estimate %d bytes, checkpoint %d", got, 4*params)
+			}
+			tp := 3
+			split, err := New(s, equalWorkers(tp, 0), WithShape(1, tp), WithDTypeBytes(4))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rules, _ := Rules(s.Arch)
+			var replicated int64
+			for _, r := range rules {
+				if r.Kind != Replicated || !split.Needs(0, r, 0) {
+					continue
+				}
+				n := int64(r.Shape(s)[0])
+				if r.Place == EveryLayer {
+					n *= int64(s.Layers)
+				}
+				replicated += n
+			}
+			var sum int64
+			for _, r := range split.Stages[0].Ranks {
+				sum += r.WeightBytes
+			}
+			if s.KVHeads == s.Heads {
+				if want := 4 * (params + int64(tp-1)*replicated); sum != want {
+					t.Errorf("tp=%d ranks hold %d bytes, want %d", tp, sum, want)
+				}
+			} else if sum <= 4*(params+int64(tp-1)*replicated) {
+				t.Errorf("tp=%d ranks hold %d bytes: kv replication not counted", tp, sum)
+			}
+		})
+	}
+}
+
 // TestRulesCoverFixtures: every tensor of each fixture checkpoint has a
 // rule, the rule's shape is the tensor's, and every rule names a tensor.
 func TestRulesCoverFixtures(t *testing.T) {
-	for _, name := range []string{"bloom", "llama", "chatglm"} {
+	for name, dir := range fixtures {
 		t.Run(name, func(t *testing.T) {
-			s := fixtureSpec(t, name)
-			shapes := header(t, filepath.Join("../../testdata/golden", name, "model.safetensors"))
+			s := fixtureSpec(t, dir)
+			shapes := header(t, filepath.Join(dir, "model.safetensors"))
 			rules, err := Rules(s.Arch)
 			if err != nil {
 				t.Fatal(err)
