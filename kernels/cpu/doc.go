@@ -16,6 +16,7 @@
 // MatMul has two shapes of kernel. Few rows of x (decode) stream each
 // weight row once, parallel over output columns, with half weights widened
 // on the fly. Many rows (prefill) take 4 weight rows at a time, widened once
-// into per-goroutine scratch, and dot them with 4 rows of x at a time, so
-// each weight is loaded once per 4 x rows instead of once per row.
+// into per-goroutine scratch, and dot them with 2 rows of x at a time (8
+// accumulators: as many as Go keeps in registers), so each weight block is
+// widened once and reused across all of x.
 package cpu

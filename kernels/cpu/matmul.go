@@ -9,7 +9,7 @@ import (
 // gemmMinRows is the row count of x from which MatMul switches from the
 // streaming GEMV kernel (parallel over weight rows, each weight row read
 // once and dotted with every x row) to the register-blocked GEMM kernel
-// (4 x rows × 4 weight rows per step, half weights widened once per block).
+// (2 x rows × 4 weight rows per step, half weights widened once per block).
 const gemmMinRows = 4
 
 // MatMul: dst[n,m] = x[n,k] · w[m,k]ᵀ (+ bias[m]). x and dst are float32
@@ -109,7 +109,7 @@ func gemvKernel(j *job, s *scratch, lo, hi int) {
 }
 
 // gemmKernel computes weight-row blocks [lo, hi) of 4 rows each for all n
-// rows of x, 4 x rows at a time, so each widened weight block is reused
+// rows of x, 2 x rows at a time, so each widened weight block is reused
 // across all of x and each x row across 4 weight rows.
 func gemmKernel(j *job, s *scratch, lo, hi int) {
 	d, xt, wt, bt := j.t[0], j.t[1], j.t[2], j.t[3]
