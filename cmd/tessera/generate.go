@@ -77,7 +77,9 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 	var maxTokens int
 	var p sampling.Params
 	var ignoreEOS bool
-	fs := newFlagSet("generate", "generate --model DIR --prompt-ids 5,77,300 --max-tokens N [--temperature T --top-k K --top-p P --seed S] [--json]", stderr)
+	fs := newFlagSet("generate", "generate --model DIR --prompt-ids 5,77,300 --max-tokens N [--temperature T --top-k K --top-p P --seed S] [--json]\n\n"+
+		"For an encoder-decoder (marian) --prompt-ids is the source; decoding starts from the decoder start token,\n"+
+		"which generated_ids leaves out.", stderr)
 	mf.register(fs)
 	fs.IntVar(&maxTokens, "max-tokens", 32, "how many tokens to generate at most")
 	fs.Float64Var(&p.Temperature, "temperature", 0, "sampling temperature; 0 is greedy")
@@ -112,7 +114,13 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 	eos := int32(lm.Spec().EOS)
 	isEOS := func(id int32) bool { return !ignoreEOS && eos >= 0 && id == eos }
 	start := time.Now()
-	ids, err := engine.New(lm).Generate(ctx, prompt, maxTokens, sampler, isEOS, nil)
+	gen := engine.New(lm)
+	var ids []int32
+	if _, ok := lm.(model.Seq2SeqLM); ok {
+		ids, err = gen.Translate(ctx, prompt, maxTokens, sampler, isEOS, nil)
+	} else {
+		ids, err = gen.Generate(ctx, prompt, maxTokens, sampler, isEOS, nil)
+	}
 	if err != nil {
 		return err
 	}
@@ -131,12 +139,18 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 
 func runLogits(args []string, stdout, stderr io.Writer) error {
 	var mf modelFlags
-	fs := newFlagSet("logits", "logits --model DIR --prompt-ids 5,77,300 --json", stderr)
+	var decoderIDs string
+	fs := newFlagSet("logits", "logits --model DIR --prompt-ids 5,77,300 [--decoder-ids 3,17] --json", stderr)
 	mf.register(fs)
+	fs.StringVar(&decoderIDs, "decoder-ids", "", "encoder-decoder models: the decoder input (starting with the decoder start token); --prompt-ids is the source")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	prompt, err := mf.prompt()
+	if err != nil {
+		return err
+	}
+	dec, err := parseIDs(decoderIDs)
 	if err != nil {
 		return err
 	}
@@ -148,19 +162,37 @@ func runLogits(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rows, err := engine.New(lm).PromptLogits(context.Background(), prompt)
+	rows, scored, err := promptLogits(lm, prompt, dec)
 	if err != nil {
 		return err
 	}
 	if !mf.json {
 		for i, r := range rows {
-			fmt.Fprintf(stdout, "position %d (token %d): argmax %d\n", i, prompt[i], sampling.Greedy(r))
+			fmt.Fprintf(stdout, "position %d (token %d): argmax %d\n", i, scored[i], sampling.Greedy(r))
 		}
 		return nil
 	}
 	return json.NewEncoder(stdout).Encode(struct {
 		Logits [][]float32 `json:"logits"`
 	}{rows})
+}
+
+// promptLogits scores prompt, or for an encoder-decoder the decoder ids
+// given prompt as the source. It returns the logits and the ids scored.
+func promptLogits(lm model.CausalLM, prompt, dec []int32) ([][]float32, []int32, error) {
+	gen := engine.New(lm)
+	if _, ok := lm.(model.Seq2SeqLM); ok {
+		if len(dec) == 0 {
+			return nil, nil, fmt.Errorf("%w: %s is an encoder-decoder: --decoder-ids is required (--prompt-ids is the source)", errUsage, lm.Spec().Arch)
+		}
+		rows, err := gen.DecoderLogits(context.Background(), prompt, dec)
+		return rows, dec, err
+	}
+	if len(dec) > 0 {
+		return nil, nil, fmt.Errorf("%w: --decoder-ids is for encoder-decoder models; %s is a decoder", errUsage, lm.Spec().Arch)
+	}
+	rows, err := gen.PromptLogits(context.Background(), prompt)
+	return rows, prompt, err
 }
 
 func nonNil(ids []int32) []int32 {

@@ -15,19 +15,10 @@ import (
 	"github.com/tessera-llm/tessera/worker/weights"
 )
 
-type golden struct {
-	Cases []struct {
-		InputIDs        []int32     `json:"input_ids"`
-		TokenTypeIDs    []int32     `json:"token_type_ids"`
-		LastHiddenState [][]float64 `json:"last_hidden_state"`
-		MLMLogits       [][]float64 `json:"mlm_logits"`
-	} `json:"cases"`
-}
-
-func load(t *testing.T) (model.MaskedLM, golden) {
+func load(t *testing.T) (model.MaskedLM, modeltest.EncoderGolden) {
 	t.Helper()
 	dir := filepath.Join(modeltest.Root(t), "testdata/golden/bert")
-	var g golden
+	var g modeltest.EncoderGolden
 	mlm, ok := modeltest.Load(t, dir, &g).(model.MaskedLM)
 	if !ok {
 		t.Fatal("bert is not a model.MaskedLM")

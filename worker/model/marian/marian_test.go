@@ -16,21 +16,10 @@ import (
 	"github.com/tessera-llm/tessera/worker/model/modeltest"
 )
 
-type golden struct {
-	Cases []struct {
-		InputIDs               []int32     `json:"input_ids"`
-		EncoderLastHiddenState [][]float64 `json:"encoder_last_hidden_state"`
-		GreedyIDs              []int32     `json:"greedy_ids"`
-		DecoderLogits          [][]float64 `json:"decoder_logits"`
-		ProbeDecoderIDs        []int32     `json:"probe_decoder_ids"`
-		ProbeDecoderLogits     [][]float64 `json:"probe_decoder_logits"`
-	} `json:"cases"`
-}
-
-func load(t *testing.T, opts ...model.Option) (model.Seq2SeqLM, golden) {
+func load(t *testing.T, opts ...model.Option) (model.Seq2SeqLM, modeltest.Seq2SeqGolden) {
 	t.Helper()
 	dir := filepath.Join(modeltest.Root(t), "testdata/golden/transformer-marian")
-	var g golden
+	var g modeltest.Seq2SeqGolden
 	s2s, ok := modeltest.Load(t, dir, &g, opts...).(model.Seq2SeqLM)
 	if !ok {
 		t.Fatal("marian is not a model.Seq2SeqLM")

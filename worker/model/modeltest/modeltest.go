@@ -196,3 +196,27 @@ func ReadGolden(t testing.TB, dir string, v any) {
 		t.Fatalf("%s: %v", dir, err)
 	}
 }
+
+// EncoderGolden is golden.json of a BERT fixture.
+type EncoderGolden struct {
+	Cases []struct {
+		InputIDs        []int32     `json:"input_ids"`
+		TokenTypeIDs    []int32     `json:"token_type_ids"`
+		LastHiddenState [][]float64 `json:"last_hidden_state"`
+		MLMLogits       [][]float64 `json:"mlm_logits"`
+	} `json:"cases"`
+}
+
+// Seq2SeqGolden is golden.json of an encoder-decoder fixture. GreedyIDs
+// begin with the decoder start token; DecoderLogits are the logits for
+// GreedyIDs without its last token.
+type Seq2SeqGolden struct {
+	Cases []struct {
+		InputIDs               []int32     `json:"input_ids"`
+		EncoderLastHiddenState [][]float64 `json:"encoder_last_hidden_state"`
+		GreedyIDs              []int32     `json:"greedy_ids"`
+		DecoderLogits          [][]float64 `json:"decoder_logits"`
+		ProbeDecoderIDs        []int32     `json:"probe_decoder_ids"`
+		ProbeDecoderLogits     [][]float64 `json:"probe_decoder_logits"`
+	} `json:"cases"`
+}
