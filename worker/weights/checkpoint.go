@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -386,6 +387,9 @@ func (c *Checkpoint) Cols(name string, start, end int) ([]byte, error) {
 	esz := int64(t.info.DType.Size())
 	stride := int64(cols) * esz
 	width := int64(end-start) * esz
+	if int64(rows)*width > math.MaxInt {
+		return nil, fmt.Errorf("weights: Cols(%q, %d, %d) on %s: %d bytes do not fit in memory on this platform; take fewer columns", name, start, end, t.info.File, int64(rows)*width)
+	}
 	out := make([]byte, int64(rows)*width)
 	if width == 0 {
 		return out, nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -529,7 +530,7 @@ func TestWriteRejects(t *testing.T) {
 		{"short data", []WriteTensor{{Name: "a", DType: F32, Shape: []int{2}, Data: make([]byte, 7)}}, ErrByteCount},
 		{"unknown dtype", []WriteTensor{{Name: "a", DType: "Q8", Shape: []int{1}, Data: make([]byte, 1)}}, ErrUnknownDType},
 		{"negative dim", []WriteTensor{{Name: "a", DType: U8, Shape: []int{-1}}}, ErrBadHeader},
-		{"overflow", []WriteTensor{{Name: "a", DType: F64, Shape: []int{1 << 62, 4}}}, ErrBadHeader},
+		{"overflow", []WriteTensor{{Name: "a", DType: F64, Shape: []int{math.MaxInt, math.MaxInt, 4}}}, ErrBadHeader},
 		{"duplicate", []WriteTensor{{Name: "a", DType: U8, Shape: []int{1}, Data: []byte{1}}, {Name: "a", DType: U8, Shape: []int{1}, Data: []byte{1}}}, ErrBadHeader},
 		{"reserved name", []WriteTensor{{Name: "__metadata__", DType: U8, Shape: []int{1}, Data: []byte{1}}}, ErrBadHeader},
 		{"empty name", []WriteTensor{{Name: "", DType: U8, Shape: []int{1}, Data: []byte{1}}}, ErrBadHeader},

@@ -3,6 +3,7 @@ package weights
 import (
 	"fmt"
 	"io"
+	"math"
 	"os"
 )
 
@@ -53,6 +54,9 @@ func (m *mmapSource) close() error {
 type fileSource struct{ f *os.File }
 
 func (s *fileSource) view(off, n int64) ([]byte, error) {
+	if n > math.MaxInt {
+		return nil, fmt.Errorf("weights: %s: %d bytes at offset %d do not fit in memory on this platform; read fewer rows", s.f.Name(), n, off)
+	}
 	buf := make([]byte, n)
 	if err := s.readAt(buf, off); err != nil {
 		return nil, err
