@@ -5,7 +5,7 @@ MODEL   ?= models/docbloom-3m
 PROMPT  ?= 694,202,675,202
 FUZZTIME ?= 15s
 
-.PHONY: all build run test vet fuzz bench clean
+.PHONY: all build run test vet fuzz bench proto clean
 
 all: build
 
@@ -33,6 +33,16 @@ fuzz:
 bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=30x ./worker/model/llama
 	$(GO) test -run='^$$' -bench=. ./kernels/cpu
+
+# Regenerate proto/tessera/v1 with the pinned plugins (go.mod tool deps) and
+# Debian's protoc (apt-get install protobuf-compiler libprotobuf-dev).
+proto:
+	protoc -I proto -I /usr/include \
+	  --plugin=protoc-gen-go="$$($(GO) tool -n protoc-gen-go)" \
+	  --plugin=protoc-gen-go-grpc="$$($(GO) tool -n protoc-gen-go-grpc)" \
+	  --go_out=proto --go_opt=paths=source_relative \
+	  --go-grpc_out=proto --go-grpc_opt=paths=source_relative \
+	  proto/tessera/v1/*.proto
 
 clean:
 	rm -rf bin
