@@ -31,6 +31,8 @@ type Model struct {
 	Positions  kernels.Tensor
 	EmbedScale float32
 	start      int32
+	// cross is each decoder layer's cross-attention.
+	cross []*nn.CrossAttention
 
 	// memory holds each bound source's cross-attention keys and values.
 	memory  *kvcache.Cache
@@ -68,15 +70,17 @@ func New(l *model.Loader, s *spec.Spec, o *model.Options) (model.Model, error) {
 	}
 	for i := range s.Layers {
 		p := fmt.Sprintf("model.decoder.layers.%d.", i)
-		cross := attention(l, p+"encoder_attn", h, s.Heads, kernels.Bidirectional)
+		self := attention(l, p+"self_attn", h, s.Heads, kernels.Causal)
+		q, k, v, o := projections(l, p+"encoder_attn", h)
+		cross := &nn.CrossAttention{Q: q, K: k, V: v, O: o, Heads: s.Heads, HeadDim: s.HeadDim, Scale: self.Scale}
+		m.cross = append(m.cross, cross)
 		m.Decoder.Layers = append(m.Decoder.Layers, &nn.PostNormBlock{
-			Attention:     attention(l, p+"self_attn", h, s.Heads, kernels.Causal),
+			Attention:     self,
 			AttentionNorm: layerNorm(l, s, p+"self_attn_layer_norm"),
-			Cross: &nn.CrossAttention{Q: cross.Q, K: cross.K, V: cross.V, O: cross.O,
-				Heads: cross.Heads, HeadDim: cross.HeadDim, Scale: cross.Scale},
-			CrossNorm:  layerNorm(l, s, p+"encoder_attn_layer_norm"),
-			MLP:        mlp(l, p, h, s.Intermediate, act),
-			OutputNorm: layerNorm(l, s, p+"final_layer_norm"),
+			Cross:         cross,
+			CrossNorm:     layerNorm(l, s, p+"encoder_attn_layer_norm"),
+			MLP:           mlp(l, p, h, s.Intermediate, act),
+			OutputNorm:    layerNorm(l, s, p+"final_layer_norm"),
 		})
 	}
 	m.Decoder.Head = nn.LoadLMHead(l, s, nn.Norm{}, m.Shared)
@@ -101,16 +105,17 @@ func New(l *model.Loader, s *spec.Spec, o *model.Options) (model.Model, error) {
 	return m, err
 }
 
+// projections are an attention's q_proj, k_proj, v_proj and out_proj.
+func projections(l *model.Loader, p string, hidden int) (q, k, v, o nn.Linear) {
+	return nn.LoadLinear(l, p+".q_proj", hidden, hidden, true), nn.LoadLinear(l, p+".k_proj", hidden, hidden, true),
+		nn.LoadLinear(l, p+".v_proj", hidden, hidden, true), nn.LoadLinear(l, p+".out_proj", hidden, hidden, true)
+}
+
 func attention(l *model.Loader, p string, hidden, heads int, mask kernels.Mask) nn.SelfAttention {
 	d := hidden / heads
-	return nn.SelfAttention{
-		Q:     nn.LoadLinear(l, p+".q_proj", hidden, hidden, true),
-		K:     nn.LoadLinear(l, p+".k_proj", hidden, hidden, true),
-		V:     nn.LoadLinear(l, p+".v_proj", hidden, hidden, true),
-		O:     nn.LoadLinear(l, p+".out_proj", hidden, hidden, true),
-		Heads: heads, KVHeads: heads, HeadDim: d,
-		Scale: float32(1 / math.Sqrt(float64(d))), Mask: mask,
-	}
+	q, k, v, o := projections(l, p, hidden)
+	return nn.SelfAttention{Q: q, K: k, V: v, O: o, Heads: heads, KVHeads: heads, HeadDim: d,
+		Scale: float32(1 / math.Sqrt(float64(d))), Mask: mask}
 }
 
 func mlp(l *model.Loader, p string, hidden, ffn int, act kernels.Activation) *nn.MLP {
@@ -204,8 +209,8 @@ func (m *Model) EncodeSource(ctx context.Context, seq *kvcache.Seq, src []int32)
 	}
 	b := m.Backend()
 	err := m.encode(ctx, src, func(ws *nn.Workspace) {
-		for i, layer := range m.Decoder.Layers {
-			layer.(*nn.PostNormBlock).Cross.Remember(b, m.memory, i, mem, ws.X, ws.K, ws.V)
+		for i, cross := range m.cross {
+			cross.Remember(b, m.memory, i, mem, ws.X, ws.K, ws.V)
 		}
 	})
 	if err != nil {
