@@ -9,6 +9,7 @@ import (
 
 	_ "github.com/tessera-llm/tessera/kernels/cpu"
 	"github.com/tessera-llm/tessera/worker/engine"
+	"github.com/tessera-llm/tessera/worker/kvcache"
 	"github.com/tessera-llm/tessera/worker/model"
 	_ "github.com/tessera-llm/tessera/worker/model/chatglm"
 	"github.com/tessera-llm/tessera/worker/model/modeltest"
@@ -49,4 +50,12 @@ func TestPromptNeedsMaskThenBOS(t *testing.T) {
 	if _, err := gen.PromptLogits(context.Background(), []int32{40, 41, 4, 1}); err != nil {
 		t.Fatalf("[MASK] before <bos>: %v", err)
 	}
+}
+
+func TestDecodeAllocatesNothing(t *testing.T) {
+	m, err := model.Load(filepath.Join(modeltest.Root(t), "testdata/golden/chatglm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	modeltest.CheckDecodeAllocs(t, m.(model.CausalLM), &kvcache.Seq{}, []int32{40, 41, 5, 1})
 }

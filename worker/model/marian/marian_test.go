@@ -100,3 +100,13 @@ func TestDecoderNeedsSource(t *testing.T) {
 		t.Fatalf("source id outside vocab: err = %v, want ErrBadBatch", err)
 	}
 }
+
+func TestDecodeAllocatesNothing(t *testing.T) {
+	m, _ := load(t)
+	var seq kvcache.Seq
+	if err := m.EncodeSource(context.Background(), &seq, []int32{40, 41, 42, 2}); err != nil {
+		t.Fatal(err)
+	}
+	defer m.ReleaseSource(&seq)
+	modeltest.CheckDecodeAllocs(t, m, &seq, []int32{m.DecoderStart(), 150})
+}

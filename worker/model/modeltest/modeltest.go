@@ -12,6 +12,7 @@ import (
 
 	"github.com/tessera-llm/tessera/coordinator/sampling"
 	"github.com/tessera-llm/tessera/worker/engine"
+	"github.com/tessera-llm/tessera/worker/kvcache"
 	"github.com/tessera-llm/tessera/worker/model"
 )
 
@@ -219,4 +220,32 @@ type Seq2SeqGolden struct {
 		ProbeDecoderIDs        []int32     `json:"probe_decoder_ids"`
 		ProbeDecoderLogits     [][]float64 `json:"probe_decoder_logits"`
 	} `json:"cases"`
+}
+
+// CheckDecodeAllocs prefills prompt into seq (a fresh sequence, or one an
+// encoder-decoder has bound a source to) and fails if a decode step then
+// allocates.
+func CheckDecodeAllocs(t *testing.T, lm model.CausalLM, seq *kvcache.Seq, prompt []int32) {
+	t.Helper()
+	ctx := context.Background()
+	logits := lm.Backend().Alloc(1, lm.Spec().Vocab)
+	defer lm.Cache().Release(seq)
+	if err := lm.Forward(ctx, &model.Batch{Tokens: prompt, Spans: []model.Span{{Seq: seq, N: len(prompt)}}}, logits); err != nil {
+		t.Fatal(err)
+	}
+	batch := model.Batch{Tokens: []int32{prompt[len(prompt)-1]}, Spans: []model.Span{{Seq: seq, N: 1}}}
+	var err error
+	step := func() {
+		if e := lm.Forward(ctx, &batch, logits); e != nil && err == nil {
+			err = e
+		}
+	}
+	step() // the first decode step lays out the workspace for one token
+	allocs := testing.AllocsPerRun(20, step)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if allocs != 0 {
+		t.Errorf("decode step allocates %.1f times per token, want 0", allocs)
+	}
 }
