@@ -103,6 +103,12 @@ func openSingle(path string) (*Checkpoint, error) {
 
 // openFile validates the header of one safetensors file and maps it.
 func openFile(path string) (source, []tensor, map[string]string, error) {
+	// Stat first: opening a FIFO or device could block or misbehave.
+	if st, err := os.Stat(path); err != nil {
+		return nil, nil, nil, fmt.Errorf("weights: %w", err)
+	} else if !st.Mode().IsRegular() {
+		return nil, nil, nil, fmt.Errorf("weights: %s is not a regular file (%v); pass a safetensors file, an index .json or a directory", path, st.Mode().Type())
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("weights: %w", err)

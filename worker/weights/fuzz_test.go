@@ -196,3 +196,43 @@ func readAll(t *testing.T, c *Checkpoint) [][]byte {
 	}
 	return out
 }
+
+// FuzzIndex opens a fuzzed model.safetensors.index.json beside two
+// valid shards.
+func FuzzIndex(f *testing.F) {
+	for _, s := range []string{
+		`{"metadata":{"total_size":14},"weight_map":{"a":"s1.safetensors","b":"s2.safetensors"}}`,
+		`{"weight_map":{"a":"s1.safetensors","b":"s1.safetensors"}}`,
+		`{"weight_map":{"a":"s3.safetensors"}}`,
+		`{"weight_map":{"a":"../s1.safetensors"}}`,
+		`{"weight_map":{"a":"s1.safetensors"},"metadata":{"x":[1,{"y":null}]}}`,
+		`{"weight_map":{}}`,
+		`[]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, index []byte) {
+		dir := t.TempDir()
+		for name, ts := range map[string][]WriteTensor{
+			"s1.safetensors": {{Name: "a", DType: U8, Shape: []int{2}, Data: []byte{1, 2}}},
+			"s2.safetensors": {{Name: "b", DType: BF16, Shape: []int{2, 3}, Data: make([]byte, 12)}},
+		} {
+			if err := Write(filepath.Join(dir, name), ts, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		idx := filepath.Join(dir, IndexFileName)
+		if err := os.WriteFile(idx, index, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Open(idx)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if len(c.Names()) == 0 {
+			t.Fatal("an index with no tensors opened")
+		}
+		readAll(t, c)
+	})
+}
