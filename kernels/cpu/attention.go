@@ -232,6 +232,10 @@ func probs(sc []float32) {
 // axpy: y += alpha·x over len(y).
 func axpy(y, x []float32, alpha float32) {
 	x = x[:len(y)]
+	if useSIMD && len(y) > 0 {
+		axpyAVX(&y[0], &x[0], len(y), alpha)
+		return
+	}
 	i := 0
 	for ; i+4 <= len(y); i += 4 {
 		yy, xx := y[i:i+4:i+4], x[i:i+4:i+4]

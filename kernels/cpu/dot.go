@@ -9,6 +9,11 @@ import "math"
 // dot returns Σ a[i]·b[i] over len(a); len(b) must be at least len(a).
 func dot(a, b []float32) float32 {
 	b = b[:len(a)]
+	if useSIMD && len(a) > 0 {
+		var s float32
+		gemv1F32(&a[0], &b[0], 0, len(a), &s)
+		return s
+	}
 	var s0, s1, s2, s3 float32
 	i := 0
 	for ; i+8 <= len(a); i += 8 {

@@ -37,6 +37,10 @@ func (b *Backend) MatMul(dst, x, w, bias kernels.Tensor) {
 			panic(fmt.Sprintf("cpu.MatMul: bias %v, want %d elements", bt, m))
 		}
 	}
+	if useSIMD && k > 0 {
+		b.matMulSIMD(d, xt, wt, bt, n, m, k)
+		return
+	}
 	var j *job
 	if n < gemmMinRows {
 		j = b.pool.get(gemvKernel)
@@ -145,4 +149,34 @@ func gemmKernel(j *job, s *scratch, lo, hi int) {
 			o[0], o[1], o[2], o[3] = c[0]+b0, c[1]+b1, c[2]+b2, c[3]+b3
 		}
 	}
+}
+
+// matMulSIMD is MatMul on the AVX-512 kernels: GEMV for few rows of x,
+// packed-panel GEMM from simdGemmRows rows.
+func (b *Backend) matMulSIMD(d, xt, wt, bt *Tensor, n, m, k int) {
+	if n < simdGemmRows {
+		j := b.pool.get(gemvSIMDKernel)
+		j.t[0], j.t[1], j.t[2], j.t[3] = d, xt, wt, bt
+		j.i[0], j.i[1], j.i[2] = n, m, k
+		b.pool.run(j, (m+3)/4, 16, n*m*k)
+		return
+	}
+	panels := (n + gemmNR - 1) / gemmNR
+	s := b.pool.scr.get()
+	xp := grow(&s.c, panels*gemmNR*k)
+	j := b.pool.get(packXKernel)
+	j.t[1], j.fs = xt, xp
+	j.i[0], j.i[1] = n, k
+	b.pool.run(j, panels*((k+packChunk-1)/packChunk), 1, panels*gemmNR*k)
+	j = b.pool.get(gemmSIMDKernel)
+	j.t[0], j.t[2], j.t[3], j.fs = d, wt, bt, xp
+	j.i[0], j.i[1], j.i[2] = n, m, k
+	b.pool.run(j, (m+gemmMR-1)/gemmMR, 1, n*m*k)
+	b.pool.scr.put(s)
+}
+
+// gemvSIMDKernel: items are blocks of 4 output columns (weight rows).
+func gemvSIMDKernel(j *job, _ *scratch, lo, hi int) {
+	n, m, k := j.i[0], j.i[1], j.i[2]
+	gemvSIMD(j.t[0].F32, j.t[1].F32, j.t[2], j.t[3], n, m, k, 4*lo, min(4*hi, m))
 }

@@ -144,14 +144,22 @@ func f16(h uint16) float32 {
 
 func widenBF16(dst []float32, src []uint16) {
 	src = src[:len(dst)]
+	if useSIMD && len(dst) > 0 {
+		widenBF16AVX(&dst[0], &src[0], len(dst))
+		return
+	}
 	for i, h := range src {
 		dst[i] = math.Float32frombits(uint32(h) << 16)
 	}
 }
 
 func widenF16(dst []float32, src []uint16) {
-	tab := f16Table()
 	src = src[:len(dst)]
+	if useSIMD && len(dst) > 0 {
+		widenF16AVX(&dst[0], &src[0], len(dst))
+		return
+	}
+	tab := f16Table()
 	for i, h := range src {
 		dst[i] = tab[h]
 	}

@@ -1,0 +1,354 @@
+// Command asmgen writes kernels/cpu/simd_amd64.s: the AVX-512 kernels of
+// the CPU backend. It is a separate module so the main module gains no
+// dependency; run it with `go generate ./kernels/cpu`.
+//
+// The kernels are plain text templates over the weight dtype (F32, BF16,
+// F16): each dtype differs only in how a vector of 16 weights is loaded
+// and widened to float32 (VMOVUPS, VPMOVZXWD+VPSLLD, VCVTPH2PS).
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"strings"
+)
+
+var out bytes.Buffer
+
+func p(format string, args ...any) { fmt.Fprintf(&out, format+"\n", args...) }
+
+// dtype describes how 16 weights of one type become a float32 zmm.
+type dtype struct {
+	name  string // F32, BF16, F16
+	size  int    // bytes per element
+	ptr   string // Go pointer type of the weights
+	load  func(addr, z string) string
+	loadM func(addr, z string) string // zero-masked by K1
+}
+
+var dtypes = []dtype{
+	{"F32", 4, "*float32",
+		func(a, z string) string { return fmt.Sprintf("VMOVUPS %s, %s", a, z) },
+		func(a, z string) string { return fmt.Sprintf("VMOVUPS.Z %s, K1, %s", a, z) }},
+	{"BF16", 2, "*uint16",
+		func(a, z string) string { return fmt.Sprintf("VPMOVZXWD %s, %s; VPSLLD $16, %s, %s", a, z, z, z) },
+		func(a, z string) string { return fmt.Sprintf("VPMOVZXWD.Z %s, K1, %s; VPSLLD $16, %s, %s", a, z, z, z) }},
+	{"F16", 2, "*uint16",
+		func(a, z string) string { return fmt.Sprintf("VCVTPH2PS %s, %s", a, z) },
+		func(a, z string) string { return fmt.Sprintf("VCVTPH2PS.Z %s, K1, %s", a, z) }},
+}
+
+func lines(s string) {
+	for _, l := range strings.Split(s, "; ") {
+		p("\t%s", l)
+	}
+}
+
+// tailMask sets K1 to the low CX bits (1 <= CX < 16); it clobbers AX.
+func tailMask() {
+	p("\tMOVL $1, AX")
+	p("\tSHLL CX, AX")
+	p("\tDECL AX")
+	p("\tKMOVW AX, K1")
+}
+
+// hsum reduces the 16 lanes of Zn into the low lane of Xn (clobbers Z15).
+func hsum(n int) {
+	p("\tVEXTRACTF64X4 $1, Z%d, Y15", n)
+	p("\tVADDPS Y15, Y%d, Y%d", n, n)
+	p("\tVEXTRACTF128 $1, Y%d, X15", n)
+	p("\tVADDPS X15, X%d, X%d", n, n)
+	p("\tVPERMILPD $1, X%d, X15", n)
+	p("\tVADDPS X15, X%d, X%d", n, n)
+	p("\tVMOVSHDUP X%d, X15", n)
+	p("\tVADDSS X15, X%d, X%d", n, n)
+}
+
+// gemv writes gemv{R}{dtype}(x *float32, w *T, ldw, k int, out *float32):
+// out[r] = Σ_p x[p]·w[r·ldw+p] for r < R, with two accumulators per row.
+func gemv(R int, d dtype) {
+	name := fmt.Sprintf("gemv%d%s", R, d.name)
+	p("// func %s(x *float32, w %s, ldw, k int, out *float32)", name, d.ptr)
+	p("TEXT ·%s(SB), NOSPLIT, $0-40", name)
+	p("\tMOVQ x+0(FP), SI")
+	p("\tMOVQ w+8(FP), DI")
+	p("\tMOVQ ldw+16(FP), BX")
+	if d.size == 4 {
+		p("\tSHLQ $2, BX")
+	} else {
+		p("\tSHLQ $1, BX")
+	}
+	p("\tMOVQ k+24(FP), CX")
+	p("\tMOVQ out+32(FP), DX")
+	p("\tLEAQ (DI)(BX*2), R8")
+	row := func(r int, off int) string {
+		base := []string{"(DI)", "(DI)(BX*1)", "(R8)", "(R8)(BX*1)"}[r]
+		if off == 0 {
+			return base
+		}
+		return fmt.Sprintf("%d%s", off, base)
+	}
+	for i := range 2 * R {
+		p("\tVPXORD Z%d, Z%d, Z%d", i, i, i)
+	}
+	p("%s_loop32:", name)
+	p("\tCMPQ CX, $32")
+	p("\tJLT %s_loop16", name)
+	p("\tVMOVUPS (SI), Z8")
+	p("\tVMOVUPS 64(SI), Z9")
+	for r := range R {
+		lines(d.load(row(r, 0), "Z10"))
+		lines(d.load(row(r, 16*d.size), "Z11"))
+		p("\tVFMADD231PS Z8, Z10, Z%d", r)
+		p("\tVFMADD231PS Z9, Z11, Z%d", R+r)
+	}
+	p("\tADDQ $128, SI")
+	p("\tADDQ $%d, DI", 32*d.size)
+	p("\tADDQ $%d, R8", 32*d.size)
+	p("\tSUBQ $32, CX")
+	p("\tJMP %s_loop32", name)
+	p("%s_loop16:", name)
+	p("\tCMPQ CX, $16")
+	p("\tJLT %s_tail", name)
+	p("\tVMOVUPS (SI), Z8")
+	for r := range R {
+		lines(d.load(row(r, 0), "Z10"))
+		p("\tVFMADD231PS Z8, Z10, Z%d", r)
+	}
+	p("\tADDQ $64, SI")
+	p("\tADDQ $%d, DI", 16*d.size)
+	p("\tADDQ $%d, R8", 16*d.size)
+	p("\tSUBQ $16, CX")
+	p("%s_tail:", name)
+	p("\tTESTQ CX, CX")
+	p("\tJEQ %s_done", name)
+	tailMask()
+	p("\tVMOVUPS.Z (SI), K1, Z8")
+	for r := range R {
+		lines(d.loadM(row(r, 0), "Z10"))
+		p("\tVFMADD231PS Z8, Z10, Z%d", R+r)
+	}
+	p("%s_done:", name)
+	for r := range R {
+		p("\tVADDPS Z%d, Z%d, Z%d", R+r, r, r)
+		hsum(r)
+		p("\tVMOVSS X%d, %d(DX)", r, 4*r)
+	}
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
+// widen writes widen{dtype}AVX(dst *float32, src *uint16, n int).
+func widen(d dtype) {
+	name := fmt.Sprintf("widen%sAVX", d.name)
+	p("// func %s(dst *float32, src *uint16, n int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-24", name)
+	p("\tMOVQ dst+0(FP), DI")
+	p("\tMOVQ src+8(FP), SI")
+	p("\tMOVQ n+16(FP), CX")
+	p("%s_loop32:", name)
+	p("\tCMPQ CX, $32")
+	p("\tJLT %s_loop16", name)
+	lines(d.load("(SI)", "Z0"))
+	lines(d.load("32(SI)", "Z1"))
+	p("\tVMOVUPS Z0, (DI)")
+	p("\tVMOVUPS Z1, 64(DI)")
+	p("\tADDQ $64, SI")
+	p("\tADDQ $128, DI")
+	p("\tSUBQ $32, CX")
+	p("\tJMP %s_loop32", name)
+	p("%s_loop16:", name)
+	p("\tCMPQ CX, $16")
+	p("\tJLT %s_tail", name)
+	lines(d.load("(SI)", "Z0"))
+	p("\tVMOVUPS Z0, (DI)")
+	p("\tADDQ $32, SI")
+	p("\tADDQ $64, DI")
+	p("\tSUBQ $16, CX")
+	p("%s_tail:", name)
+	p("\tTESTQ CX, CX")
+	p("\tJEQ %s_done", name)
+	tailMask()
+	lines(d.loadM("(SI)", "Z0"))
+	p("\tVMOVUPS Z0, K1, (DI)")
+	p("%s_done:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
+// axpy writes axpyAVX(y, x *float32, n int, a float32): y += a·x.
+func axpy() {
+	const name = "axpyAVX"
+	p("// func %s(y, x *float32, n int, a float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-28", name)
+	p("\tMOVQ y+0(FP), DI")
+	p("\tMOVQ x+8(FP), SI")
+	p("\tMOVQ n+16(FP), CX")
+	p("\tVBROADCASTSS a+24(FP), Z0")
+	p("%s_loop32:", name)
+	p("\tCMPQ CX, $32")
+	p("\tJLT %s_loop16", name)
+	p("\tVMOVUPS (DI), Z1")
+	p("\tVMOVUPS 64(DI), Z2")
+	p("\tVFMADD231PS (SI), Z0, Z1")
+	p("\tVFMADD231PS 64(SI), Z0, Z2")
+	p("\tVMOVUPS Z1, (DI)")
+	p("\tVMOVUPS Z2, 64(DI)")
+	p("\tADDQ $128, SI")
+	p("\tADDQ $128, DI")
+	p("\tSUBQ $32, CX")
+	p("\tJMP %s_loop32", name)
+	p("%s_loop16:", name)
+	p("\tCMPQ CX, $16")
+	p("\tJLT %s_tail", name)
+	p("\tVMOVUPS (DI), Z1")
+	p("\tVFMADD231PS (SI), Z0, Z1")
+	p("\tVMOVUPS Z1, (DI)")
+	p("\tADDQ $64, SI")
+	p("\tADDQ $64, DI")
+	p("\tSUBQ $16, CX")
+	p("%s_tail:", name)
+	p("\tTESTQ CX, CX")
+	p("\tJEQ %s_done", name)
+	tailMask()
+	p("\tVMOVUPS.Z (DI), K1, Z1")
+	p("\tVMOVUPS.Z (SI), K1, Z2")
+	p("\tVFMADD231PS Z2, Z0, Z1")
+	p("\tVMOVUPS Z1, K1, (DI)")
+	p("%s_done:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
+// gemm writes gemm12x32(w *float32, ldw int, xp *float32, k int, c *float32):
+// the prefill micro-kernel. w is 12 float32 rows of stride ldw; xp is a
+// packed panel [k][32] of 32 x rows (transposed); c is a [12][32] tile,
+// overwritten with c[r][l] = Σ_p w[r][p]·xp[p][l]. Each k step broadcasts
+// 12 weights and does 24 FMAs into 24 zmm accumulators.
+func gemm() {
+	const name = "gemm12x32"
+	p("// func %s(w *float32, ldw int, xp *float32, k int, c *float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-40", name)
+	p("\tMOVQ w+0(FP), R8")
+	p("\tMOVQ ldw+8(FP), R9")
+	p("\tSHLQ $2, R9")
+	p("\tMOVQ xp+16(FP), DI")
+	p("\tMOVQ k+24(FP), CX")
+	p("\tMOVQ c+32(FP), DX")
+	p("\tLEAQ (R8)(R9*2), R10")
+	p("\tADDQ R9, R10") // row 3
+	p("\tLEAQ (R10)(R9*2), R11")
+	p("\tADDQ R9, R11") // row 6
+	p("\tLEAQ (R11)(R9*2), R12")
+	p("\tADDQ R9, R12") // row 9
+	for i := range 24 {
+		p("\tVPXORD Z%d, Z%d, Z%d", i, i, i)
+	}
+	addr := func(r, disp int) string {
+		base := []string{"R8", "R10", "R11", "R12"}[r/3]
+		idx := []string{"", "(R9*1)", "(R9*2)"}[r%3]
+		if disp == 0 {
+			return fmt.Sprintf("(%s)%s", base, idx)
+		}
+		return fmt.Sprintf("%d(%s)%s", disp, base, idx)
+	}
+	step := func(s int) {
+		xo := s * 128
+		if xo == 0 {
+			p("\tVMOVUPS (DI), Z24")
+		} else {
+			p("\tVMOVUPS %d(DI), Z24", xo)
+		}
+		p("\tVMOVUPS %d(DI), Z25", xo+64)
+		for r := range 12 {
+			z := 26 + r%4
+			p("\tVBROADCASTSS %s, Z%d", addr(r, 4*s), z)
+			p("\tVFMADD231PS Z24, Z%d, Z%d", z, 2*r)
+			p("\tVFMADD231PS Z25, Z%d, Z%d", z, 2*r+1)
+		}
+	}
+	p("%s_loop4:", name)
+	p("\tCMPQ CX, $4")
+	p("\tJLT %s_loop1", name)
+	for s := range 4 {
+		step(s)
+	}
+	p("\tADDQ $512, DI")
+	for _, b := range []string{"R8", "R10", "R11", "R12"} {
+		p("\tADDQ $16, %s", b)
+	}
+	p("\tSUBQ $4, CX")
+	p("\tJMP %s_loop4", name)
+	p("%s_loop1:", name)
+	p("\tTESTQ CX, CX")
+	p("\tJEQ %s_done", name)
+	step(0)
+	p("\tADDQ $128, DI")
+	for _, b := range []string{"R8", "R10", "R11", "R12"} {
+		p("\tADDQ $4, %s", b)
+	}
+	p("\tDECQ CX")
+	p("\tJMP %s_loop1", name)
+	p("%s_done:", name)
+	for i := range 24 {
+		p("\tVMOVUPS Z%d, %d(DX)", i, 64*i)
+	}
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
+// cpuid writes cpuid(leaf, sub uint32) (a, b, c, d uint32) and
+// xgetbv() (a, d uint32).
+func cpuid() {
+	p("// func cpuid(leaf, sub uint32) (a, b, c, d uint32)")
+	p("TEXT ·cpuid(SB), NOSPLIT, $0-24")
+	p("\tMOVL leaf+0(FP), AX")
+	p("\tMOVL sub+4(FP), CX")
+	p("\tCPUID")
+	p("\tMOVL AX, a+8(FP)")
+	p("\tMOVL BX, b+12(FP)")
+	p("\tMOVL CX, c+16(FP)")
+	p("\tMOVL DX, d+20(FP)")
+	p("\tRET")
+	p("")
+	p("// func xgetbv() (a, d uint32)")
+	p("TEXT ·xgetbv(SB), NOSPLIT, $0-8")
+	p("\tMOVL $0, CX")
+	p("\tXGETBV")
+	p("\tMOVL AX, a+0(FP)")
+	p("\tMOVL DX, d+4(FP)")
+	p("\tRET")
+	p("")
+}
+
+func main() {
+	dst := flag.String("out", "../../simd_amd64.s", "output file")
+	flag.Parse()
+	p("// Code generated by kernels/cpu/internal/asmgen. DO NOT EDIT.")
+	p("")
+	p("//go:build amd64 && !purego")
+	p("")
+	p(`#include "textflag.h"`)
+	p("")
+	cpuid()
+	for _, d := range dtypes {
+		gemv(1, d)
+		gemv(4, d)
+	}
+	for _, d := range dtypes[1:] {
+		widen(d)
+	}
+	axpy()
+	gemm()
+	extra()
+	if err := os.WriteFile(*dst, out.Bytes(), 0o644); err != nil {
+		log.Fatal(err)
+	}
+}

@@ -1,0 +1,136 @@
+package cpu
+
+import "github.com/tessera-llm/tessera/kernels"
+
+// useSIMD selects the AVX-512 assembly kernels (simd_amd64.s). It starts
+// as hasAVX512: true on amd64 CPUs with AVX-512 F/BW/VL, false under the
+// purego build tag or on other architectures. Tests set it false to run
+// the pure-Go fallback on the same inputs; it must not change while ops
+// are running.
+var useSIMD = hasAVX512
+
+// SIMD reports whether the backend runs its AVX-512 kernels.
+func SIMD() bool { return useSIMD }
+
+// Prefill GEMM blocking: gemm12x32 computes a tile of gemmMR weight rows ×
+// gemmNR rows of x. x is packed into panels [k][gemmNR] (transposed, zero
+// padded) once per MatMul; each goroutine takes blocks of gemmMR weight
+// rows (half weights widened once per block) and runs them against every
+// panel, so weights stream from memory once and the panels stay in L2.
+const (
+	gemmMR = 12
+	gemmNR = 32
+	// simdGemmRows is the row count of x from which the SIMD MatMul packs x
+	// and runs the GEMM micro-kernel; below it, the GEMV kernel (4 weight
+	// rows per pass, dotted with each x row while they sit in L1) wins.
+	simdGemmRows = 8
+	// packChunk is the k range one packing item transposes.
+	packChunk = 64
+)
+
+// gemvSIMD computes output columns [lo, hi) for all n rows of x with the
+// AVX-512 GEMV kernels: 4 weight rows per pass, widened in registers.
+func gemvSIMD(out, x []float32, wt, bt *Tensor, n, m, k, lo, hi int) {
+	r := lo
+	for ; r+4 <= hi; r += 4 {
+		for i := range n {
+			o := out[i*m+r : i*m+r+4]
+			xi := &x[i*k]
+			switch wt.dtype {
+			case kernels.F32:
+				gemv4F32(xi, &wt.F32[r*k], k, k, &o[0])
+			case kernels.BF16:
+				gemv4BF16(xi, &wt.Half[r*k], k, k, &o[0])
+			case kernels.F16:
+				gemv4F16(xi, &wt.Half[r*k], k, k, &o[0])
+			}
+			if bt != nil {
+				o[0] += biasAt(bt, r)
+				o[1] += biasAt(bt, r+1)
+				o[2] += biasAt(bt, r+2)
+				o[3] += biasAt(bt, r+3)
+			}
+		}
+	}
+	for ; r < hi; r++ {
+		for i := range n {
+			o := &out[i*m+r]
+			xi := &x[i*k]
+			switch wt.dtype {
+			case kernels.F32:
+				gemv1F32(xi, &wt.F32[r*k], k, k, o)
+			case kernels.BF16:
+				gemv1BF16(xi, &wt.Half[r*k], k, k, o)
+			case kernels.F16:
+				gemv1F16(xi, &wt.Half[r*k], k, k, o)
+			}
+			*o += biasAt(bt, r)
+		}
+	}
+}
+
+// packXKernel transposes x [n, k] into panels [panels][k][gemmNR], zero
+// padding rows past n. Item = (panel, chunk of packChunk k values), so
+// each goroutine writes its own contiguous part of a panel.
+// j.t[1]: x; j.fs: panels; j.i: n, k.
+func packXKernel(j *job, _ *scratch, lo, hi int) {
+	x, xp := j.t[1].F32, j.fs
+	n, k := j.i[0], j.i[1]
+	chunks := (k + packChunk - 1) / packChunk
+	for item := lo; item < hi; item++ {
+		q, c := item/chunks, item%chunks
+		p0, p1 := c*packChunk, min(c*packChunk+packChunk, k)
+		panel := xp[q*gemmNR*k : (q+1)*gemmNR*k]
+		for l := range gemmNR {
+			i := q*gemmNR + l
+			if i >= n {
+				for p := p0; p < p1; p++ {
+					panel[p*gemmNR+l] = 0
+				}
+				continue
+			}
+			row := x[i*k+p0 : i*k+p1]
+			dst := panel[p0*gemmNR+l:]
+			for p, v := range row {
+				dst[p*gemmNR] = v
+			}
+		}
+	}
+}
+
+// gemmSIMDKernel computes weight-row blocks [lo, hi) of gemmMR rows each
+// against every packed panel of x.
+// j.t: dst, -, w, bias; j.fs: panels; j.i: n, m, k.
+func gemmSIMDKernel(j *job, s *scratch, lo, hi int) {
+	d, wt, bt, xp := j.t[0], j.t[2], j.t[3], j.fs
+	n, m, k := j.i[0], j.i[1], j.i[2]
+	out := d.F32
+	tile := grow(&s.b, gemmMR*gemmNR)
+	var bias [gemmMR]float32
+	for blk := lo; blk < hi; blk++ {
+		r0 := blk * gemmMR
+		rows := min(gemmMR, m-r0)
+		var wb []float32
+		if wt.dtype == kernels.F32 && rows == gemmMR {
+			wb = wt.F32[r0*k : (r0+gemmMR)*k]
+		} else {
+			wb = grow(&s.a, gemmMR*k)
+			widen(wb[:rows*k], wt, r0*k)
+			clear(wb[rows*k:])
+		}
+		for r := range rows {
+			bias[r] = biasAt(bt, r0+r)
+		}
+		for q := 0; q*gemmNR < n; q++ {
+			gemm12x32(&wb[0], k, &xp[q*gemmNR*k], k, &tile[0])
+			lanes := min(gemmNR, n-q*gemmNR)
+			o := out[q*gemmNR*m+r0:]
+			for r := range rows {
+				t, bv := tile[r*gemmNR:r*gemmNR+lanes], bias[r]
+				for l, v := range t {
+					o[l*m+r] = v + bv
+				}
+			}
+		}
+	}
+}

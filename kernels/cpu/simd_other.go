@@ -1,0 +1,20 @@
+//go:build !amd64 || purego
+
+package cpu
+
+// hasAVX512 is false where the assembly kernels are not built: every op
+// runs its pure-Go fallback.
+const hasAVX512 = false
+
+func gemv1F32(x, w *float32, ldw, k int, out *float32)          { panic("unreachable") }
+func gemv4F32(x, w *float32, ldw, k int, out *float32)          { panic("unreachable") }
+func gemv1BF16(x *float32, w *uint16, ldw, k int, out *float32) { panic("unreachable") }
+func gemv4BF16(x *float32, w *uint16, ldw, k int, out *float32) { panic("unreachable") }
+func gemv1F16(x *float32, w *uint16, ldw, k int, out *float32)  { panic("unreachable") }
+func gemv4F16(x *float32, w *uint16, ldw, k int, out *float32)  { panic("unreachable") }
+func widenBF16AVX(dst *float32, src *uint16, n int)             { panic("unreachable") }
+func widenF16AVX(dst *float32, src *uint16, n int)              { panic("unreachable") }
+func axpyAVX(y, x *float32, n int, a float32)                   { panic("unreachable") }
+func gemm12x32(w *float32, ldw int, xp *float32, k int, c *float32) {
+	panic("unreachable")
+}

@@ -1,0 +1,204 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/tessera-llm/tessera/kernels"
+)
+
+// withFallback runs f with the pure-Go kernels forced, restoring useSIMD.
+func withFallback(f func()) {
+	saved := useSIMD
+	useSIMD = false
+	defer func() { useSIMD = saved }()
+	f()
+}
+
+// TestFallback reruns the op tests with the pure-Go kernels, so both
+// paths hold to the float64 references whatever the CPU.
+func TestFallback(t *testing.T) {
+	if !useSIMD {
+		t.Skip("the SIMD kernels are not in use: every test already runs the fallback")
+	}
+	for _, tc := range []struct {
+		name string
+		f    func(*testing.T)
+	}{
+		{"MatMul", TestMatMul}, {"MatMul3D", TestMatMul3D}, {"Norms", TestNorms},
+		{"Activations", TestActivations}, {"Softmax", TestSoftmax}, {"Embedding", TestEmbedding},
+		{"AddScale", TestAddScale}, {"RoPE", TestRoPE}, {"Attend", TestAttend},
+		{"DecodeMatchesPrefill", TestDecodeMatchesPrefill}, {"ConcurrentCallers", TestConcurrentCallers},
+		{"TensorBasics", TestTensorBasics}, {"DecodeAllocs", TestDecodeAllocs},
+	} {
+		t.Run(tc.name, func(t *testing.T) { withFallback(func() { tc.f(t) }) })
+	}
+}
+
+// oddLens are vector lengths around the kernels' 16- and 32-lane steps.
+var oddLens = []int{1, 2, 3, 7, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 100, 127, 129, 255, 1000, 1027}
+
+// halfBits returns n random halves of dt (bf16 or f16) and their values,
+// with a few special values (zeros, subnormals, large) mixed in.
+func halfBits(r *rand.Rand, dt kernels.DType, n int) ([]uint16, []float32) {
+	h := make([]uint16, n)
+	v := make([]float32, n)
+	for i := range h {
+		x := float32(r.Float64()*4 - 2)
+		switch r.IntN(16) {
+		case 0:
+			x = 0
+		case 1:
+			x = 3e-6 // an f16 subnormal
+		case 2:
+			x = -6e4
+		}
+		if dt == kernels.BF16 {
+			h[i] = toBF16(x)
+			v[i] = bf16(h[i])
+		} else {
+			h[i] = toF16(x)
+			v[i] = f16(h[i])
+		}
+	}
+	return h, v
+}
+
+func TestSIMDKernels(t *testing.T) {
+	if !hasAVX512 {
+		t.Skip("no AVX-512 kernels on this CPU or build")
+	}
+	r := rand.New(rand.NewPCG(31, 32))
+	for _, n := range oddLens {
+		x, w := randVec(r, n), randVec(r, 4*n+3)
+		var got [4]float32
+		gemv4F32(&x[0], &w[0], n+1, n, &got[0])
+		for row := range 4 {
+			checkDot(t, name("gemv4F32 n=", n, " row ", row), got[row], x, w[row*(n+1):])
+		}
+		gemv1F32(&x[0], &w[n+1], 0, n, &got[0])
+		checkDot(t, name("gemv1F32 n=", n), got[0], x, w[n+1:])
+		checkDot(t, name("dot n=", n), dot(x, w[:n]), x, w)
+
+		for _, dt := range []kernels.DType{kernels.BF16, kernels.F16} {
+			hb, hv := halfBits(r, dt, 4*(n+1))
+			gv4, gv1 := gemv4BF16, gemv1BF16
+			if dt == kernels.F16 {
+				gv4, gv1 = gemv4F16, gemv1F16
+			}
+			gv4(&x[0], &hb[0], n+1, n, &got[0])
+			for row := range 4 {
+				checkDot(t, name("gemv4", dt, " n=", n, " row ", row), got[row], x, hv[row*(n+1):])
+			}
+			gv1(&x[0], &hb[2*(n+1)], 0, n, &got[0])
+			checkDot(t, name("gemv1", dt, " n=", n), got[0], x, hv[2*(n+1):])
+
+			// widen must be exact and must not write past n.
+			dst := make([]float32, n+1)
+			dst[n] = 42
+			if dt == kernels.BF16 {
+				widenBF16(dst[:n], hb[:n])
+			} else {
+				widenF16(dst[:n], hb[:n])
+			}
+			for i := range n {
+				if dst[i] != hv[i] && !(math.IsNaN(float64(dst[i])) && math.IsNaN(float64(hv[i]))) {
+					t.Fatalf("widen %v n=%d [%d] = %v, want %v", dt, n, i, dst[i], hv[i])
+				}
+			}
+			if dst[n] != 42 {
+				t.Fatalf("widen %v n=%d wrote past the end", dt, n)
+			}
+		}
+
+		y := randVec(r, n+1)
+		y[n] = 42
+		wantY := make([]float64, n)
+		for i := range n {
+			wantY[i] = float64(y[i]) + 0.75*float64(x[i])
+		}
+		axpy(y[:n], x, 0.75)
+		assertClose(t, name("axpy n=", n), y[:n], wantY, 1e-6)
+		if y[n] != 42 {
+			t.Fatalf("axpy n=%d wrote past the end", n)
+		}
+	}
+}
+
+// TestF16WidenAllValues: the VCVTPH2PS widening agrees with f16 on every
+// half (NaNs stay NaN).
+func TestF16WidenAllValues(t *testing.T) {
+	src := make([]uint16, 1<<16)
+	for i := range src {
+		src[i] = uint16(i)
+	}
+	dst := make([]float32, len(src))
+	widenF16(dst, src)
+	for i, h := range src {
+		want := f16(h)
+		if math.IsNaN(float64(want)) {
+			if !math.IsNaN(float64(dst[i])) {
+				t.Fatalf("widenF16(%#04x) = %v, want NaN", h, dst[i])
+			}
+			continue
+		}
+		if math.Float32bits(dst[i]) != math.Float32bits(want) {
+			t.Fatalf("widenF16(%#04x) = %v, want %v", h, dst[i], want)
+		}
+	}
+}
+
+// checkDot checks got against Σ x[i]·w[i] in float64, to 1e-6 of Σ|x[i]·w[i]|
+// (the scale of float32 rounding error, whatever the cancellation).
+func checkDot(t *testing.T, what string, got float32, x, w []float32) {
+	t.Helper()
+	var s, abs float64
+	for i := range x {
+		s += float64(x[i]) * float64(w[i])
+		abs += math.Abs(float64(x[i]) * float64(w[i]))
+	}
+	if math.Abs(float64(got)-s) > 1e-6*abs || math.IsNaN(float64(got)) {
+		t.Errorf("%s = %.9g, want %.9g (Σ|x·w| %.3g)", what, got, s, abs)
+	}
+}
+
+// TestSIMDMatMulMatchesFallback compares the SIMD MatMul (GEMV and packed
+// GEMM, every dtype) with the pure-Go one on random odd shapes: ragged
+// weight blocks, partial x panels and k tails.
+func TestSIMDMatMulMatchesFallback(t *testing.T) {
+	if !hasAVX512 {
+		t.Skip("no AVX-512 kernels on this CPU or build")
+	}
+	r := rand.New(rand.NewPCG(33, 34))
+	shapes := []struct{ n, m, k int }{
+		{1, 1, 1}, {1, 5, 3}, {1, 13, 129}, {2, 37, 33}, {3, 4, 17}, {7, 9, 100},
+		{8, 12, 16}, {9, 13, 31}, {31, 25, 65}, {32, 24, 64}, {33, 37, 7}, {70, 101, 257},
+		{128, 50, 130},
+	}
+	for _, b := range []*Backend{New(WithThreads(1)), New(WithThreads(3))} {
+		for _, sh := range shapes {
+			for _, dt := range dtypes {
+				for _, withBias := range []bool{false, true} {
+					t.Run(fmt.Sprintf("threads=%d/%dx%dx%d/%v/bias=%v", b.Threads(), sh.n, sh.m, sh.k, dt, withBias), func(t *testing.T) {
+						x := b.FromFloat32(randVec(r, sh.n*sh.k), sh.n, sh.k)
+						w, _ := upload(t, b, dt, randVec(r, sh.m*sh.k), sh.m, sh.k)
+						var bias kernels.Tensor
+						if withBias {
+							bias, _ = upload(t, b, dt, randVec(r, sh.m), sh.m)
+						}
+						got, want := b.Alloc(sh.n, sh.m), b.Alloc(sh.n, sh.m)
+						// Poison dst: every element must be written.
+						for i := range Data(got) {
+							Data(got)[i] = float32(math.NaN())
+						}
+						b.MatMul(got, x, w, bias)
+						withFallback(func() { b.MatMul(want, x, w, bias) })
+						assertClose(t, "SIMD vs fallback", Data(got), f64s(Data(want)), 2e-5)
+					})
+				}
+			}
+		}
+	}
+}
