@@ -9,6 +9,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/tessera-llm/tessera/shard/merge"
 )
 
 // ErrParams reports impossible sampling parameters.
@@ -62,15 +64,7 @@ func New(p Params) (*Sampler, error) {
 
 // Greedy returns the index of the largest logit (the first on ties, as
 // torch.argmax does).
-func Greedy(logits []float32) int32 {
-	best := 0
-	for i, v := range logits {
-		if v > logits[best] {
-			best = i
-		}
-	}
-	return int32(best)
-}
+func Greedy(logits []float32) int32 { return merge.Argmax(logits) }
 
 // Sample picks a token id.
 func (s *Sampler) Sample(logits []float32) int32 {

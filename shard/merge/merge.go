@@ -10,7 +10,7 @@
 // therefore exact.
 //
 // Ordering is by logit, highest first, ties to the lower id: the first-max
-// rule of sampling.Greedy (and torch.argmax).
+// rule of Argmax (and torch.argmax).
 package merge
 
 import (
@@ -215,4 +215,16 @@ func Check(parts []Partial, k int) error {
 		}
 	}
 	return nil
+}
+
+// Argmax returns the index of the largest logit, the first on ties, as
+// torch.argmax does; it is greedy decoding.
+func Argmax(logits []float32) int32 {
+	best := 0
+	for i, v := range logits {
+		if v > logits[best] {
+			best = i
+		}
+	}
+	return int32(best)
 }

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/tessera-llm/tessera/coordinator/sampling"
 )
 
 // reference is the unsharded answer: ids sorted best first (ties to the
@@ -117,8 +115,8 @@ func TestMergeMatchesUnsharded(t *testing.T) {
 				if !slices.Equal(ids, want) {
 					t.Fatalf("%s: ids %v, want %v", name, ids, want)
 				}
-				if ids[0] != sampling.Greedy(logits) {
-					t.Fatalf("%s: greedy %d, argmax %d", name, ids[0], sampling.Greedy(logits))
+				if ids[0] != Argmax(logits) {
+					t.Fatalf("%s: greedy %d, argmax %d", name, ids[0], Argmax(logits))
 				}
 				for i, id := range ids {
 					if d := math.Abs(lps[i] - logprob[id]); !(d <= 1e-9) && lps[i] != logprob[id] {
