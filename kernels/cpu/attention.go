@@ -217,6 +217,11 @@ func probs(sc []float32) {
 	for _, v := range sc {
 		m = max(m, v)
 	}
+	if useSIMD && len(sc) > 0 {
+		inv := 1 / expSumAVX(&sc[0], &sc[0], len(sc), m)
+		mulScaleAVX(&sc[0], &sc[0], nil, len(sc), inv)
+		return
+	}
 	var sum float64
 	for t, v := range sc {
 		e := float32(math.Exp(float64(v - m)))

@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/tessera-llm/tessera/kernels"
 )
@@ -112,11 +113,20 @@ func rmsNormKernel(j *job, s *scratch, lo, hi int) {
 		x := span(xt, r*dim, dim, &s.a)
 		out := d.F32[r*dim : r*dim+dim]
 		var ss float64
-		for _, v := range x {
+		i0 := 0
+		if useSIMD {
+			i0 = len(x) &^ 7
+			ss = sumSquaresAVX(unsafe.SliceData(x), i0)
+		}
+		for _, v := range x[i0:] {
 			ss += float64(v) * float64(v)
 		}
 		rs := float32(1 / math.Sqrt(ss/float64(dim)+eps))
 		gamma, out := gamma[:len(x)], out[:len(x)]
+		if useSIMD && len(x) > 0 {
+			mulScaleAVX(&out[0], &x[0], &gamma[0], len(x), rs)
+			continue
+		}
 		for i, v := range x {
 			out[i] = v * rs * gamma[i]
 		}
@@ -163,6 +173,10 @@ func actKernel(j *job, s *scratch, lo, hi int) {
 	x := span(j.t[1], lo, hi-lo, &s.a)
 	out := j.t[0].F32[lo:hi]
 	a := j.act
+	if a == kernels.SiLU && useSIMD && len(x) > 0 {
+		siluMulAVX(&out[0], &x[0], nil, len(x))
+		return
+	}
 	if a == kernels.ReLU {
 		for i, v := range x {
 			out[i] = max(v, 0)
@@ -189,6 +203,10 @@ func gluKernel(j *job, s *scratch, lo, hi int) {
 	u := span(j.t[2], lo, hi-lo, &s.b)
 	out := j.t[0].F32[lo:hi]
 	u = u[:len(g)]
+	if j.act == kernels.SiLU && useSIMD && len(g) > 0 {
+		siluMulAVX(&out[0], &g[0], &u[0], len(g))
+		return
+	}
 	for i, v := range g {
 		out[i] = act(j.act, v) * u[i]
 	}
@@ -220,6 +238,11 @@ func softmax(out, x []float32) {
 	m := x[0]
 	for _, v := range x[1:] {
 		m = max(m, v)
+	}
+	if useSIMD {
+		inv := 1 / expSumAVX(&out[0], &x[0], len(x), m)
+		mulScaleAVX(&out[0], &out[0], nil, len(x), inv)
+		return
 	}
 	var sum float64
 	for i, v := range x {

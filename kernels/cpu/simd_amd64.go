@@ -66,3 +66,15 @@ func detectAVX512() bool {
 	const avx512f, avx512bw, avx512vl = 1 << 16, 1 << 30, 1 << 31
 	return b7&avx512f != 0 && b7&avx512bw != 0 && b7&avx512vl != 0
 }
+
+//go:noescape
+func expSumAVX(dst, src *float32, n int, sub float32) float32
+
+//go:noescape
+func siluMulAVX(dst, gate, u *float32, n int)
+
+//go:noescape
+func sumSquaresAVX(x *float32, n int) float64
+
+//go:noescape
+func mulScaleAVX(dst, x, gamma *float32, n int, s float32)

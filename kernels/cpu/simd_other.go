@@ -18,3 +18,8 @@ func axpyAVX(y, x *float32, n int, a float32)                   { panic("unreach
 func gemm12x32(w *float32, ldw int, xp *float32, k int, c *float32) {
 	panic("unreachable")
 }
+
+func expSumAVX(dst, src *float32, n int, sub float32) float32 { panic("unreachable") }
+func siluMulAVX(dst, gate, u *float32, n int)                 { panic("unreachable") }
+func sumSquaresAVX(x *float32, n int) float64                 { panic("unreachable") }
+func mulScaleAVX(dst, x, gamma *float32, n int, s float32)    { panic("unreachable") }

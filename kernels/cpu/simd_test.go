@@ -202,3 +202,105 @@ func TestSIMDMatMulMatchesFallback(t *testing.T) {
 		}
 	}
 }
+
+// TestSIMDElementwise checks the exp, SiLU and RMSNorm kernels on odd
+// lengths against float64, with extreme inputs mixed in.
+func TestSIMDElementwise(t *testing.T) {
+	if !hasAVX512 {
+		t.Skip("no AVX-512 kernels on this CPU or build")
+	}
+	r := rand.New(rand.NewPCG(35, 36))
+	for _, n := range oddLens {
+		x := randVec(r, n+1)
+		for i := range n {
+			x[i] *= 30
+			switch r.IntN(20) {
+			case 0:
+				x[i] = -200
+			case 1:
+				x[i] = 95
+			case 2:
+				x[i] = 0
+			}
+		}
+		x[n] = 42
+
+		// expSum: dst[i] = exp(x[i]-sub), Σ returned.
+		dst := make([]float32, n+1)
+		dst[n] = 42
+		const sub = 3
+		sum := expSumAVX(&dst[0], &x[0], n, sub)
+		want := make([]float64, n)
+		var wsum float64
+		for i := range n {
+			want[i] = math.Exp(float64(x[i] - sub)) // the kernel subtracts in float32
+			if want[i] > math.MaxFloat32 {
+				want[i] = math.Inf(1)
+			}
+			wsum += want[i]
+			e, w := float64(dst[i]), want[i]
+			if !(math.Abs(e-w) <= 2e-7*w || (w < 1e-37 && e < 1e-37) || e == w) {
+				t.Errorf("exp(%v) = %v, want %v", x[i]-sub, e, w)
+			}
+		}
+		if s := float64(sum); !(math.Abs(s-wsum) <= 1e-6*wsum+1e-37 || s == wsum) {
+			t.Errorf("n=%d: expSum returned %v, want %v", n, s, wsum)
+		}
+		if dst[n] != 42 {
+			t.Fatalf("expSum n=%d wrote past the end", n)
+		}
+
+		// siluMul with and without u.
+		u := randVec(r, n)
+		for _, withU := range []bool{false, true} {
+			wantS := make([]float64, n)
+			for i := range n {
+				wantS[i] = float64(act(kernels.SiLU, x[i]))
+				if withU {
+					wantS[i] *= float64(u[i])
+				}
+			}
+			out := make([]float32, n+1)
+			out[n] = 42
+			if withU {
+				siluMulAVX(&out[0], &x[0], &u[0], n)
+			} else {
+				siluMulAVX(&out[0], &x[0], nil, n)
+			}
+			assertClose(t, name("silu n=", n, " u=", withU), out[:n], wantS, 1e-6)
+			if out[n] != 42 {
+				t.Fatalf("siluMul n=%d wrote past the end", n)
+			}
+		}
+
+		// sumSquares over n&^7 and mulScale.
+		var ss float64
+		for _, v := range x[:n&^7] {
+			ss += float64(v) * float64(v)
+		}
+		if got := sumSquaresAVX(&x[0], n); math.Abs(got-ss) > 1e-12*ss {
+			t.Errorf("sumSquares n=%d = %v, want %v", n, got, ss)
+		}
+		g := randVec(r, n)
+		for _, withG := range []bool{false, true} {
+			out := make([]float32, n+1)
+			out[n] = 42
+			wantM := make([]float64, n)
+			for i := range n {
+				wantM[i] = float64(x[i] * 0.37)
+				if withG {
+					wantM[i] = float64(x[i] * 0.37 * g[i])
+				}
+			}
+			if withG {
+				mulScaleAVX(&out[0], &x[0], &g[0], n, 0.37)
+			} else {
+				mulScaleAVX(&out[0], &x[0], nil, n, 0.37)
+			}
+			assertClose(t, name("mulScale n=", n, " gamma=", withG), out[:n], wantM, 0)
+			if out[n] != 42 {
+				t.Fatalf("mulScale n=%d wrote past the end", n)
+			}
+		}
+	}
+}
