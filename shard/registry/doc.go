@@ -1,0 +1,45 @@
+// Package registry keeps a Tessera cluster's state in etcd: worker
+// registrations, coordinator leader election and the versioned shard plan.
+//
+// Keys (cluster names and worker ids must not contain '/' or spaces):
+//
+//	/tessera/<cluster>/workers/<id>    WorkerInfo as protojson, under the worker's lease
+//	/tessera/<cluster>/leader/<lease>  concurrency.Election keys; the oldest is the leader
+//	/tessera/<cluster>/plan/<version>  plan JSON, written once by the leader
+//	/tessera/<cluster>/plan/current    the current version, decimal
+//
+// A worker calls Register and watches Registration.Done: when it closes the
+// lease was lost (etcd unreachable for longer than the TTL) and the worker
+// should register again. A coordinator calls Campaign, which blocks until it
+// leads; the leader watches the workers with Watch and publishes plans with
+// Leadership.PutPlan, which commits only while the leadership holds. Workers
+// and standbys follow plans with WatchPlan or read one with CurrentPlan.
+//
+// Dial connects and fails fast with ErrUnreachable when no member answers.
+// Embedded starts a single-member etcd on loopback for `tessera local` and
+// tests. All errors wrap the package's sentinel errors where one applies.
+//
+// A typical worker:
+//
+//	cli, err := registry.Dial(ctx, *etcdFlag)
+//	...
+//	for ctx.Err() == nil {
+//		reg, err := registry.Register(ctx, cli, "prod", info, 5*time.Second)
+//		if err != nil { /* log, back off, retry */ }
+//		<-reg.Done() // lease lost or ctx done: register again
+//	}
+//
+// A typical coordinator:
+//
+//	lead, err := registry.Campaign(ctx, cli, "prod", hostname)
+//	workers, err := registry.Watch(ctx, cli, "prod")
+//	for {
+//		select {
+//		case ws := <-workers:
+//			plan := planner.Plan(ws)
+//			err := lead.PutPlan(ctx, nextVersion, plan)
+//		case <-lead.Done():
+//			// lost the leadership: stop serving as leader, campaign again
+//		}
+//	}
+package registry
