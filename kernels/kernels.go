@@ -140,6 +140,9 @@ type Backend interface {
 	Upload(dt DType, raw []byte, shape ...int) (Tensor, error)
 	// Read copies a float32 tensor into dst (len(dst) >= t.Len()).
 	Read(t Tensor, dst []float32)
+	// Write copies src (len(src) == t.Len()) into a float32 tensor; with
+	// Read it moves activations between ranks and stages.
+	Write(t Tensor, src []float32)
 	// Rows is a view of rows [a,b) of t seen as [Shape[0], rest...].
 	Rows(t Tensor, a, b int) Tensor
 	// View is t with another shape of the same element count.

@@ -29,8 +29,9 @@ type Seq struct {
 type Cache struct {
 	BlockSize int
 	// K and V hold one pool per layer, shaped [blocks, BlockSize, KVHeads, HeadDim].
-	K, V []kernels.Tensor
-	free []int32
+	K, V   []kernels.Tensor
+	free   []int32
+	blocks int
 }
 
 // New allocates layers × 2 pools of blocks blocks each.
@@ -39,17 +40,25 @@ func New(b kernels.Backend, layers, kvHeads, headDim, blockSize, blocks int) (*C
 		return nil, fmt.Errorf("kv cache: invalid geometry: %d layers, %d kv heads, head dim %d, %d blocks of %d",
 			layers, kvHeads, headDim, blocks, blockSize)
 	}
-	c := &Cache{BlockSize: blockSize, K: make([]kernels.Tensor, layers), V: make([]kernels.Tensor, layers)}
+	c := NewTables(blockSize, blocks)
+	c.K, c.V = make([]kernels.Tensor, layers), make([]kernels.Tensor, layers)
 	for l := range layers {
 		c.K[l] = b.Alloc(blocks, blockSize, kvHeads, headDim)
 		c.V[l] = b.Alloc(blocks, blockSize, kvHeads, headDim)
 	}
-	c.free = make([]int32, blocks)
+	return c, nil
+}
+
+// NewTables is a cache without memory: it only hands out block numbers.
+// A coordinator keeps sequences' block tables with one, and every worker
+// whose pools have as many blocks stores the tokens at those numbers.
+func NewTables(blockSize, blocks int) *Cache {
+	c := &Cache{BlockSize: max(blockSize, 1), blocks: max(blocks, 0), free: make([]int32, max(blocks, 0))}
 	for i := range c.free {
 		// Hand out low block numbers first: easier to read in a debugger.
 		c.free[i] = int32(blocks - 1 - i)
 	}
-	return c, nil
+	return c
 }
 
 // FreeBlocks is the number of unused blocks.
@@ -59,12 +68,7 @@ func (c *Cache) FreeBlocks() int { return len(c.free) }
 func (c *Cache) Capacity() int { return c.Blocks() * c.BlockSize }
 
 // Blocks is the pool size in blocks.
-func (c *Cache) Blocks() int {
-	if len(c.K) == 0 {
-		return 0
-	}
-	return c.K[0].Shape()[0]
-}
+func (c *Cache) Blocks() int { return c.blocks }
 
 // Reserve makes room for n more tokens of seq, taking blocks as needed.
 // On failure seq is unchanged.

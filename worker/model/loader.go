@@ -6,6 +6,8 @@ import (
 	"slices"
 
 	"github.com/tessera-llm/tessera/kernels"
+	"github.com/tessera-llm/tessera/shard/plan"
+	"github.com/tessera-llm/tessera/shard/spec"
 	"github.com/tessera-llm/tessera/worker/weights"
 )
 
@@ -27,6 +29,11 @@ type Loader struct {
 	progress func(Progress)
 	p        Progress
 	err      error
+
+	// A shard's loader reads only the rank's slices.
+	spec  *spec.Spec
+	rules []plan.Rule
+	rank  *plan.Rank
 }
 
 // NewLoader reads tensors of ckpt onto backend b (Load makes one for each
@@ -93,20 +100,11 @@ func (l *Loader) info(name string, shape []int) (weights.TensorInfo, kernels.DTy
 	return info, dt, true
 }
 
-// Tensor uploads a whole tensor whose shape must equal shape.
+// Tensor uploads a tensor whose full shape must equal shape. With a shard
+// it uploads only the rank's slice of it, and nil when the rank needs none
+// of it (a row-parallel bias, which only rank 0 adds).
 func (l *Loader) Tensor(name string, shape ...int) kernels.Tensor {
-	_, dt, ok := l.info(name, shape)
-	if !ok {
-		return nil
-	}
-	raw, err := l.ckpt.Bytes(name)
-	if err != nil {
-		l.fail(err)
-		return nil
-	}
-	t := l.upload(dt, raw, shape)
-	l.tensorDone()
-	return t
+	return l.Split(name, shape, nil)[0]
 }
 
 // Optional is Tensor for a tensor that may be absent (nil then).
@@ -118,31 +116,113 @@ func (l *Loader) Optional(name string, shape ...int) kernels.Tensor {
 }
 
 // Split uploads parts of one tensor of the given full shape: part i is
-// the concatenation of the row ranges parts[i], and only those bytes are
-// read. Fused QKV weights are split by head this way, and a rank takes its
-// slice of a tensor with a single part.
+// the concatenation of the row ranges parts[i] (nil: every row), and only
+// those bytes are read. Fused QKV weights are split by head this way.
+// Row numbers are local to what this rank loads: with a shard, row 0 is
+// the first row of the rank's slice.
 func (l *Loader) Split(name string, shape []int, parts ...[][2]int) []kernels.Tensor {
-	_, dt, ok := l.info(name, shape)
-	if !ok {
-		return make([]kernels.Tensor, len(parts))
-	}
+	return l.split(name, shape, false, parts)
+}
+
+// TensorWithZeroRow is Tensor with one zero row appended to the rank's
+// slice of a 2-D tensor (a vocabulary-parallel embedding's padding row).
+func (l *Loader) TensorWithZeroRow(name string, shape ...int) kernels.Tensor {
+	return l.split(name, shape, true, [][][2]int{nil})[0]
+}
+
+func (l *Loader) split(name string, shape []int, zeroRow bool, parts [][][2]int) []kernels.Tensor {
 	out := make([]kernels.Tensor, len(parts))
+	info, dt, ok := l.info(name, shape)
+	if !ok {
+		return out
+	}
+	slice, ok := l.slice(name, shape)
+	if !ok {
+		return out
+	}
+	local := slice.LocalShape()
 	for i, ranges := range parts {
+		if ranges == nil {
+			ranges = [][2]int{{0, local[0]}}
+		}
+		var raw []byte
 		rows := 0
-		var chunks [][]byte
 		for _, r := range ranges {
-			b, err := l.ckpt.Rows(name, r[0], r[1])
-			if err != nil {
-				l.fail(err)
-				return out
+			for _, g := range globalRows(slice.Rows, r) {
+				b, err := l.ckpt.Rows(name, g[0], g[1])
+				if err != nil {
+					l.fail(err)
+					return out
+				}
+				raw = appendCols(raw, b, info, slice.Cols)
 			}
-			chunks = append(chunks, b)
 			rows += r[1] - r[0]
 		}
-		out[i] = l.upload(dt, slices.Concat(chunks...), append([]int{rows}, shape[1:]...))
+		pad := 0
+		if zeroRow && len(local) == 2 {
+			pad = local[1] * dt.Size()
+			raw = append(raw, make([]byte, pad)...)
+			rows++
+		}
+		out[i] = l.upload(dt, raw, append([]int{rows}, local[1:]...))
+		l.p.Bytes -= int64(pad) // progress counts checkpoint bytes
 	}
 	l.tensorDone()
 	return out
+}
+
+// slice is the part of a tensor this loader reads: everything unsharded,
+// the planner's slice for the rank otherwise. ok is false when the rank
+// loads none of it.
+func (l *Loader) slice(name string, shape []int) (plan.Slice, bool) {
+	full := plan.Slice{Shape: shape, Rows: [][2]int{{0, shape[0]}}, Cols: [2]int{0, 1}}
+	if len(shape) == 2 {
+		full.Cols[1] = shape[1]
+	}
+	if l.rank == nil {
+		return full, true
+	}
+	rule, _, ok := plan.Lookup(l.rules, name)
+	if !ok {
+		l.fail(fmt.Errorf("%w: %s has no slicing rule for %s", ErrShard, name, l.spec.Arch))
+		return full, false
+	}
+	s := l.rank.Slice(rule, l.spec)
+	if !slices.Equal(s.Shape, shape) {
+		l.fail(fmt.Errorf("%w: %s: the rule's shape %v differs from %v", ErrShard, name, s.Shape, shape))
+		return full, false
+	}
+	return s, len(s.Rows) > 0
+}
+
+// globalRows maps local rows [r0,r1) of a slice made of the concatenated
+// global row ranges onto those global ranges.
+func globalRows(ranges [][2]int, r [2]int) [][2]int {
+	var out [][2]int
+	off := 0
+	for _, g := range ranges {
+		n := g[1] - g[0]
+		lo, hi := max(r[0], off), min(r[1], off+n)
+		if lo < hi {
+			out = append(out, [2]int{g[0] + lo - off, g[0] + hi - off})
+		}
+		off += n
+	}
+	return out
+}
+
+// appendCols appends columns cols of every row of raw (rows of a 2-D
+// tensor, or elements of a 1-D one) to dst.
+func appendCols(dst, raw []byte, info weights.TensorInfo, cols [2]int) []byte {
+	if len(info.Shape) != 2 || (cols[0] == 0 && cols[1] == info.Shape[1]) {
+		return append(dst, raw...)
+	}
+	size := info.DType.Size()
+	stride := info.Shape[1] * size
+	for row := 0; row+stride <= len(raw); row += stride {
+		dst = append(dst, raw[row+cols[0]*size:row+cols[1]*size]...)
+	}
+	return dst
 }
 
 func (l *Loader) upload(dt kernels.DType, raw []byte, shape []int) kernels.Tensor {
@@ -153,6 +233,24 @@ func (l *Loader) upload(dt kernels.DType, raw []byte, shape []int) kernels.Tenso
 	}
 	l.p.Bytes += int64(len(raw))
 	return t
+}
+
+// LoadedBytes is how many weight bytes have been uploaded so far.
+func (l *Loader) LoadedBytes() int64 { return l.p.Bytes }
+
+// shardTotals sets the progress totals to what stage needs of the
+// checkpoint, so a shard's progress ends at 100%.
+func (l *Loader) shardTotals(p *plan.Plan, stage int) {
+	l.p.TotalTensors, l.p.TotalBytes = 0, 0
+	for _, n := range l.ckpt.Names() {
+		rule, layer, ok := plan.Lookup(l.rules, n)
+		if !ok || !p.Needs(stage, rule, layer) {
+			continue
+		}
+		info, _ := l.ckpt.Info(n)
+		l.p.TotalTensors++
+		l.p.TotalBytes += l.rank.Slice(rule, l.spec).Elements() * int64(info.DType.Size())
+	}
 }
 
 func (l *Loader) tensorDone() {

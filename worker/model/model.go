@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/tessera-llm/tessera/kernels"
+	"github.com/tessera-llm/tessera/shard/plan"
 	"github.com/tessera-llm/tessera/shard/spec"
 	"github.com/tessera-llm/tessera/worker/kvcache"
 	"github.com/tessera-llm/tessera/worker/weights"
@@ -98,6 +99,8 @@ type Options struct {
 	BlockSize   int
 	// Progress, if set, is called as tensors load.
 	Progress func(Progress)
+	// Shard, if set, loads one rank's slice of the model.
+	Shard *Shard
 }
 
 // Option is a functional option for Load.
@@ -163,12 +166,25 @@ func Load(dir string, opts ...Option) (Model, error) {
 		sort.Strings(names)
 		return nil, fmt.Errorf("%w %q (this build serves: %s)", ErrUnsupportedArch, s.Arch, strings.Join(names, ", "))
 	}
+	var rules []plan.Rule
+	if o.Shard != nil {
+		if err := o.Shard.check(s); err != nil {
+			return nil, err
+		}
+		if rules, err = plan.Rules(s.Arch); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrShard, err)
+		}
+	}
 	ckpt, err := weights.Open(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer ckpt.Close()
 	l := newLoader(o.Backend, ckpt, o.Progress)
+	if o.Shard != nil {
+		l.spec, l.rules, l.rank = s, rules, o.Shard.rank()
+		l.shardTotals(o.Shard.Plan, o.Shard.Stage)
+	}
 	m, err := build(l, s, &o)
 	if err == nil {
 		err = l.Err()
@@ -179,9 +195,16 @@ func Load(dir string, opts ...Option) (Model, error) {
 	return m, nil
 }
 
-// NewCache sizes a KV cache for a model from its options.
+// NewCache sizes a KV cache for a model from its options: layers and
+// kvHeads are what the rank holds.
 func NewCache(b kernels.Backend, layers, kvHeads, headDim int, o *Options) (*kvcache.Cache, error) {
+	bs, blocks := o.CacheBlocks()
+	return kvcache.New(b, max(layers, 1), kvHeads, headDim, bs, blocks)
+}
+
+// CacheBlocks is the KV geometry the options ask for: block size and
+// block count.
+func (o *Options) CacheBlocks() (blockSize, blocks int) {
 	bs := max(o.BlockSize, 1)
-	blocks := max((o.CacheTokens+bs-1)/bs, 1)
-	return kvcache.New(b, layers, kvHeads, headDim, bs, blocks)
+	return bs, max((o.CacheTokens+bs-1)/bs, 1)
 }

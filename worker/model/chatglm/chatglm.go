@@ -33,7 +33,7 @@ const (
 // Model is a loaded ChatGLM-6B.
 type Model struct {
 	nn.Decoder
-	WordEmbeddings kernels.Tensor
+	WordEmbeddings nn.Embedding
 	// BOS (<bos>, "sop") ends the bidirectional prefix; the prefix must
 	// end with a mask token (GMask, or Mask for blank infilling) whose
 	// position every generated token takes.
@@ -44,32 +44,36 @@ type Model struct {
 // h = input_layernorm(x); x = α·h + attention(h);
 // h = post_attention_layernorm(x); x = α·h + mlp(h).
 func New(l *model.Loader, s *spec.Spec, o *model.Options) (model.Model, error) {
-	h, d := s.Hidden, s.HeadDim
+	h, d, g := s.Hidden, s.HeadDim, o.Geometry(s)
 	m := &Model{BOS: int32(s.BOS), GMask: int32(s.Extra["gmask_token_id"]), Mask: int32(s.Extra["mask_token_id"])}
-	m.WordEmbeddings = l.Tensor("transformer.word_embeddings.weight", s.Vocab, h)
+	if g.First || (g.Last && s.TiedEmbeddings) {
+		m.WordEmbeddings = nn.LoadEmbedding(l, "transformer.word_embeddings.weight", g, s.Vocab, h)
+	}
 	theta := float32(s.RopeTheta)
 	rope := []nn.Rotary{
 		{Offset: 0, Dim: d / 2, Theta: theta, Stream: positionStream},
 		{Offset: d / 2, Dim: d / 2, Theta: theta, Stream: blockStream},
 	}
 	alpha := float32(math.Sqrt(2 * float64(s.Layers)))
-	for i := range s.Layers {
+	for i := g.Layers[0]; i < g.Layers[1]; i++ {
 		p := fmt.Sprintf("transformer.layers.%d.", i)
-		qkv := nn.FusedQKV(l, p+"attention.query_key_value", s.Heads, d, h)
+		qkv := nn.FusedQKV(l, p+"attention.query_key_value", s.Heads, g.Heads, d, h)
 		m.Layers = append(m.Layers, &nn.PreNormBlock{
 			InputNorm: layerNorm(l, s, p+"input_layernorm"),
 			Attention: nn.SelfAttention{
 				Q: qkv[0], K: qkv[1], V: qkv[2],
 				O:     nn.LoadLinear(l, p+"attention.dense", h, h, true),
-				Heads: s.Heads, KVHeads: s.Heads, HeadDim: d,
+				Heads: g.Heads, KVHeads: g.Heads, HeadDim: d,
 				Scale: float32(1 / math.Sqrt(float64(d))), Mask: kernels.Prefix, Rotary: rope,
 			},
 			PostAttentionNorm: layerNorm(l, s, p+"post_attention_layernorm"),
-			MLP:               mlp(l, s, p+"mlp."),
+			MLP:               mlp(l, s, g, p+"mlp."),
 			Alpha:             alpha,
 		})
 	}
-	m.Head = nn.LoadLMHead(l, s, layerNorm(l, s, "transformer.final_layernorm"), m.WordEmbeddings)
+	if g.Last {
+		m.Head = nn.LoadLMHead(l, s, layerNorm(l, s, "transformer.final_layernorm"), m.WordEmbeddings.Weight(o.Backend))
+	}
 	if err := l.Err(); err != nil {
 		return nil, err
 	}
@@ -78,11 +82,11 @@ func New(l *model.Loader, s *spec.Spec, o *model.Options) (model.Model, error) {
 
 // mlp is dense_4h_to_h(gelu(dense_h_to_4h(x))), or with GeGLU
 // dense_4h_to_h(x1·gelu(x2)) where dense_h_to_4h(x) = [x1, x2].
-func mlp(l *model.Loader, s *spec.Spec, p string) nn.FeedForward {
+func mlp(l *model.Loader, s *spec.Spec, g model.Geometry, p string) nn.FeedForward {
 	h, ff := s.Hidden, s.Intermediate
 	down := nn.LoadLinear(l, p+"dense_4h_to_h", h, ff, true)
 	if s.Gated {
-		gate, up := nn.FusedGLU(l, p+"dense_h_to_4h", ff, h, true)
+		gate, up := nn.FusedGLU(l, p+"dense_h_to_4h", ff, g.MLP, h, true)
 		return &nn.GatedMLP{Gate: gate, Up: up, Down: down, Act: nn.Activation(s.Activation)}
 	}
 	return &nn.MLP{Up: nn.LoadLinear(l, p+"dense_h_to_4h", ff, h, true), Down: down, Act: nn.Activation(s.Activation)}
@@ -95,6 +99,12 @@ func layerNorm(l *model.Loader, s *spec.Spec, prefix string) nn.Norm {
 // Forward runs one batch. A sequence's first span must hold its whole
 // prefix and the <bos> after it; that sets the sequence's PrefixLen.
 func (m *Model) Forward(ctx context.Context, batch *model.Batch, logits kernels.Tensor) error {
+	return m.ForwardStage(ctx, batch, nil, nil, logits)
+}
+
+// ForwardStage runs one batch through this pipeline stage. Every stage
+// sees the tokens, so each finds its sequences' prefixes itself.
+func (m *Model) ForwardStage(ctx context.Context, batch *model.Batch, in, out []float32, logits kernels.Tensor) error {
 	off := 0
 	for _, sp := range batch.Spans {
 		if sp.N <= 0 || sp.Seq == nil || off+sp.N > len(batch.Tokens) {
@@ -105,7 +115,7 @@ func (m *Model) Forward(ctx context.Context, batch *model.Batch, logits kernels.
 		}
 		off += sp.N
 	}
-	return m.Run(ctx, m, batch, logits)
+	return m.Stage(ctx, m, batch, in, out, logits)
 }
 
 // startPrefix sets PrefixLen on a new sequence from its first tokens, as
@@ -136,12 +146,15 @@ func (m *Model) startPrefix(seq *kvcache.Seq, tokens []int32) error {
 	return nil
 }
 
-// Embed looks up the word embeddings and fills the 2-D positions: a
-// context token at t has position t and block position 0; <bos> and every
-// later token take the mask's position (the last context token) and block
-// positions 1, 2, 3, ….
+// Embed looks up the word embeddings.
 func (m *Model) Embed(b kernels.Backend, ws *nn.Workspace, batch *model.Batch) {
-	b.Embedding(ws.X, m.WordEmbeddings, batch.Tokens)
+	m.WordEmbeddings.Forward(b, ws, ws.X, batch.Tokens)
+}
+
+// Positions fills the 2-D positions: a context token at t has position t
+// and block position 0; <bos> and every later token take the mask's
+// position (the last context token) and block positions 1, 2, 3, ….
+func (m *Model) Positions(ws *nn.Workspace, batch *model.Batch) {
 	pos, blk := ws.Pos[positionStream], ws.Pos[blockStream]
 	ws.Spans(func(seq *kvcache.Seq, first, n int) {
 		ctx := int32(seq.PrefixLen)

@@ -19,18 +19,20 @@ func init() { model.Register("llama", New) }
 // Model is a loaded LLaMA.
 type Model struct {
 	nn.Decoder
-	EmbedTokens kernels.Tensor
+	EmbedTokens nn.Embedding
 }
 
 // New loads LLaMA's tensors. Each layer is
 // x += self_attn(input_layernorm(x)); x += mlp(post_attention_layernorm(x)),
 // with RoPE on q and k and a SwiGLU mlp: down(silu(gate(x)) * up(x)).
 func New(l *model.Loader, s *spec.Spec, o *model.Options) (model.Model, error) {
-	h, d := s.Hidden, s.HeadDim
+	h, d, g := s.Hidden, s.HeadDim, o.Geometry(s)
 	m := &Model{}
-	m.EmbedTokens = l.Tensor("model.embed_tokens.weight", s.Vocab, h)
+	if g.First || (g.Last && s.TiedEmbeddings) {
+		m.EmbedTokens = nn.LoadEmbedding(l, "model.embed_tokens.weight", g, s.Vocab, h)
+	}
 	rope := []nn.Rotary{{Dim: d, Theta: float32(s.RopeTheta)}}
-	for i := range s.Layers {
+	for i := g.Layers[0]; i < g.Layers[1]; i++ {
 		p := fmt.Sprintf("model.layers.%d.", i)
 		m.Layers = append(m.Layers, &nn.PreNormBlock{
 			InputNorm: rmsNorm(l, s, p+"input_layernorm"),
@@ -39,7 +41,7 @@ func New(l *model.Loader, s *spec.Spec, o *model.Options) (model.Model, error) {
 				K:     linear(l, p+"self_attn.k_proj", s.KVHeads*d, h),
 				V:     linear(l, p+"self_attn.v_proj", s.KVHeads*d, h),
 				O:     linear(l, p+"self_attn.o_proj", h, s.Heads*d),
-				Heads: s.Heads, KVHeads: s.KVHeads, HeadDim: d,
+				Heads: g.Heads, KVHeads: g.KVHeads, HeadDim: d, KVMap: g.KVMap,
 				Scale: float32(1 / math.Sqrt(float64(d))), Mask: kernels.Causal, Rotary: rope,
 			},
 			PostAttentionNorm: rmsNorm(l, s, p+"post_attention_layernorm"),
@@ -51,7 +53,9 @@ func New(l *model.Loader, s *spec.Spec, o *model.Options) (model.Model, error) {
 			},
 		})
 	}
-	m.Head = nn.LoadLMHead(l, s, rmsNorm(l, s, "model.norm"), m.EmbedTokens)
+	if g.Last {
+		m.Head = nn.LoadLMHead(l, s, rmsNorm(l, s, "model.norm"), m.EmbedTokens.Weight(o.Backend))
+	}
 	if err := l.Err(); err != nil {
 		return nil, err
 	}
@@ -60,12 +64,17 @@ func New(l *model.Loader, s *spec.Spec, o *model.Options) (model.Model, error) {
 
 // Embed looks up the token embeddings.
 func (m *Model) Embed(b kernels.Backend, ws *nn.Workspace, batch *model.Batch) {
-	b.Embedding(ws.X, m.EmbedTokens, batch.Tokens)
+	m.EmbedTokens.Forward(b, ws, ws.X, batch.Tokens)
 }
 
 // Forward runs one batch through the model.
 func (m *Model) Forward(ctx context.Context, batch *model.Batch, logits kernels.Tensor) error {
 	return m.Run(ctx, m, batch, logits)
+}
+
+// ForwardStage runs one batch through this pipeline stage.
+func (m *Model) ForwardStage(ctx context.Context, batch *model.Batch, in, out []float32, logits kernels.Tensor) error {
+	return m.Stage(ctx, m, batch, in, out, logits)
 }
 
 func rmsNorm(l *model.Loader, s *spec.Spec, prefix string) nn.Norm {

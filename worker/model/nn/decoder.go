@@ -2,6 +2,7 @@ package nn
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/tessera-llm/tessera/kernels"
 	"github.com/tessera-llm/tessera/shard/spec"
@@ -51,27 +52,36 @@ func (blk *PreNormBlock) residual(b kernels.Backend, ws *Workspace) {
 	b.Add(ws.X, ws.X, ws.A)
 }
 
-// Embedder writes a batch's input embeddings into ws.X (and fills any
-// extra position streams its attention uses).
+// Embedder writes a batch's input embeddings into ws.X.
 type Embedder interface {
 	Embed(b kernels.Backend, ws *Workspace, batch *model.Batch)
 }
 
+// Positioner fills position streams beyond stream 0 (ChatGLM's block
+// positions). Every pipeline stage calls it, since every layer rotates.
+type Positioner interface {
+	Positions(ws *Workspace, batch *model.Batch)
+}
+
 // Decoder is the part of a causal LM every architecture shares: the KV
-// cache, the workspace, the layer loop and the LM head.
+// cache, the workspace, the layer loop and the LM head. On a pipeline
+// stage it holds the stage's layers only; on a tensor-parallel rank, the
+// rank's heads, MLP columns and vocabulary slice.
 type Decoder struct {
 	spec   *spec.Spec
 	b      kernels.Backend
+	geo    model.Geometry
 	Layers []Layer
 	Head   LMHead
 	cache  *kvcache.Cache
 	ws     *Workspace
 }
 
-// Init sizes the decoder's cache and workspace for spec s.
+// Init sizes the decoder's cache and workspace for what o loads of s.
 func (d *Decoder) Init(s *spec.Spec, b kernels.Backend, o *model.Options, streams int) error {
-	return d.InitStack(s, b, o, Stack{Layers: s.Layers, Heads: s.Heads, KVHeads: s.KVHeads,
-		HeadDim: s.HeadDim, FFN: s.Intermediate, Streams: streams})
+	g := o.Geometry(s)
+	return d.InitStack(s, b, o, Stack{Layers: g.LayerCount(), Heads: g.Heads, KVHeads: g.KVHeads,
+		HeadDim: s.HeadDim, FFN: g.MLP, Streams: streams})
 }
 
 // Stack is the geometry of a layer stack. Init takes it from the spec; an
@@ -88,7 +98,7 @@ func (d *Decoder) InitStack(s *spec.Spec, b kernels.Backend, o *model.Options, s
 	if err != nil {
 		return err
 	}
-	d.spec, d.b, d.cache = s, b, cache
+	d.spec, d.b, d.cache, d.geo = s, b, cache, o.Geometry(s)
 	d.ws = NewWorkspace(b, Dims{Hidden: s.Hidden, QWidth: st.Heads * st.HeadDim,
 		KVWidth: st.KVHeads * st.HeadDim, FFN: st.FFN, Streams: st.Streams})
 	return nil
@@ -103,6 +113,9 @@ func (d *Decoder) Spec() *spec.Spec { return d.spec }
 // Backend is where the model's tensors live.
 func (d *Decoder) Backend() kernels.Backend { return d.b }
 
+// Geometry is the part of the model this decoder holds.
+func (d *Decoder) Geometry() model.Geometry { return d.geo }
+
 // Workspace is the scratch memory of the last run; after Hidden its X
 // holds the final hidden states.
 func (d *Decoder) Workspace() *Workspace { return d.ws }
@@ -110,11 +123,39 @@ func (d *Decoder) Workspace() *Workspace { return d.ws }
 // Run embeds the batch, applies every layer, writes the logits and
 // advances the batch's sequences.
 func (d *Decoder) Run(ctx context.Context, e Embedder, batch *model.Batch, logits kernels.Tensor) error {
-	if err := d.Hidden(ctx, e, batch); err != nil {
+	return d.Stage(ctx, e, batch, nil, nil, logits)
+}
+
+// Stage runs the decoder's part of a pipeline (see model.Stage): embed
+// on the first stage or read in, apply the layers, then write logits on
+// the last stage or the hidden states to out. It advances the sequences.
+func (d *Decoder) Stage(ctx context.Context, e Embedder, batch *model.Batch, in, out []float32, logits kernels.Tensor) error {
+	ws := d.ws
+	if err := d.prepare(ctx, batch); err != nil {
 		return err
 	}
-	d.Head.Forward(d.b, d.ws, d.ws.X, logits)
-	d.ws.Commit()
+	if p, ok := e.(Positioner); ok {
+		p.Positions(ws, batch)
+	}
+	width := ws.n * d.spec.Hidden
+	if d.geo.First {
+		e.Embed(d.b, ws, batch)
+	} else if len(in) != width {
+		return fmt.Errorf("%w: stage input has %d values, want %d tokens × %d", model.ErrBadBatch, len(in), ws.n, d.spec.Hidden)
+	} else {
+		d.b.Write(ws.X, in)
+	}
+	if err := d.layers(ctx); err != nil {
+		return err
+	}
+	if d.geo.Last {
+		d.Head.Forward(d.b, ws, ws.X, logits)
+	} else if len(out) < width {
+		return fmt.Errorf("%w: stage output holds %d values, want %d", model.ErrBadBatch, len(out), width)
+	} else {
+		d.b.Read(ws.X, out[:width])
+	}
+	ws.Commit()
 	return nil
 }
 
@@ -123,19 +164,35 @@ func (d *Decoder) Run(ctx context.Context, e Embedder, batch *model.Batch, logit
 // are in the cache, but the sequences are not advanced: an encoder reads
 // the states and releases its sequence.
 func (d *Decoder) Hidden(ctx context.Context, e Embedder, batch *model.Batch) error {
+	if err := d.prepare(ctx, batch); err != nil {
+		return err
+	}
+	e.Embed(d.b, d.ws, batch)
+	return d.layers(ctx)
+}
+
+func (d *Decoder) prepare(ctx context.Context, batch *model.Batch) error {
 	if err := batch.Validate(d.spec.Vocab); err != nil {
 		return err
 	}
-	ws := d.ws
-	if err := ws.Prepare(batch, d.cache, d.spec.MaxPositions); err != nil {
+	if err := d.ws.Prepare(batch, d.cache, d.spec.MaxPositions); err != nil {
 		return err
 	}
-	e.Embed(d.b, ws, batch)
+	d.ws.begin(ctx, d.geo.Comm)
+	return nil
+}
+
+// layers applies every layer, stopping at cancellation or at a failed
+// all-reduce.
+func (d *Decoder) layers(ctx context.Context) error {
 	for i, layer := range d.Layers {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		layer.Forward(d.b, ws, d.cache, i)
+		layer.Forward(d.b, d.ws, d.cache, i)
+		if d.ws.err != nil {
+			return d.ws.err
+		}
 	}
-	return nil
+	return d.ws.err // the embedding's reduction, for an empty stack
 }

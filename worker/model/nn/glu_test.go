@@ -45,7 +45,7 @@ func TestGeGLU(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := model.NewLoader(b, ckpt)
-	gate, up := nn.FusedGLU(l, "mlp.dense_h_to_4h", inner, hidden, true)
+	gate, up := nn.FusedGLU(l, "mlp.dense_h_to_4h", inner, inner, hidden, true)
 	m := nn.GatedMLP{Gate: gate, Up: up, Down: nn.LoadLinear(l, "mlp.dense_4h_to_h", hidden, inner, true), Act: kernels.GELUErf}
 	if err := l.Err(); err != nil {
 		t.Fatal(err)

@@ -24,11 +24,12 @@ func LoadLayerNorm(l *model.Loader, prefix string, width int, eps float64) Norm 
 // FusedQKV splits a [heads·3·headDim, hidden] projection (with its bias)
 // into Q, K and V. Rows are laid out [heads, 3, headDim], as BLOOM and
 // ChatGLM store query_key_value, so each head contributes one contiguous
-// run of rows to each of Q, K and V.
-func FusedQKV(l *model.Loader, prefix string, heads, headDim, hidden int) [3]Linear {
+// run of rows to each of Q, K and V. A rank holds localHeads whole
+// (q,k,v) groups of the heads in the checkpoint.
+func FusedQKV(l *model.Loader, prefix string, heads, localHeads, headDim, hidden int) [3]Linear {
 	rows := 3 * heads * headDim
 	var parts [3][][2]int
-	for h := range heads {
+	for h := range localHeads {
 		for j := range 3 {
 			start := (3*h + j) * headDim
 			parts[j] = append(parts[j], [2]int{start, start + headDim})
@@ -46,9 +47,10 @@ func FusedQKV(l *model.Loader, prefix string, heads, headDim, hidden int) [3]Lin
 // FusedGLU reads a GLU projection stored as one [2·inner, hidden] matrix
 // (GLM-130B's GeGLU: the output splits into halves x1, x2 and the block
 // computes x1·act(x2)). It returns the gate (second half) and the up
-// projection (first half), ready for a GatedMLP.
-func FusedGLU(l *model.Loader, prefix string, inner, hidden int, bias bool) (gate, up Linear) {
-	first, second := [][2]int{{0, inner}}, [][2]int{{inner, 2 * inner}}
+// projection (first half), ready for a GatedMLP. A rank holds localInner
+// columns of each half.
+func FusedGLU(l *model.Loader, prefix string, inner, localInner, hidden int, bias bool) (gate, up Linear) {
+	first, second := [][2]int{{0, localInner}}, [][2]int{{localInner, 2 * localInner}}
 	w := l.Split(prefix+".weight", []int{2 * inner, hidden}, second, first)
 	gate, up = Linear{Weight: w[0]}, Linear{Weight: w[1]}
 	if bias {
@@ -60,7 +62,7 @@ func FusedGLU(l *model.Loader, prefix string, inner, hidden int, bias bool) (gat
 
 // LoadLMHead is the final norm and the vocabulary projection: the token
 // embeddings when the spec ties them, lm_head.weight [vocab, hidden]
-// otherwise.
+// otherwise (a rank's vocabulary slice of either).
 func LoadLMHead(l *model.Loader, s *spec.Spec, norm Norm, embeddings kernels.Tensor) LMHead {
 	proj := embeddings
 	if !s.TiedEmbeddings {

@@ -10,7 +10,9 @@ import (
 	"github.com/tessera-llm/tessera/worker/kvcache"
 )
 
-// Linear is y = x·Wᵀ + b with W in Hugging Face's [out, in] layout.
+// Linear is y = x·Wᵀ + b with W in Hugging Face's [out, in] layout. On a
+// tensor-parallel rank it holds a slice: output rows (column-parallel) or
+// input columns (row-parallel, whose partial sums the block all-reduces).
 type Linear struct {
 	Weight, Bias kernels.Tensor
 }
@@ -59,6 +61,9 @@ type SelfAttention struct {
 	Mask                    kernels.Mask
 	// Slopes are this rank's ALiBi slopes (a slice of the global list).
 	Slopes []float32
+	// KVMap maps local query heads to local kv heads when a rank's heads
+	// do not split evenly over its kv heads (nil: the grouped default).
+	KVMap  []int32
 	Rotary []Rotary
 }
 
@@ -79,10 +84,11 @@ func (a *SelfAttention) Forward(b kernels.Backend, ws *Workspace, cache *kvcache
 		seq := sp.seq
 		b.WriteKV(cache.K[layer], cache.V[layer], sp.k, sp.v, cache.BlockSize, seq.Table, seq.Len)
 		sp.att = attention(a.Heads, a.KVHeads, a.HeadDim, a.Scale, a.Mask, cache, seq, seq.Len+sp.n)
-		sp.att.Slopes = a.Slopes
+		sp.att.Slopes, sp.att.KVMap = a.Slopes, a.KVMap
 		b.Attend(sp.ctx, sp.q, cache.K[layer], cache.V[layer], &sp.att)
 	}
 	a.O.Forward(b, dst, ws.Ctx)
+	ws.AllReduce(dst)
 }
 
 // attention describes one span's attention over the first keys tokens of
@@ -156,6 +162,7 @@ func (m *MLP) Forward(b kernels.Backend, ws *Workspace, dst, x kernels.Tensor) {
 	m.Up.Forward(b, ws.Up, x)
 	b.Act(ws.Up, ws.Up, m.Act)
 	m.Down.Forward(b, dst, ws.Up)
+	ws.AllReduce(dst)
 }
 
 // GatedMLP is Down(act(Gate(x)) * Up(x)): SwiGLU with SiLU, GeGLU with GELU.
@@ -170,6 +177,7 @@ func (m *GatedMLP) Forward(b kernels.Backend, ws *Workspace, dst, x kernels.Tens
 	m.Up.Forward(b, ws.Up, x)
 	b.GLU(ws.Up, ws.Gate, ws.Up, m.Act)
 	m.Down.Forward(b, dst, ws.Up)
+	ws.AllReduce(dst)
 }
 
 // LMHead is the final norm and the vocabulary projection, applied only to

@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"context"
 	"fmt"
 	"slices"
 
@@ -41,6 +42,13 @@ type Workspace struct {
 	selRows []int32
 	layout  []layoutKey
 	n       int
+
+	// A tensor-parallel rank all-reduces its partial sums through comm;
+	// the first failure is kept in err and later reductions are skipped.
+	comm model.Comm
+	ctx  context.Context
+	err  error
+	host []float32
 }
 
 type spanView struct {
@@ -95,6 +103,30 @@ func (ws *Workspace) Prepare(batch *model.Batch, cache *kvcache.Cache, maxPositi
 		off += sp.N
 	}
 	return nil
+}
+
+// begin starts a forward pass whose reductions go through comm.
+func (ws *Workspace) begin(ctx context.Context, comm model.Comm) {
+	ws.ctx, ws.comm, ws.err = ctx, comm, nil
+}
+
+// AllReduce sums t across the stage's ranks in place; unsharded it does
+// nothing. A failure is kept for the decoder to report after the layer.
+func (ws *Workspace) AllReduce(t kernels.Tensor) {
+	if ws.comm == nil || ws.err != nil {
+		return
+	}
+	n := t.Len()
+	if cap(ws.host) < n {
+		ws.host = make([]float32, n)
+	}
+	buf := ws.host[:n]
+	ws.b.Read(t, buf)
+	if err := ws.comm.AllReduce(ws.ctx, buf); err != nil {
+		ws.err = fmt.Errorf("all-reduce: %w", err)
+		return
+	}
+	ws.b.Write(t, buf)
 }
 
 // Commit advances every span's sequence past the tokens just run.
