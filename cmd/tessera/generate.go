@@ -30,6 +30,7 @@ type modelFlags struct {
 	promptIDs string
 	json      bool
 	device    string
+	plan      string
 }
 
 func (m *modelFlags) register(fs *flag.FlagSet) {
@@ -39,6 +40,11 @@ func (m *modelFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&m.device, "device", "cpu", "compute backend: cpu")
 }
 
+// registerPlan adds --plan, for commands that can run a model sharded.
+func (m *modelFlags) registerPlan(fs *flag.FlagSet) {
+	fs.StringVar(&m.plan, "plan", "", "run sharded in this process: pp=N,tp=M, a JSON plan, or a .json file from 'tessera plan --json'")
+}
+
 // defaultModel is the bundled model, relative to the repository root.
 const defaultModel = "models/docbloom-3m"
 
@@ -46,6 +52,13 @@ const defaultModel = "models/docbloom-3m"
 func (m *modelFlags) load(stderr io.Writer, opts ...model.Option) (model.Model, error) {
 	if m.device != "cpu" {
 		return nil, fmt.Errorf("%w: --device %q is not available in this build (have: cpu)", errUsage, m.device)
+	}
+	if m.plan != "" {
+		p, err := parsePlanFlag(m.dir, m.plan)
+		if err != nil {
+			return nil, err
+		}
+		return engine.LoadPipeline(m.dir, p, opts...)
 	}
 	if !m.json && isTerminal(stderr) {
 		opts = append(opts, model.WithProgress(progressPrinter(stderr)))
@@ -81,6 +94,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 		"For an encoder-decoder (marian) --prompt-ids is the source; decoding starts from the decoder start token,\n"+
 		"which generated_ids leaves out.", stderr)
 	mf.register(fs)
+	mf.registerPlan(fs)
 	fs.IntVar(&maxTokens, "max-tokens", 32, "how many tokens to generate at most")
 	fs.Float64Var(&p.Temperature, "temperature", 0, "sampling temperature; 0 is greedy")
 	fs.IntVar(&p.TopK, "top-k", 0, "sample among the K most likely tokens (0: all)")
@@ -142,6 +156,7 @@ func runLogits(args []string, stdout, stderr io.Writer) error {
 	var decoderIDs string
 	fs := newFlagSet("logits", "logits --model DIR --prompt-ids 5,77,300 [--decoder-ids 3,17] --json", stderr)
 	mf.register(fs)
+	mf.registerPlan(fs)
 	fs.StringVar(&decoderIDs, "decoder-ids", "", "encoder-decoder models: the decoder input (starting with the decoder start token); --prompt-ids is the source")
 	if err := fs.Parse(args); err != nil {
 		return err

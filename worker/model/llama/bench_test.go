@@ -2,11 +2,6 @@ package llama_test
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"math"
-	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -16,70 +11,12 @@ import (
 	"github.com/tessera-llm/tessera/worker/weights"
 )
 
-// shape is a LLaMA geometry for random checkpoints.
-type shape struct {
-	hidden, layers, heads, kvHeads, inter, vocab int
-}
-
 // reference is the CPU reference shape of docs/benchmarks.md (200.8M parameters).
-var reference = shape{hidden: 1024, layers: 12, heads: 16, kvHeads: 4, inter: 2816, vocab: 32000}
+var reference = modeltest.LlamaShape{Hidden: 1024, Layers: 12, Heads: 16, KVHeads: 4, Inter: 2816, Vocab: 32000}
 
-// writeRandomLlama writes config.json and a random model.safetensors in dt.
-func writeRandomLlama(tb testing.TB, dir string, s shape, dt weights.DType) {
-	tb.Helper()
-	cfg := map[string]any{"model_type": "llama", "hidden_size": s.hidden, "num_hidden_layers": s.layers,
-		"num_attention_heads": s.heads, "num_key_value_heads": s.kvHeads, "intermediate_size": s.inter,
-		"vocab_size": s.vocab, "rms_norm_eps": 1e-6, "max_position_embeddings": 4096}
-	raw, _ := json.Marshal(cfg)
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	d := s.hidden / s.heads
-	rng := rand.New(rand.NewPCG(1, 2))
-	var ts []weights.WriteTensor
-	add := func(name string, rows, cols int, ones bool) {
-		vals := make([]float32, rows*cols)
-		scale := float32(1 / math.Sqrt(float64(cols)))
-		for i := range vals {
-			if ones {
-				vals[i] = 1
-			} else {
-				vals[i] = (rng.Float32()*2 - 1) * scale
-			}
-		}
-		data, err := weights.EncodeFloat32(dt, vals)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		shape := []int{rows, cols}
-		if rows == 1 {
-			shape = []int{cols}
-		}
-		ts = append(ts, weights.WriteTensor{Name: name, DType: dt, Shape: shape, Data: data})
-	}
-	add("model.embed_tokens.weight", s.vocab, s.hidden, false)
-	for l := range s.layers {
-		p := fmt.Sprintf("model.layers.%d.", l)
-		add(p+"input_layernorm.weight", 1, s.hidden, true)
-		add(p+"post_attention_layernorm.weight", 1, s.hidden, true)
-		add(p+"self_attn.q_proj.weight", s.heads*d, s.hidden, false)
-		add(p+"self_attn.k_proj.weight", s.kvHeads*d, s.hidden, false)
-		add(p+"self_attn.v_proj.weight", s.kvHeads*d, s.hidden, false)
-		add(p+"self_attn.o_proj.weight", s.hidden, s.heads*d, false)
-		add(p+"mlp.gate_proj.weight", s.inter, s.hidden, false)
-		add(p+"mlp.up_proj.weight", s.inter, s.hidden, false)
-		add(p+"mlp.down_proj.weight", s.hidden, s.inter, false)
-	}
-	add("model.norm.weight", 1, s.hidden, true)
-	add("lm_head.weight", s.vocab, s.hidden, false)
-	if err := weights.Write(filepath.Join(dir, "model.safetensors"), ts, nil); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-func loadRandom(b *testing.B, s shape, dt weights.DType, cacheTokens int) model.CausalLM {
+func loadRandom(b *testing.B, s modeltest.LlamaShape, dt weights.DType, cacheTokens int) model.CausalLM {
 	dir := b.TempDir()
-	writeRandomLlama(b, dir, s, dt)
+	modeltest.WriteRandomLlama(b, dir, s, dt)
 	m, err := model.Load(dir, model.WithCache(cacheTokens, 16))
 	if err != nil {
 		b.Fatal(err)
@@ -101,12 +38,12 @@ func BenchmarkDecode(b *testing.B) {
 	for _, dt := range []weights.DType{"F32", "BF16"} {
 		b.Run(string(dt), func(b *testing.B) {
 			lm := loadRandom(b, reference, dt, 512)
-			logits := lm.Backend().Alloc(1, reference.vocab)
+			logits := lm.Backend().Alloc(1, reference.Vocab)
 			var seq kvcache.Seq
 			ctx := context.Background()
 			reset := func() {
 				lm.Cache().Release(&seq)
-				p := prompt(16, reference.vocab)
+				p := prompt(16, reference.Vocab)
 				batch := model.Batch{Tokens: p, Spans: []model.Span{{Seq: &seq, N: len(p)}}}
 				if err := lm.Forward(ctx, &batch, logits); err != nil {
 					b.Fatal(err)
@@ -123,7 +60,7 @@ func BenchmarkDecode(b *testing.B) {
 					reset()
 					b.StartTimer()
 				}
-				tok[0] = int32(i % reference.vocab)
+				tok[0] = int32(i % reference.Vocab)
 				if err := lm.Forward(ctx, &batch, logits); err != nil {
 					b.Fatal(err)
 				}
@@ -140,8 +77,8 @@ func BenchmarkPrefill(b *testing.B) {
 	for _, dt := range []weights.DType{"F32", "BF16"} {
 		b.Run(string(dt), func(b *testing.B) {
 			lm := loadRandom(b, reference, dt, 256)
-			logits := lm.Backend().Alloc(1, reference.vocab)
-			p := prompt(n, reference.vocab)
+			logits := lm.Backend().Alloc(1, reference.Vocab)
+			p := prompt(n, reference.Vocab)
 			var seq kvcache.Seq
 			batch := model.Batch{Tokens: p, Spans: []model.Span{{Seq: &seq, N: n}}}
 			b.ResetTimer()
