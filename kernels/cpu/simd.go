@@ -105,7 +105,6 @@ func gemmSIMDKernel(j *job, s *scratch, lo, hi int) {
 	d, wt, bt, xp := j.t[0], j.t[2], j.t[3], j.fs
 	n, m, k := j.i[0], j.i[1], j.i[2]
 	out := d.F32
-	tile := grow(&s.b, gemmMR*gemmNR)
 	var bias [gemmMR]float32
 	for blk := lo; blk < hi; blk++ {
 		r0 := blk * gemmMR
@@ -122,15 +121,7 @@ func gemmSIMDKernel(j *job, s *scratch, lo, hi int) {
 			bias[r] = biasAt(bt, r0+r)
 		}
 		for q := 0; q*gemmNR < n; q++ {
-			gemm12x32(&wb[0], k, &xp[q*gemmNR*k], k, &tile[0])
-			lanes := min(gemmNR, n-q*gemmNR)
-			o := out[q*gemmNR*m+r0:]
-			for r := range rows {
-				t, bv := tile[r*gemmNR:r*gemmNR+lanes], bias[r]
-				for l, v := range t {
-					o[l*m+r] = v + bv
-				}
-			}
+			gemm12x32(&wb[0], k, &xp[q*gemmNR*k], k, &out[q*gemmNR*m+r0], m, &bias[0], rows, min(gemmNR, n-q*gemmNR))
 		}
 	}
 }

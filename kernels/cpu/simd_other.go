@@ -15,7 +15,7 @@ func gemv4F16(x *float32, w *uint16, ldw, k int, out *float32)  { panic("unreach
 func widenBF16AVX(dst *float32, src *uint16, n int)             { panic("unreachable") }
 func widenF16AVX(dst *float32, src *uint16, n int)              { panic("unreachable") }
 func axpyAVX(y, x *float32, n int, a float32)                   { panic("unreachable") }
-func gemm12x32(w *float32, ldw int, xp *float32, k int, c *float32) {
+func gemm12x32(w *float32, ldw int, xp *float32, k int, c *float32, ldc int, bias *float32, rows, lanes int) {
 	panic("unreachable")
 }
 

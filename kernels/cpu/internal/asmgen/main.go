@@ -226,15 +226,17 @@ func axpy() {
 	p("")
 }
 
-// gemm writes gemm12x32(w *float32, ldw int, xp *float32, k int, c *float32):
-// the prefill micro-kernel. w is 12 float32 rows of stride ldw; xp is a
-// packed panel [k][32] of 32 x rows (transposed); c is a [12][32] tile,
-// overwritten with c[r][l] = Σ_p w[r][p]·xp[p][l]. Each k step broadcasts
-// 12 weights and does 24 FMAs into 24 zmm accumulators.
+// gemm writes gemm12x32(w *float32, ldw int, xp *float32, k int, c *float32,
+// ldc int, bias *float32, rows, lanes int): the prefill micro-kernel. w is
+// 12 float32 rows of stride ldw; xp is a packed panel [k][32] of 32 x rows
+// (transposed). It sets c[l·ldc+r] = Σ_p w[r][p]·xp[p][l] + bias[r] for
+// r < rows, l < lanes (1 <= rows <= 12, 1 <= lanes <= 32), scattering
+// each accumulator (16 x rows of one weight row) with VSCATTERDPS. Each k
+// step broadcasts 12 weights and does 24 FMAs into 24 zmm accumulators.
 func gemm() {
 	const name = "gemm12x32"
-	p("// func %s(w *float32, ldw int, xp *float32, k int, c *float32)", name)
-	p("TEXT ·%s(SB), NOSPLIT, $0-40", name)
+	p("// func %s(w *float32, ldw int, xp *float32, k int, c *float32, ldc int, bias *float32, rows, lanes int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-72", name)
 	p("\tMOVQ w+0(FP), R8")
 	p("\tMOVQ ldw+8(FP), R9")
 	p("\tSHLQ $2, R9")
@@ -296,9 +298,48 @@ func gemm() {
 	p("\tDECQ CX")
 	p("\tJMP %s_loop1", name)
 	p("%s_done:", name)
-	for i := range 24 {
-		p("\tVMOVUPS Z%d, %d(DX)", i, 64*i)
+	// Z24 = l·ldc for l < 16; R11 = c + 16·ldc floats; K masks from
+	// lanes: R13 for l < 16, AX for l >= 16.
+	p("\tMOVQ ldc+40(FP), BX")
+	p("\tVPBROADCASTD BX, Z24")
+	p("\tVPMULLD iota<>(SB), Z24, Z24")
+	p("\tSHLQ $6, BX")
+	p("\tLEAQ (DX)(BX*1), R11")
+	p("\tMOVQ bias+48(FP), R12")
+	p("\tMOVQ rows+56(FP), SI")
+	p("\tMOVQ lanes+64(FP), CX")
+	p("\tMOVL $0xffff, R13")
+	p("\tXORL AX, AX")
+	p("\tCMPQ CX, $16")
+	p("\tJGE %s_hi", name)
+	tailMask()
+	p("\tMOVL AX, R13")
+	p("\tXORL AX, AX")
+	p("\tJMP %s_store", name)
+	p("%s_hi:", name)
+	p("\tSUBQ $16, CX")
+	p("\tJEQ %s_store", name)
+	p("\tMOVL $1, AX")
+	p("\tSHLL CX, AX")
+	p("\tDECL AX")
+	p("%s_store:", name)
+	for r := range 12 {
+		if r > 0 {
+			p("\tCMPQ SI, $%d", r)
+			p("\tJLE %s_ret", name)
+		}
+		for h, base := range []string{"DX", "R11"} {
+			z := 2*r + h
+			p("\tVADDPS.BCST %d(R12), Z%d, Z%d", 4*r, z, z)
+			if h == 0 {
+				p("\tKMOVW R13, K1")
+			} else {
+				p("\tKMOVW AX, K1")
+			}
+			p("\tVSCATTERDPS Z%d, K1, %d(%s)(Z24*4)", z, 4*r, base)
+		}
 	}
+	p("%s_ret:", name)
 	p("\tVZEROUPPER")
 	p("\tRET")
 	p("")
@@ -336,6 +377,12 @@ func main() {
 	p("//go:build amd64 && !purego")
 	p("")
 	p(`#include "textflag.h"`)
+	p("")
+	p("// iota<> is the int32 vector 0, 1, ..., 15.")
+	for i := range 16 {
+		p("DATA iota<>+%d(SB)/4, $%d", 4*i, i)
+	}
+	p("GLOBL iota<>(SB), RODATA|NOPTR, $64")
 	p("")
 	cpuid()
 	for _, d := range dtypes {
