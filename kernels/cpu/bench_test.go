@@ -20,18 +20,24 @@ func BenchmarkMatMul(b *testing.B) {
 		{"prefill", 128, 1024, 1024},
 		{"decode", 1, 2816, 1024},
 		{"batch4", 4, 2816, 1024},
+		{"lmhead", 1, 32000, 1024},
+		{"prefill-mlp", 128, 2816, 1024},
+		{"prefill-down", 128, 1024, 2816},
 	} {
 		for _, dt := range dtypes {
-			b.Run(fmt.Sprintf("%s/%dx%dx%d/%v", sh.name, sh.n, sh.m, sh.k, dt), func(b *testing.B) {
-				x := be.FromFloat32(randVec(r, sh.n*sh.k), sh.n, sh.k)
-				w, _ := upload(b, be, dt, randVec(r, sh.m*sh.k), sh.m, sh.k)
-				dst := be.Alloc(sh.n, sh.m)
-				sec := measure(b, func() { be.MatMul(dst, x, w, nil) })
-				b.ReportMetric(2*float64(sh.n*sh.m*sh.k)/sec/1e9, "GFLOP/s")
-				if sh.n < gemmMinRows {
-					b.ReportMetric(float64(sh.m*sh.k*dt.Size())/sec/1e9, "weightGB/s")
-				}
-			})
+			for _, impl := range impls() {
+				b.Run(fmt.Sprintf("%s/%dx%dx%d/%v/%s", sh.name, sh.n, sh.m, sh.k, dt, impl.name), func(b *testing.B) {
+					x := be.FromFloat32(randVec(r, sh.n*sh.k), sh.n, sh.k)
+					w, _ := upload(b, be, dt, randVec(r, sh.m*sh.k), sh.m, sh.k)
+					dst := be.Alloc(sh.n, sh.m)
+					defer impl.use()()
+					sec := measure(b, func() { be.MatMul(dst, x, w, nil) })
+					b.ReportMetric(2*float64(sh.n*sh.m*sh.k)/sec/1e9, "GFLOP/s")
+					if sh.n < gemmMinRows {
+						b.ReportMetric(float64(sh.m*sh.k*dt.Size())/sec/1e9, "weightGB/s")
+					}
+				})
+			}
 		}
 	}
 }
@@ -50,23 +56,47 @@ func BenchmarkAttend(b *testing.B) {
 		{"decode", 1, 4096},
 		{"prefill", 256, 256},
 	} {
-		b.Run(fmt.Sprintf("%s/n=%d/keys=%d", sh.name, sh.n, sh.keys), func(b *testing.B) {
-			f := newKV(be, r, sh.keys, kv, hd, bs)
-			a := &kernels.Attention{Heads: heads, KVHeads: kv, HeadDim: hd, Scale: 0.088, Mask: kernels.Causal,
-				BlockSize: bs, Table: f.table, Keys: sh.keys}
-			q := be.FromFloat32(randVec(r, sh.n*heads*hd), sh.n, heads*hd)
-			dst := be.Alloc(sh.n, heads*hd)
-			sec := measure(b, func() { be.Attend(dst, q, f.kc, f.vc, a) })
-			visible := 0 // (query, key) pairs
-			for i := range sh.n {
-				visible += sh.keys - sh.n + i + 1
-			}
-			b.ReportMetric(4*float64(visible*heads*hd)/sec/1e9, "GFLOP/s")
-			if sh.n == 1 {
-				b.ReportMetric(2*float64(sh.keys*kv*hd*4)/sec/1e9, "kvGB/s")
-			}
-		})
+		for _, impl := range impls() {
+			b.Run(fmt.Sprintf("%s/n=%d/keys=%d/%s", sh.name, sh.n, sh.keys, impl.name), func(b *testing.B) {
+				defer impl.use()()
+				f := newKV(be, r, sh.keys, kv, hd, bs)
+				a := &kernels.Attention{Heads: heads, KVHeads: kv, HeadDim: hd, Scale: 0.088, Mask: kernels.Causal,
+					BlockSize: bs, Table: f.table, Keys: sh.keys}
+				q := be.FromFloat32(randVec(r, sh.n*heads*hd), sh.n, heads*hd)
+				dst := be.Alloc(sh.n, heads*hd)
+				sec := measure(b, func() { be.Attend(dst, q, f.kc, f.vc, a) })
+				visible := 0 // (query, key) pairs
+				for i := range sh.n {
+					visible += sh.keys - sh.n + i + 1
+				}
+				b.ReportMetric(4*float64(visible*heads*hd)/sec/1e9, "GFLOP/s")
+				if sh.n == 1 {
+					b.ReportMetric(2*float64(sh.keys*kv*hd*4)/sec/1e9, "kvGB/s")
+				}
+			})
+		}
 	}
+}
+
+// impl is a kernel implementation a benchmark runs under: "simd" (the
+// AVX-512 kernels, where the CPU has them) and "go" (the fallback).
+type impl struct {
+	name string
+	simd bool
+}
+
+func impls() []impl {
+	if hasAVX512 {
+		return []impl{{"simd", true}, {"go", false}}
+	}
+	return []impl{{"go", false}}
+}
+
+// use selects the implementation and returns a func restoring the old one.
+func (i impl) use() func() {
+	saved := useSIMD
+	useSIMD = i.simd
+	return func() { useSIMD = saved }
 }
 
 // measure runs op in the benchmark loop and returns wall seconds per op.
