@@ -1,0 +1,197 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
+	"github.com/tessera-llm/tessera/shard/merge"
+	"github.com/tessera-llm/tessera/shard/plan"
+	"github.com/tessera-llm/tessera/shard/spec"
+	"github.com/tessera-llm/tessera/worker/engine"
+	"github.com/tessera-llm/tessera/worker/kvcache"
+	"github.com/tessera-llm/tessera/worker/model"
+	"github.com/tessera-llm/tessera/worker/model/modeltest"
+	"google.golang.org/protobuf/proto"
+)
+
+// coordinator is the smallest driver of Runners: it keeps block tables,
+// sends each step through the stages and merges the last stage's top-k.
+type coordinator struct {
+	runners [][]*engine.Runner
+	tables  *kvcache.Cache
+	step    uint64
+}
+
+func (c *coordinator) run(t *testing.T, st *tesserav1.Step) []int32 {
+	t.Helper()
+	var in []float32
+	var rows [][]merge.Partial
+	for si, ranks := range c.runners {
+		results := make([]engine.Result, len(ranks))
+		errs := make([]error, len(ranks))
+		var wg sync.WaitGroup
+		for ri, r := range ranks {
+			wg.Go(func() { results[ri], errs[ri] = r.Step(context.Background(), st, in) })
+		}
+		wg.Wait()
+		for ri, err := range errs {
+			if err != nil {
+				t.Fatalf("stage %d rank %d: %v", si, ri, err)
+			}
+		}
+		in = results[0].Hidden
+		if si == len(c.runners)-1 {
+			rows = make([][]merge.Partial, len(results[0].Rows))
+			for ri, res := range results {
+				v := ranks[ri].Geometry().Vocab
+				for i, row := range res.Rows {
+					rows[i] = append(rows[i], merge.Partial{Offset: v[0], Len: v[1] - v[0], IDs: row.Ids, Logits: row.Logits, LSE: row.Lse})
+				}
+			}
+		}
+	}
+	var ids []int32
+	for _, parts := range rows {
+		top, _, _ := merge.Merge(parts, 1)
+		ids = append(ids, top[0])
+	}
+	return ids
+}
+
+// generate runs greedy decoding of several sequences in one batch.
+func (c *coordinator) generate(t *testing.T, prompts [][]int32, steps int) [][]int32 {
+	seqs := make([]kvcache.Seq, len(prompts))
+	out := make([][]int32, len(prompts))
+	next := prompts
+	for range steps {
+		c.step++
+		st := &tesserav1.Step{StepId: c.step, TopK: 1}
+		for i, toks := range next {
+			if err := c.tables.Reserve(&seqs[i], len(toks)); err != nil {
+				t.Fatal(err)
+			}
+			st.Tokens = append(st.Tokens, toks...)
+			st.Spans = append(st.Spans, &tesserav1.SeqSpan{SeqId: uint64(i + 1), Tokens: int32(len(toks)),
+				Cached: int32(seqs[i].Len), BlockTable: seqs[i].Table})
+		}
+		ids := c.run(t, st)
+		next = make([][]int32, len(prompts))
+		for i, id := range ids {
+			seqs[i].Len += int(st.Spans[i].Tokens)
+			out[i] = append(out[i], id)
+			next[i] = []int32{id}
+		}
+	}
+	return out
+}
+
+func newCoordinator(t testing.TB, dir string, pp, tp int) *coordinator {
+	t.Helper()
+	s, err := spec.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := make([]plan.Worker, pp*tp)
+	for i := range ws {
+		ws[i].ID = fmt.Sprint(i)
+	}
+	p, err := plan.New(s, ws, plan.WithShape(pp, tp), plan.WithDTypeBytes(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := engine.LoadPipeline(dir, p, model.WithCache(512, 8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &coordinator{tables: kvcache.NewTables(8, 64)}
+	for si, st := range p.Stages {
+		var ranks []*engine.Runner
+		for ri := range st.Ranks {
+			ranks = append(ranks, engine.NewRunner(pl.Rank(si, ri)))
+		}
+		c.runners = append(c.runners, ranks)
+	}
+	return c
+}
+
+// Batched greedy decoding through Runners gives every sequence its golden
+// continuation, whatever else shares its steps.
+func TestRunnersBatchGolden(t *testing.T) {
+	for _, fx := range []string{"bloom", "llama", "chatglm"} {
+		t.Run(fx, func(t *testing.T) {
+			dir := filepath.Join(modeltest.Root(t), "testdata/golden", fx)
+			g := modeltest.LoadGolden(t, dir)
+			c := newCoordinator(t, dir, 2, 2)
+			var prompts [][]int32
+			for _, cs := range g.Cases {
+				prompts = append(prompts, cs.PromptIDs)
+			}
+			const steps = 8
+			got := c.generate(t, prompts, steps)
+			for i, cs := range g.Cases {
+				if fmt.Sprint(got[i]) != fmt.Sprint(cs.GreedyIDs[:steps]) {
+					t.Errorf("case %d: got %v, golden %v", i, got[i], cs.GreedyIDs[:steps])
+				}
+			}
+		})
+	}
+}
+
+func TestRunnerRejectsBadSteps(t *testing.T) {
+	c := newCoordinator(t, filepath.Join(modeltest.Root(t), "testdata/golden/bloom"), 1, 1)
+	r := c.runners[0][0]
+	good := func() *tesserav1.Step {
+		return &tesserav1.Step{StepId: 1, TopK: 1, Tokens: []int32{5, 6},
+			Spans: []*tesserav1.SeqSpan{{SeqId: 1, Tokens: 2, BlockTable: []int32{0}}}}
+	}
+	cases := []struct {
+		name string
+		edit func(st *tesserav1.Step)
+	}{
+		{"tokens past the spans", func(st *tesserav1.Step) { st.Tokens = append(st.Tokens, 7) }},
+		{"no blocks", func(st *tesserav1.Step) { st.Spans[0].BlockTable = nil }},
+		{"block outside the pool", func(st *tesserav1.Step) { st.Spans[0].BlockTable = []int32{1 << 20} }},
+		{"negative block", func(st *tesserav1.Step) { st.Spans[0].BlockTable = []int32{-1} }},
+		{"zero-token span", func(st *tesserav1.Step) { st.Spans[0].Tokens = 0 }},
+		{"unknown cached length", func(st *tesserav1.Step) { st.Spans[0].SeqId, st.Spans[0].Cached = 99, 3 }},
+		{"token outside the vocabulary", func(st *tesserav1.Step) { st.Tokens[0] = 1 << 30 }},
+		{"huge top-k", func(st *tesserav1.Step) { st.TopK = 1 << 20 }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := good()
+			tc.edit(st)
+			_, err := r.Step(context.Background(), st, nil)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !errors.Is(err, engine.ErrBadStep) && !errors.Is(err, model.ErrBadBatch) {
+				t.Fatalf("err = %v, want ErrBadStep or ErrBadBatch", err)
+			}
+		})
+	}
+	// The rank still serves after all of that.
+	if _, err := r.Step(context.Background(), good(), nil); err != nil {
+		t.Fatalf("a good step after bad ones: %v", err)
+	}
+}
+
+func FuzzRunnerStep(f *testing.F) {
+	c := newCoordinator(f, filepath.Join(modeltest.Root(f), "testdata/golden/bloom"), 1, 1)
+	r := c.runners[0][0]
+	f.Add([]byte{8, 1, 26, 2, 5, 6, 34, 6, 8, 1, 16, 2, 50, 1, 0})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var st tesserav1.Step
+		if err := protoUnmarshal(raw, &st); err != nil {
+			return
+		}
+		_, _ = r.Step(context.Background(), &st, nil)
+	})
+}
+
+func protoUnmarshal(raw []byte, st *tesserav1.Step) error { return proto.Unmarshal(raw, st) }
