@@ -151,9 +151,12 @@ type Shard struct {
 	// alibi_slopes is the slice of the global slopes for this rank's heads.
 	AlibiSlopes []float32 `protobuf:"fixed32,14,rep,packed,name=alibi_slopes,json=alibiSlopes,proto3" json:"alibi_slopes,omitempty"`
 	// kv_map maps a local query head to its local kv head.
-	KvMap         []int32 `protobuf:"varint,15,rep,packed,name=kv_map,json=kvMap,proto3" json:"kv_map,omitempty"`
-	CacheTokens   int32   `protobuf:"varint,16,opt,name=cache_tokens,json=cacheTokens,proto3" json:"cache_tokens,omitempty"`
-	BlockSize     int32   `protobuf:"varint,17,opt,name=block_size,json=blockSize,proto3" json:"block_size,omitempty"`
+	KvMap       []int32 `protobuf:"varint,15,rep,packed,name=kv_map,json=kvMap,proto3" json:"kv_map,omitempty"`
+	CacheTokens int32   `protobuf:"varint,16,opt,name=cache_tokens,json=cacheTokens,proto3" json:"cache_tokens,omitempty"`
+	BlockSize   int32   `protobuf:"varint,17,opt,name=block_size,json=blockSize,proto3" json:"block_size,omitempty"`
+	// plan_json is the whole plan as the coordinator stored it; the ranges
+	// above are this rank's part of it, for operators reading the request.
+	PlanJson      string `protobuf:"bytes,18,opt,name=plan_json,json=planJson,proto3" json:"plan_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -305,6 +308,13 @@ func (x *Shard) GetBlockSize() int32 {
 		return x.BlockSize
 	}
 	return 0
+}
+
+func (x *Shard) GetPlanJson() string {
+	if x != nil {
+		return x.PlanJson
+	}
+	return ""
 }
 
 type LoadShardRequest struct {
@@ -945,7 +955,7 @@ const file_tessera_v1_control_proto_rawDesc = "" +
 	"tessera.v1\"/\n" +
 	"\x05Range\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x05R\x05start\x12\x10\n" +
-	"\x03end\x18\x02 \x01(\x05R\x03end\"\xa4\x04\n" +
+	"\x03end\x18\x02 \x01(\x05R\x03end\"\xc1\x04\n" +
 	"\x05Shard\x12!\n" +
 	"\fplan_version\x18\x01 \x01(\x04R\vplanVersion\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x1b\n" +
@@ -966,7 +976,8 @@ const file_tessera_v1_control_proto_rawDesc = "" +
 	"\x06kv_map\x18\x0f \x03(\x05R\x05kvMap\x12!\n" +
 	"\fcache_tokens\x18\x10 \x01(\x05R\vcacheTokens\x12\x1d\n" +
 	"\n" +
-	"block_size\x18\x11 \x01(\x05R\tblockSize\";\n" +
+	"block_size\x18\x11 \x01(\x05R\tblockSize\x12\x1b\n" +
+	"\tplan_json\x18\x12 \x01(\tR\bplanJson\";\n" +
 	"\x10LoadShardRequest\x12'\n" +
 	"\x05shard\x18\x01 \x01(\v2\x11.tessera.v1.ShardR\x05shard\"\x98\x01\n" +
 	"\fLoadProgress\x12\x14\n" +
