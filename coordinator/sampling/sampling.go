@@ -75,7 +75,27 @@ func (s *Sampler) Sample(logits []float32) int32 {
 	for i, v := range logits {
 		s.cands = append(s.cands, cand{int32(i), float64(v) / s.p.Temperature})
 	}
-	slices.SortFunc(s.cands, func(a, b cand) int { return cmp.Compare(b.p, a.p) })
+	slices.SortStableFunc(s.cands, func(a, b cand) int { return cmp.Compare(b.p, a.p) })
+	return s.pick()
+}
+
+// SampleCandidates picks among candidates ids with their logits, best
+// first (as a vocabulary-parallel merge returns them): the top-K a
+// cluster's ranks sent instead of whole rows. Greedy and top-k ≤ K are
+// exact; top-p renormalises over the K candidates.
+func (s *Sampler) SampleCandidates(ids []int32, logits []float32) int32 {
+	if s.p.Temperature == 0 || len(ids) == 1 {
+		return ids[0]
+	}
+	s.cands = s.cands[:0]
+	for i, id := range ids {
+		s.cands = append(s.cands, cand{id, float64(logits[i]) / s.p.Temperature})
+	}
+	return s.pick()
+}
+
+// pick samples from s.cands, sorted best first.
+func (s *Sampler) pick() int32 {
 	if k := s.p.TopK; k > 0 && k < len(s.cands) {
 		s.cands = s.cands[:k]
 	}

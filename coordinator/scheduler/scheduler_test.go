@@ -1,0 +1,305 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tessera-llm/tessera/coordinator/sampling"
+	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
+	"github.com/tessera-llm/tessera/shard/merge"
+)
+
+const vocab = 50
+
+// next is the fake model: the token after a history.
+func next(h []int32) int32 {
+	sum := 0
+	for _, t := range h {
+		sum += int(t)
+	}
+	return int32((31*sum + 7*len(h)) % vocab)
+}
+
+// fakeCluster behaves like a set of workers: it keeps each sequence's
+// history by id, as their KV caches do, and checks what a worker checks.
+type fakeCluster struct {
+	t      *testing.T
+	mu     sync.Mutex
+	hist   map[uint64][]int32
+	owner  map[int32]uint64
+	steps  int
+	failAt map[int]bool
+	block  chan struct{} // when set, Step waits on it
+	tokens int           // largest step seen, in tokens
+}
+
+func newFake(t *testing.T) *fakeCluster {
+	return &fakeCluster{t: t, hist: map[uint64][]int32{}, owner: map[int32]uint64{}, failAt: map[int]bool{}}
+}
+
+func (f *fakeCluster) Step(ctx context.Context, st *tesserav1.Step) ([][]merge.Partial, error) {
+	if f.block != nil {
+		select {
+		case <-f.block:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.steps++
+	for _, id := range st.Release {
+		delete(f.hist, id)
+		for b, o := range f.owner {
+			if o == id {
+				delete(f.owner, b)
+			}
+		}
+	}
+	if f.failAt[f.steps] {
+		// A lost worker loses its KV: histories are gone.
+		f.hist = map[uint64][]int32{}
+		f.owner = map[int32]uint64{}
+		return nil, errors.New("worker lost")
+	}
+	f.tokens = max(f.tokens, len(st.Tokens))
+	var rows [][]merge.Partial
+	off := 0
+	for _, sp := range st.Spans {
+		h := f.hist[sp.SeqId]
+		if sp.Cached == 0 {
+			h = nil
+		} else if len(h) != int(sp.Cached) {
+			f.t.Errorf("step %d seq %d: cached %d, worker holds %d", st.StepId, sp.SeqId, sp.Cached, len(h))
+		}
+		for _, b := range sp.BlockTable {
+			if o, ok := f.owner[b]; ok && o != sp.SeqId {
+				f.t.Errorf("block %d of seq %d is owned by seq %d", b, sp.SeqId, o)
+			}
+			f.owner[b] = sp.SeqId
+		}
+		h = append(h, st.Tokens[off:off+int(sp.Tokens)]...)
+		off += int(sp.Tokens)
+		f.hist[sp.SeqId] = h
+		logits := make([]float32, vocab)
+		for i := range logits {
+			logits[i] = float32(math.Sin(float64(i)))
+		}
+		logits[next(h)] = 10
+		rows = append(rows, []merge.Partial{merge.Local(logits[:20], 0, int(st.TopK)), merge.Local(logits[20:], 20, int(st.TopK))})
+	}
+	return rows, nil
+}
+
+func expected(prompt []int32, n int) []int32 {
+	h := append([]int32(nil), prompt...)
+	var out []int32
+	for range n {
+		t := next(h)
+		out = append(out, t)
+		h = append(h, t)
+	}
+	return out
+}
+
+func start(t *testing.T, cfg Config, f Stepper) *Scheduler {
+	t.Helper()
+	if cfg.Blocks == 0 {
+		cfg.Blocks, cfg.BlockSize = 64, 4
+	}
+	cfg.Vocab, cfg.EOS = vocab, -1
+	s := New(cfg, f)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return s
+}
+
+func ids(toks []Token) []int32 {
+	out := make([]int32, len(toks))
+	for i, t := range toks {
+		out[i] = t.ID
+	}
+	return out
+}
+
+func TestBatchedRequestsMatchAlone(t *testing.T) {
+	f := newFake(t)
+	s := start(t, Config{TokenBudget: 16}, f)
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Go(func() {
+			prompt := make([]int32, 3+i*2)
+			for j := range prompt {
+				prompt[j] = int32((i*7 + j) % vocab)
+			}
+			h, err := s.Submit(context.Background(), Request{Prompt: prompt, MaxTokens: 5 + i%4})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			var streamed []int32
+			for tok := range h.Tokens() {
+				streamed = append(streamed, tok.ID)
+			}
+			res := h.Wait()
+			want := expected(prompt, 5+i%4)
+			if res.Err != nil || fmt.Sprint(ids(res.Tokens)) != fmt.Sprint(want) || fmt.Sprint(streamed) != fmt.Sprint(want) {
+				t.Errorf("request %d: %v %v (streamed %v), want %v", i, ids(res.Tokens), res.Err, streamed, want)
+			}
+			if res.Finish != "length" {
+				t.Errorf("request %d finished %q", i, res.Finish)
+			}
+		})
+	}
+	wg.Wait()
+	if f.tokens > 16 {
+		t.Errorf("a step carried %d tokens, budget 16", f.tokens)
+	}
+	waitIdle(t, s)
+	if free := s.alloc.FreeBlocks(); free != 64 {
+		t.Errorf("%d of 64 blocks free after all requests", free)
+	}
+}
+
+func waitIdle(t *testing.T, s *Scheduler) {
+	for range 200 {
+		if s.Queued() == 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("%d requests still queued", s.Queued())
+}
+
+func TestFailedStepsReplay(t *testing.T) {
+	f := newFake(t)
+	f.failAt[3], f.failAt[7], f.failAt[8] = true, true, true
+	s := start(t, Config{}, f)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			prompt := []int32{int32(i), 3, 4, 5}
+			h, err := s.Submit(context.Background(), Request{Prompt: prompt, MaxTokens: 8})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			res := h.Wait()
+			if want := expected(prompt, 8); res.Err != nil || fmt.Sprint(ids(res.Tokens)) != fmt.Sprint(want) {
+				t.Errorf("request %d after replays: %v %v, want %v", i, ids(res.Tokens), res.Err, want)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestGivesUpAfterMaxReplays(t *testing.T) {
+	f := newFake(t)
+	for i := range 100 {
+		f.failAt[i] = true
+	}
+	s := start(t, Config{MaxReplays: 2}, f)
+	h, err := s.Submit(context.Background(), Request{Prompt: []int32{1, 2}, MaxTokens: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := h.Wait(); res.Err == nil {
+		t.Fatal("a request whose every step fails succeeded")
+	}
+}
+
+func TestStopTokens(t *testing.T) {
+	prompt := []int32{1, 2, 3}
+	want := expected(prompt, 10)
+	s := start(t, Config{}, newFake(t))
+	h, _ := s.Submit(context.Background(), Request{Prompt: prompt, MaxTokens: 10, StopIDs: []int32{want[3]}})
+	res := h.Wait()
+	stop := 3
+	for i, id := range want {
+		if id == want[3] {
+			stop = i
+			break
+		}
+	}
+	if res.Finish != "stop" || len(res.Tokens) != stop+1 {
+		t.Fatalf("finish %q after %d tokens, want stop after %d", res.Finish, len(res.Tokens), stop+1)
+	}
+}
+
+func TestSubmitValidation(t *testing.T) {
+	s := start(t, Config{Blocks: 8, BlockSize: 4}, newFake(t))
+	cases := []struct {
+		name string
+		req  Request
+		want error
+	}{
+		{"empty prompt", Request{MaxTokens: 1}, ErrInvalid},
+		{"no tokens", Request{Prompt: []int32{1}}, ErrInvalid},
+		{"too long", Request{Prompt: make([]int32, 30), MaxTokens: 3}, ErrTooLong},
+		{"outside vocab", Request{Prompt: []int32{vocab}, MaxTokens: 1}, ErrInvalid},
+		{"negative id", Request{Prompt: []int32{-1}, MaxTokens: 1}, ErrInvalid},
+		{"bad sampling", Request{Prompt: []int32{1}, MaxTokens: 1, Sampling: sampling.Params{TopP: 2}}, ErrInvalid},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := s.Submit(context.Background(), tc.req); !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestQueueFullAndCancel(t *testing.T) {
+	f := newFake(t)
+	f.block = make(chan struct{})
+	s := start(t, Config{MaxQueue: 2}, f)
+	ctx, cancel := context.WithCancel(context.Background())
+	var hs []*Handle
+	var full error
+	for range 10 {
+		h, err := s.Submit(ctx, Request{Prompt: []int32{1}, MaxTokens: 4})
+		if err != nil {
+			full = err
+			continue
+		}
+		hs = append(hs, h)
+	}
+	if !errors.Is(full, ErrQueueFull) {
+		t.Fatalf("10 submissions to a blocked queue of 2: err %v", full)
+	}
+	cancel()
+	close(f.block)
+	for _, h := range hs {
+		if res := h.Wait(); res.Err == nil && len(res.Tokens) == 4 {
+			continue // finished before it saw the cancellation
+		} else if !errors.Is(res.Err, context.Canceled) {
+			t.Errorf("cancelled request: %+v", res)
+		}
+	}
+	waitIdle(t, s)
+	if s.alloc.FreeBlocks() != 64 {
+		t.Errorf("%d of 64 blocks free after cancellation", s.alloc.FreeBlocks())
+	}
+}
+
+func TestSeededSampling(t *testing.T) {
+	s := start(t, Config{}, newFake(t))
+	run := func(seed uint64) string {
+		h, err := s.Submit(context.Background(), Request{Prompt: []int32{4, 5}, MaxTokens: 6,
+			Sampling: sampling.Params{Temperature: 5, Seed: seed}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(ids(h.Wait().Tokens))
+	}
+	if a, b := run(9), run(9); a != b {
+		t.Fatalf("same seed: %s vs %s", a, b)
+	}
+}
