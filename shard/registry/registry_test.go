@@ -6,13 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
 
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
 )
@@ -58,24 +58,11 @@ func clusterName(t testing.TB) string {
 	return strings.NewReplacer("/", "-", " ", "_").Replace(t.Name())
 }
 
-// checkGoroutines fails the test when the goroutine count has not returned
-// to its value at the call within a few seconds of the test's end. Call it
-// first; the check runs in t.Cleanup after the test's other cleanups.
+// checkGoroutines fails the test when goroutines started during it are
+// still running after it and its cleanups (goleak retries for a while).
 func checkGoroutines(t *testing.T) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		n := runtime.NumGoroutine()
-		for n > before && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-			n = runtime.NumGoroutine()
-		}
-		if n > before {
-			buf := make([]byte, 1<<20)
-			t.Errorf("goroutines: %d before, %d after\n%s", before, n, buf[:runtime.Stack(buf, true)])
-		}
-	})
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 }
 
 func worker(id string, mem int64) *tesserav1.WorkerInfo {

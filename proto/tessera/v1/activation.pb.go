@@ -33,6 +33,8 @@ const (
 	DType_DTYPE_F32         DType = 1
 	DType_DTYPE_F16         DType = 2
 	DType_DTYPE_BF16        DType = 3
+	// Raw bytes, e.g. an encoded Step or StepResult (shape = [byte length]).
+	DType_DTYPE_U8 DType = 4
 )
 
 // Enum value maps for DType.
@@ -42,12 +44,14 @@ var (
 		1: "DTYPE_F32",
 		2: "DTYPE_F16",
 		3: "DTYPE_BF16",
+		4: "DTYPE_U8",
 	}
 	DType_value = map[string]int32{
 		"DTYPE_UNSPECIFIED": 0,
 		"DTYPE_F32":         1,
 		"DTYPE_F16":         2,
 		"DTYPE_BF16":        3,
+		"DTYPE_U8":          4,
 	}
 )
 
@@ -86,6 +90,10 @@ const (
 	FrameKind_FRAME_KIND_ACTIVATION FrameKind = 1
 	// A rank's partial sum inside an all-reduce.
 	FrameKind_FRAME_KIND_REDUCE FrameKind = 2
+	// An encoded Step (dtype U8) sent to a stage.
+	FrameKind_FRAME_KIND_STEP FrameKind = 3
+	// An encoded StepResult (dtype U8) sent back by a last-stage rank.
+	FrameKind_FRAME_KIND_RESULT FrameKind = 4
 )
 
 // Enum value maps for FrameKind.
@@ -94,11 +102,15 @@ var (
 		0: "FRAME_KIND_UNSPECIFIED",
 		1: "FRAME_KIND_ACTIVATION",
 		2: "FRAME_KIND_REDUCE",
+		3: "FRAME_KIND_STEP",
+		4: "FRAME_KIND_RESULT",
 	}
 	FrameKind_value = map[string]int32{
 		"FRAME_KIND_UNSPECIFIED": 0,
 		"FRAME_KIND_ACTIVATION":  1,
 		"FRAME_KIND_REDUCE":      2,
+		"FRAME_KIND_STEP":        3,
+		"FRAME_KIND_RESULT":      4,
 	}
 )
 
@@ -129,7 +141,10 @@ func (FrameKind) EnumDescriptor() ([]byte, []int) {
 	return file_tessera_v1_activation_proto_rawDescGZIP(), []int{1}
 }
 
-// Frame is one chunk of a tensor in flight.
+// Frame is one chunk of a tensor in flight. stage and rank name the
+// sender (the coordinator sends steps as stage 0, rank 0). A tensor of
+// chunks > 1 frames is the concatenation of their data in chunk order;
+// every chunk repeats dtype and the whole tensor's shape.
 type Frame struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	PlanVersion uint64                 `protobuf:"varint,1,opt,name=plan_version,json=planVersion,proto3" json:"plan_version,omitempty"`
@@ -615,17 +630,20 @@ const file_tessera_v1_activation_proto_rawDesc = "" +
 	"\astep_id\x18\x02 \x01(\x04R\x06stepId\x12\x12\n" +
 	"\x04rank\x18\x03 \x01(\x05R\x04rank\x12'\n" +
 	"\x04rows\x18\x04 \x03(\v2\x13.tessera.v1.RowTopKR\x04rows\x12\x14\n" +
-	"\x05error\x18\x05 \x01(\tR\x05error*L\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error*Z\n" +
 	"\x05DType\x12\x15\n" +
 	"\x11DTYPE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tDTYPE_F32\x10\x01\x12\r\n" +
 	"\tDTYPE_F16\x10\x02\x12\x0e\n" +
 	"\n" +
-	"DTYPE_BF16\x10\x03*Y\n" +
+	"DTYPE_BF16\x10\x03\x12\f\n" +
+	"\bDTYPE_U8\x10\x04*\x85\x01\n" +
 	"\tFrameKind\x12\x1a\n" +
 	"\x16FRAME_KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15FRAME_KIND_ACTIVATION\x10\x01\x12\x15\n" +
-	"\x11FRAME_KIND_REDUCE\x10\x02B;Z9github.com/tessera-llm/tessera/proto/tessera/v1;tesserav1b\x06proto3"
+	"\x11FRAME_KIND_REDUCE\x10\x02\x12\x13\n" +
+	"\x0fFRAME_KIND_STEP\x10\x03\x12\x15\n" +
+	"\x11FRAME_KIND_RESULT\x10\x04B;Z9github.com/tessera-llm/tessera/proto/tessera/v1;tesserav1b\x06proto3"
 
 var (
 	file_tessera_v1_activation_proto_rawDescOnce sync.Once
