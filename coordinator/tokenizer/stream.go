@@ -6,15 +6,18 @@ package tokenizer
 // fallback tokens still open. The concatenation of everything Add and Flush
 // return equals Decode of all the ids.
 //
-// It works like HF's DecodeStream: it decodes a short window (the ids since
-// the previous emission plus the new ones) and emits the part of the window's
-// text beyond the previously decoded prefix. A StreamDecoder is not safe for
+// It works like HF's DecodeStream: it decodes a short window (the ids of the
+// previous emission as context, plus the new ones) and emits the part of the
+// window's text beyond the context's text. The context keeps position-
+// dependent decoders (Metaspace, WordPiece, Strip) seeing the new ids as they
+// would in the full sequence. Unlike HF's it never re-seeds the context from
+// held ids, which would swallow text. A StreamDecoder is not safe for
 // concurrent use.
 type StreamDecoder struct {
 	t           *Tokenizer
 	skipSpecial bool
 	ids         []int32
-	prefix      string // decoded text of ids[:prefixIndex]... of the whole window at the last emission
+	prefix      string // decode(ids[:prefixIndex]): text already emitted from this window
 	prefixIndex int
 	toks        []string
 }
@@ -58,11 +61,6 @@ func (d *StreamDecoder) openByteRun() bool {
 func (d *StreamDecoder) Add(id int32) (string, error) {
 	if _, _, ok := d.t.token(id); !ok {
 		return "", ErrUnknownID
-	}
-	if d.prefix == "" && len(d.ids) > 0 {
-		if p := d.decode(d.ids); !endsWithReplacement(p) {
-			d.prefix, d.prefixIndex = p, len(d.ids)
-		}
 	}
 	d.ids = append(d.ids, id)
 	s := d.decode(d.ids)
