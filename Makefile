@@ -3,17 +3,24 @@ GO      ?= go
 BIN     ?= bin/tessera
 MODEL   ?= models/docbloom-3m
 PROMPT  ?= 694,202,675,202
+WORKERS ?= 3
+LISTEN  ?= 127.0.0.1:8080
 FUZZTIME ?= 15s
 
-.PHONY: all build run test vet fuzz bench proto clean
+.PHONY: all build run generate test vet fuzz bench proto clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/tessera
 
-# Generate from the bundled model (a trained 3.5M-parameter BLOOM).
+# A local cluster (embedded etcd and NATS, WORKERS workers, one coordinator)
+# serving the bundled model (a trained 3.5M-parameter BLOOM) on LISTEN.
 run: build
+	$(BIN) local --model $(MODEL) --workers $(WORKERS) --listen $(LISTEN)
+
+# One-shot generation from the bundled model, no cluster.
+generate: build
 	$(BIN) generate --model $(MODEL) --prompt-ids $(PROMPT) --max-tokens 48
 
 vet:

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/tessera-llm/tessera/coordinator/api"
+	"github.com/tessera-llm/tessera/coordinator/cluster"
+	"github.com/tessera-llm/tessera/coordinator/scheduler"
+	"github.com/tessera-llm/tessera/coordinator/tokenizer"
+	"github.com/tessera-llm/tessera/kernels"
+	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
+	"github.com/tessera-llm/tessera/shard/registry"
+	"github.com/tessera-llm/tessera/shard/spec"
+	"github.com/tessera-llm/tessera/shard/transport"
+	"github.com/tessera-llm/tessera/worker/server"
+)
+
+// version is stamped into worker registrations.
+const version = "0.1.0"
+
+// proc is a running part of a cluster; stop shuts it down and waits.
+type proc struct {
+	stop func()
+	// addr is the HTTP address of a coordinator, the gRPC address of a
+	// worker.
+	addr string
+}
+
+func (p *proc) Close() { p.stop() }
+
+// dial connects to etcd and NATS, failing fast with errors that name the
+// addresses.
+func dial(ctx context.Context, etcdURL, natsURL string) (*clientv3.Client, *nats.Conn, error) {
+	cli, err := registry.Dial(ctx, etcdURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := transport.Connect(natsURL)
+	if err != nil {
+		cli.Close()
+		return nil, nil, err
+	}
+	return cli, nc, nil
+}
+
+type coordinatorConfig struct {
+	cluster, id          string
+	etcd, nats           string
+	model, modelName     string
+	workerModelDir       string
+	listen, grpcListen   string
+	pp, tp               int
+	cacheTokens, blockSz int
+	maxQueue             int
+	stepTimeout          time.Duration
+	log                  *slog.Logger
+}
+
+// startCoordinator runs a coordinator: election, cluster manager,
+// scheduler, HTTP API and gRPC status service.
+func startCoordinator(ctx context.Context, c coordinatorConfig) (*proc, error) {
+	s, err := spec.Load(c.model)
+	if err != nil {
+		return nil, err
+	}
+	dt, err := weightBytes(c.model)
+	if err != nil {
+		return nil, err
+	}
+	var tok api.Tokenizer
+	if t, err := tokenizer.Load(filepath.Join(c.model, "tokenizer.json")); err == nil {
+		tok = apiTokenizer{t}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	cli, nc, err := dial(ctx, c.etcd, c.nats)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := transport.NewNATS(nc)
+	if err != nil {
+		nc.Close()
+		cli.Close()
+		return nil, err
+	}
+	mgr := cluster.New(cluster.Config{Cluster: c.cluster, ID: c.id, ModelDir: c.workerModelDir, Spec: s, DTypeBytes: dt,
+		PP: c.pp, TP: c.tp, CacheTokens: c.cacheTokens, BlockSize: c.blockSz, StepTimeout: c.stepTimeout, Logger: c.log}, cli, tr)
+	blocks := (c.cacheTokens + c.blockSz - 1) / c.blockSz
+	sched := scheduler.New(scheduler.Config{Blocks: blocks, BlockSize: c.blockSz, Vocab: s.Vocab, MaxContext: s.MaxPositions,
+		MaxQueue: c.maxQueue, EOS: int32(s.EOS), Logger: c.log}, mgr)
+	httpSrv := &http.Server{Handler: api.New(api.Config{Model: c.modelName, Scheduler: sched, Tokenizer: tok, Ready: mgr.Ready, Logger: c.log}),
+		ReadHeaderTimeout: 10 * time.Second}
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		tr.Close()
+		nc.Close()
+		cli.Close()
+		return nil, fmt.Errorf("HTTP listen on %s: %w", c.listen, err)
+	}
+	var grpcSrv *grpc.Server
+	var gln net.Listener
+	if c.grpcListen != "" {
+		if gln, err = net.Listen("tcp", c.grpcListen); err != nil {
+			ln.Close()
+			tr.Close()
+			nc.Close()
+			cli.Close()
+			return nil, fmt.Errorf("gRPC listen on %s: %w", c.grpcListen, err)
+		}
+		grpcSrv = grpc.NewServer()
+		tesserav1.RegisterCoordinatorServer(grpcSrv, mgr)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = mgr.Run(ctx) })
+	wg.Go(func() { sched.Run(ctx) })
+	wg.Go(func() { _ = httpSrv.Serve(ln) })
+	if grpcSrv != nil {
+		wg.Go(func() { _ = grpcSrv.Serve(gln) })
+	}
+	stop := func() {
+		cancel()
+		sctx, done := context.WithTimeout(context.Background(), 5*time.Second)
+		defer done()
+		_ = httpSrv.Shutdown(sctx)
+		if grpcSrv != nil {
+			grpcSrv.Stop()
+		}
+		wg.Wait()
+		tr.Close()
+		nc.Close()
+		cli.Close()
+	}
+	return &proc{stop: sync.OnceFunc(stop), addr: ln.Addr().String()}, nil
+}
+
+// apiTokenizer adapts the tokenizer to the API: prompts get the model's
+// special tokens, outputs drop them.
+type apiTokenizer struct{ t *tokenizer.Tokenizer }
+
+func (a apiTokenizer) Encode(text string) ([]int32, error) {
+	e, err := a.t.Encode(text, true)
+	if err != nil {
+		return nil, err
+	}
+	return e.IDs, nil
+}
+
+func (a apiTokenizer) Decode(ids []int32) (string, error) { return a.t.Decode(ids, true) }
+
+type workerConfig struct {
+	cluster, id       string
+	etcd, nats        string
+	listen, advertise string
+	memory            int64
+	device            string
+	modelRoot         string
+	leaseTTL          time.Duration
+	log               *slog.Logger
+}
+
+// startWorker runs a worker: its gRPC service, registration (renewed if
+// the lease is lost) and its shard's step loop.
+func startWorker(ctx context.Context, c workerConfig) (*proc, error) {
+	if c.device != "cpu" {
+		return nil, fmt.Errorf("%w: --device %q is not available in this build (have: cpu)", errUsage, c.device)
+	}
+	b, err := kernels.Open("cpu")
+	if err != nil {
+		return nil, err
+	}
+	cli, nc, err := dial(ctx, c.etcd, c.nats)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := transport.NewNATS(nc)
+	if err != nil {
+		nc.Close()
+		cli.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		tr.Close()
+		nc.Close()
+		cli.Close()
+		return nil, fmt.Errorf("gRPC listen on %s: %w", c.listen, err)
+	}
+	addr := c.advertise
+	if addr == "" {
+		addr = ln.Addr().String()
+	}
+	w := server.New(server.Config{Cluster: c.cluster, ID: c.id, ModelRoot: c.modelRoot, Backend: b, Logger: c.log}, tr)
+	g := grpc.NewServer()
+	tesserav1.RegisterWorkerServer(g, w)
+	info := &tesserav1.WorkerInfo{Id: c.id, Address: addr, Backend: b.Name(), Device: c.device, MemoryBytes: c.memory, Version: version}
+	ctx, cancel := context.WithCancel(ctx)
+	reg, err := registry.Register(ctx, cli, c.cluster, info, c.leaseTTL)
+	if err != nil {
+		cancel()
+		ln.Close()
+		tr.Close()
+		nc.Close()
+		cli.Close()
+		return nil, err
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = g.Serve(ln) })
+	wg.Go(func() { keepRegistered(ctx, cli, c, info, reg) })
+	stop := func() {
+		cancel()
+		g.Stop()
+		w.Close()
+		wg.Wait()
+		tr.Close()
+		nc.Close()
+		cli.Close()
+	}
+	return &proc{stop: sync.OnceFunc(stop), addr: addr}, nil
+}
+
+// keepRegistered registers again whenever the lease is lost (etcd was
+// unreachable for longer than the TTL), until ctx ends.
+func keepRegistered(ctx context.Context, cli *clientv3.Client, c workerConfig, info *tesserav1.WorkerInfo, reg *registry.Registration) {
+	defer func() { _ = reg.Close() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-reg.Done():
+		}
+		c.log.Warn("registration lost; registering again", "err", reg.Err())
+		for {
+			r, err := registry.Register(ctx, cli, c.cluster, info, c.leaseTTL)
+			if err == nil {
+				reg = r
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// dialWorkerClient opens a plaintext gRPC client to a worker.
+func dialWorkerClient(addr string) (tesserav1.WorkerClient, io.Closer, error) {
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, nil, err
+	}
+	return tesserav1.NewWorkerClient(cc), cc, nil
+}
