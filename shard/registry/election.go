@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 )
@@ -160,12 +161,10 @@ func (l *Leadership) Resign(ctx context.Context) error {
 		}
 	}
 	l.cancel()
-	if cerr := l.session.Close(); cerr != nil && err == nil && l.cli.Ctx().Err() == nil {
-		select {
-		case <-l.session.Done():
-		default:
-			err = fmt.Errorf("registry: close session of %s: %w", l.id, cerr)
-		}
+	// A session whose lease is already gone (lost leadership, closed
+	// client) has nothing left to revoke.
+	if cerr := l.session.Close(); cerr != nil && err == nil && l.cli.Ctx().Err() == nil && !errors.Is(cerr, rpctypes.ErrLeaseNotFound) {
+		err = fmt.Errorf("registry: close session of %s: %w", l.id, cerr)
 	}
 	<-l.done
 	return err

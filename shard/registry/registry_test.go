@@ -472,8 +472,12 @@ func TestThousandWorkers(t *testing.T) {
 		t.Skip("short")
 	}
 	checkGoroutines(t)
-	d := thousandWorkers(t, 1000)
-	if d > 5*time.Second {
+	if raceEnabled {
+		// The race detector slows etcd 10-20x: check correctness only.
+		thousandWorkers(t, 200)
+		return
+	}
+	if d := thousandWorkers(t, 1000); d > 5*time.Second {
 		t.Errorf("took %v", d)
 	}
 }

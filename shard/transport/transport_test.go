@@ -279,6 +279,12 @@ func TestMalformedFramesCounted(t *testing.T) {
 	defer cancel()
 	rx := newNATS(t, url)
 	raw := connect(t, url)
+	// Valid tensors go out on the same connection as the bad frames, so
+	// NATS keeps their order.
+	tx, err := NewNATS(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r, err := NewReceiver(ctx, rx, subj.Act(1, 0))
 	if err != nil {
 		t.Fatal(err)
@@ -332,7 +338,7 @@ func TestMalformedFramesCounted(t *testing.T) {
 		// Valid traffic continues between the bad frames.
 		data := randomBytes(100<<10, uint64(i)) // chunked
 		meta := &tesserav1.Frame{PlanVersion: 7, StepId: uint64(i), Stage: 0, Kind: act, Dtype: tesserav1.DType_DTYPE_U8, Shape: []int64{100 << 10}}
-		if err := SendTensor(ctx, rx, subj.Act(1, 0), meta, data); err != nil {
+		if err := SendTensor(ctx, tx, subj.Act(1, 0), meta, data); err != nil {
 			t.Fatal(err)
 		}
 		got, err := r.Wait(ctx, KeyOf(meta))
