@@ -389,3 +389,32 @@ func TestCoordinatorFailover(t *testing.T) {
 		t.Fatalf("after failover: %v, golden %v", c.Choices[0].TokenIDs, g.GreedyIDs)
 	}
 }
+
+// Cluster commands fail fast, naming what they could not reach.
+func TestUnreachableInfrastructure(t *testing.T) {
+	in := startInfra(t)
+	dead := "127.0.0.1:1"
+	cases := []struct {
+		name    string
+		args    []string
+		mention string
+	}{
+		{"worker without etcd", []string{"worker", "--etcd", dead, "--nats", in.nats}, "etcd at " + dead},
+		{"worker without nats", []string{"worker", "--etcd", in.etcd, "--nats", "nats://" + dead}, "nats at nats://" + dead},
+		{"coordinator without etcd", []string{"coordinator", "--etcd", dead, "--nats", in.nats,
+			"--model", filepath.Join(repoRoot, "testdata/golden/bloom")}, "etcd at " + dead},
+		{"status without etcd", []string{"status", "--etcd", dead}, "etcd at " + dead},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			code, _, stderr := runCLI(t, tc.args...)
+			if code == 0 || !strings.Contains(stderr, tc.mention) {
+				t.Fatalf("exit %d, stderr %q should mention %q", code, stderr, tc.mention)
+			}
+			if el := time.Since(start); el > 15*time.Second {
+				t.Errorf("took %v to give up", el)
+			}
+		})
+	}
+}

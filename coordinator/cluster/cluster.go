@@ -226,6 +226,21 @@ func (m *Manager) reconcile(ctx context.Context, lead *registry.Leadership) erro
 		m.deactivate()
 		return nil // nothing to do until a worker registers
 	}
+	m.deactivate() // steps wait from here until the new plan serves
+	p, raw, err := m.publish(ctx, lead, ws)
+	if err != nil {
+		return err
+	}
+	m.log.Info("loading plan", "version", p.Version, "workers", len(ws), "plan", "\n"+p.String())
+	if err := m.load(ctx, p, raw, ws); err != nil {
+		return err
+	}
+	return m.activate(ctx, p, raw)
+}
+
+// publish plans the model over ws under the next version and stores the
+// plan in etcd (only the leader's write succeeds).
+func (m *Manager) publish(ctx context.Context, lead *registry.Leadership, ws []*tesserav1.WorkerInfo) (*plan.Plan, []byte, error) {
 	pws := make([]plan.Worker, len(ws))
 	for i, w := range ws {
 		pws[i] = plan.Worker{ID: w.Id, Memory: w.MemoryBytes, Backend: w.Backend, Device: w.Device}
@@ -237,21 +252,13 @@ func (m *Manager) reconcile(ctx context.Context, lead *registry.Leadership) erro
 	}
 	p, err := plan.New(m.cfg.Spec, pws, opts...)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	raw, err := json.Marshal(p)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	m.deactivate() // steps wait from here until the new plan serves
-	if err := lead.PutPlan(ctx, p.Version, raw); err != nil {
-		return err
-	}
-	m.log.Info("loading plan", "version", p.Version, "workers", len(ws), "plan", "\n"+p.String())
-	if err := m.load(ctx, p, raw, ws); err != nil {
-		return err
-	}
-	return m.activate(ctx, p, raw)
+	return p, raw, lead.PutPlan(ctx, p.Version, raw)
 }
 
 func sameWorkers(p *plan.Plan, ws []*tesserav1.WorkerInfo) bool {
