@@ -5,7 +5,12 @@ MODEL   ?= models/docbloom-3m
 PROMPT  ?= 694,202,675,202
 WORKERS ?= 3
 LISTEN  ?= 127.0.0.1:8080
-FUZZTIME ?= 15s
+FUZZTIME ?= 10s
+# Every fuzz target, as package:Target; make test runs each for FUZZTIME.
+FUZZ_TARGETS = ./worker/weights:FuzzOpen ./worker/weights:FuzzIndex \
+	./coordinator/tokenizer:FuzzEncode ./coordinator/tokenizer:FuzzDecode \
+	./coordinator/tokenizer:FuzzStream ./coordinator/tokenizer:FuzzFromJSON \
+	./shard/transport:FuzzDecodeFrame ./worker/engine:FuzzRunnerStep
 
 .PHONY: all build run generate test vet fuzz bench proto clean
 
@@ -34,7 +39,11 @@ test: vet
 	$(MAKE) fuzz
 
 fuzz:
-	$(GO) test -run='^$$' -fuzz='^FuzzOpen$$' -fuzztime=$(FUZZTIME) ./worker/weights
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; \
+	  echo "fuzz $$fn ($$pkg) for $(FUZZTIME)"; \
+	  $(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
 
 # Speed figures live here, not in tests; docs/benchmarks.md records them.
 bench:
@@ -53,3 +62,16 @@ proto:
 
 clean:
 	rm -rf bin
+
+# Container images (need a Docker engine; CI does not build them). The Helm
+# chart runs $(IMAGE):<tag> for the coordinator and CPU workers and
+# $(IMAGE):<tag>-cuda for GPU workers.
+IMAGE     ?= ghcr.io/tessera-llm/tessera
+IMAGE_TAG ?= dev
+
+.PHONY: image image-cuda
+image:
+	docker build -f Dockerfile -t $(IMAGE):$(IMAGE_TAG) .
+
+image-cuda:
+	docker build -f Dockerfile.cuda -t $(IMAGE):$(IMAGE_TAG)-cuda .
