@@ -201,27 +201,32 @@ func runLocal(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer lc.Close()
-	fmt.Fprintf(stdout, "tessera: serving %s on http://%s (etcd %s, nats %s, %d workers)\n", lc.model, lc.api, lc.etcd, lc.nats, workers)
+	fmt.Fprintf(stdout, "tessera: serving %s with %d workers\n", lc.model, workers)
+	fmt.Fprintf(stdout, "etcd: %s\nnats: %s\napi: http://%s\n", lc.etcd, lc.nats, lc.api)
+	fmt.Fprintf(stdout, "join: tessera worker --cluster %s --etcd %s --nats %s --memory 8GiB\n", localCluster, lc.etcd, lc.nats)
 	fmt.Fprintf(stdout, "try: curl -s http://%s/v1/completions -H 'Content-Type: application/json' -d '{\"prompt\": \"Parameters\\n----------\\n\", \"max_tokens\": 48, \"temperature\": 0}'\n", lc.api)
 	untilSignal()
 	return nil
 }
 
-// localCluster is `tessera local`: etcd, NATS, workers and a coordinator
-// in one process, all on loopback.
-type localCluster struct {
+// localCluster is the cluster name `tessera local` uses.
+const localCluster = "local"
+
+// local is `tessera local`: etcd, NATS, workers and a coordinator in one
+// process, all on loopback.
+type local struct {
 	api, etcd, nats, model string
 	closers                []func()
 }
 
-func (l *localCluster) Close() {
+func (l *local) Close() {
 	for i := len(l.closers) - 1; i >= 0; i-- {
 		l.closers[i]()
 	}
 }
 
-func startLocal(ctx context.Context, sf servingFlags, wf workerFlags, workers int, data string, log *slog.Logger) (_ *localCluster, err error) {
-	lc := &localCluster{}
+func startLocal(ctx context.Context, sf servingFlags, wf workerFlags, workers int, data string, log *slog.Logger) (_ *local, err error) {
+	lc := &local{}
 	defer func() {
 		if err != nil {
 			lc.Close()
@@ -245,7 +250,7 @@ func startLocal(ctx context.Context, sf servingFlags, wf workerFlags, workers in
 	}
 	lc.closers = append(lc.closers, func() { ns.Shutdown(); ns.WaitForShutdown() })
 	lc.etcd, lc.nats = etcdURL, natsURL
-	cf := clusterFlags{cluster: "local", etcd: etcdURL, nats: natsURL}
+	cf := clusterFlags{cluster: localCluster, etcd: etcdURL, nats: natsURL}
 	for i := range workers {
 		wf.listen, wf.id = "127.0.0.1:0", fmt.Sprintf("worker-%d", i)
 		wc, err := wf.config(cf, log)
