@@ -109,7 +109,7 @@ type cacheEntry struct {
 type btok struct{ id, start, end int32 }
 
 const cacheSlots = 1 << 15
-const cacheWordMax = 128 // longer words are not cached
+const cacheWordMax = 64 // longer words (CJK clauses, which rarely repeat) are not cached
 
 func newWordCache() wordCache {
 	return wordCache{seed: maphash.MakeSeed(), slots: make([]atomic.Pointer[cacheEntry], cacheSlots)}

@@ -269,10 +269,16 @@ func (t *Tokenizer) token(id int32) (string, bool, bool) {
 	return t.strs[id], t.special[id], true
 }
 
+// maxText bounds Encode's input: offsets are kept as int32 internally.
+const maxText = 1<<31 - 1<<20
+
 // Encode tokenizes text. Added tokens in the text are always matched;
 // addSpecial runs the post-processor's template (e.g. <s>, [CLS] ... [SEP]).
 // Invalid UTF-8 bytes are each replaced by U+FFFD first.
 func (t *Tokenizer) Encode(text string, addSpecial bool) (*Encoding, error) {
+	if len(text) > maxText {
+		return nil, fmt.Errorf("tokenizer: text of %d bytes is over the %d-byte limit", len(text), maxText)
+	}
 	if !utf8.ValidString(text) {
 		text = sanitizeUTF8(text)
 	}

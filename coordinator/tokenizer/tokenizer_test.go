@@ -3,9 +3,12 @@ package tokenizer
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -201,5 +204,41 @@ func TestDecodeSkipSpecial(t *testing.T) {
 				t.Errorf("Decode = %q, want %q", got, c.want)
 			}
 		})
+	}
+}
+
+// TestConcurrentEncode: one Tokenizer shared by goroutines (the word cache
+// and the scratch free list are shared) gives every caller the same result
+// as a serial run. Run with -race.
+func TestConcurrentEncode(t *testing.T) {
+	texts := []string{mixedText(4 << 10), "Hello world", "天空是湛蓝色的", mixedText(1 << 10), ""}
+	for _, name := range fixtures {
+		tk := loadFixture(t, name)
+		want := make([]*Encoding, len(texts))
+		for i, s := range texts {
+			var err error
+			if want[i], err = tk.Encode(s, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var wg sync.WaitGroup
+		errs := make(chan string, 64)
+		for g := range 8 {
+			wg.Go(func() {
+				for k := range 20 {
+					i := (g + k) % len(texts)
+					got, err := tk.Encode(texts[i], true)
+					if err != nil || !reflect.DeepEqual(got, want[i]) {
+						errs <- fmt.Sprintf("%s: goroutine %d text %d differs (err %v)", name, g, i, err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for e := range errs {
+			t.Error(e)
+		}
 	}
 }
