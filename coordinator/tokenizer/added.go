@@ -42,10 +42,13 @@ func newAddedVocab(toks []addedToken, nz normalizer) (*addedVocab, error) {
 		if t.Special {
 			a.special[t.Content] = true
 		}
-		if t.Normalized && nz != nil {
-			a.norm.insert(nz.normalize(identity(t.Content, 0)).s, len(a.tokens)-1)
-		} else {
+		switch {
+		case !t.Normalized:
 			a.raw.insert(t.Content, len(a.tokens)-1)
+		case nz != nil:
+			a.norm.insert(nz.normalize(identity(t.Content, 0)).s, len(a.tokens)-1)
+		default: // still matched after the non-normalized ones, as in HF
+			a.norm.insert(t.Content, len(a.tokens)-1)
 		}
 	}
 	return a, nil

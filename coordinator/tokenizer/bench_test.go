@@ -9,7 +9,11 @@ import (
 
 // mixedText generates about n bytes of English and Chinese prose with
 // punctuation, digits and newlines, deterministically.
-func mixedText(n int) string {
+func mixedText(n int) string { return prose(n, true) }
+
+// prose generates about n bytes of English prose, with a third of the
+// sentences Chinese when cjk is set.
+func prose(n int, cjk bool) string {
 	words := strings.Fields(`the of and to in is that for it as with was on be by this are from at or an
 		which have not had but one all were their can has more been its when there also will into new
 		model tensor layer attention cache token stream worker shard pipeline cluster request batch
@@ -21,7 +25,7 @@ func mixedText(n int) string {
 	var sb strings.Builder
 	sb.Grow(n + 256)
 	for sb.Len() < n {
-		if r.IntN(3) == 0 { // a Chinese sentence
+		if cjk && r.IntN(3) == 0 { // a Chinese sentence
 			for range 2 + r.IntN(4) {
 				for range 2 + r.IntN(12) {
 					sb.WriteRune(han[r.IntN(len(han))])
@@ -91,6 +95,21 @@ func BenchmarkEncode(b *testing.B) {
 				}
 			}
 			reportCPU(b, cpu0, len(text))
+		})
+	}
+	// English only, for comparison with figures quoted for GPT-2 on English.
+	english := prose(1<<20, false)
+	for _, name := range []string{"bytelevel_bpe", "docbloom-3m"} {
+		tk := tks[name]
+		b.Run(name+"/english", func(b *testing.B) {
+			b.SetBytes(int64(len(english)))
+			cpu0 := processCPU()
+			for b.Loop() {
+				if _, err := tk.Encode(english, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportCPU(b, cpu0, len(english))
 		})
 	}
 }

@@ -109,7 +109,15 @@ type cacheEntry struct {
 type btok struct{ id, start, end int32 }
 
 const cacheSlots = 1 << 15
-const cacheWordMax = 64 // longer words (CJK clauses, which rarely repeat) are not cached
+
+// Longer words are not cached: they rarely repeat, and a miss costs a
+// lookup, an allocation and an eviction. The GPT-2 split makes a whole CJK
+// clause one word, so words starting with a CJK or Hangul character (lead
+// bytes E3-ED) get a shorter limit.
+const (
+	cacheWordMax = 64
+	cacheCJKMax  = 12
+)
 
 func newWordCache() wordCache {
 	return wordCache{seed: maphash.MakeSeed(), slots: make([]atomic.Pointer[cacheEntry], cacheSlots)}
@@ -277,7 +285,7 @@ type symbol struct {
 }
 
 func (m *bpe) tokenize(word string, byteLevel bool, dst []mtok) ([]mtok, error) {
-	if len(word) > cacheWordMax {
+	if len(word) > cacheWordMax || (len(word) > cacheCJKMax && word[0] >= 0xE3 && word[0] <= 0xED) {
 		return m.encodeWord(word, byteLevel, dst)
 	}
 	slot := m.cache.slot(word)

@@ -186,6 +186,15 @@ func TestAddedTokens(t *testing.T) {
 			{"matches after lowercasing", "HELLO", false, []int32{800}, []string{"Hello"}, [][2]int{{0, 5}}},
 		})
 	})
+	t.Run("non-normalized tokens are matched first", func(t *testing.T) {
+		// HF cuts out non-normalized added tokens over the whole text before
+		// it looks for normalized ones, so "b" wins over the longer "ab".
+		tk := withAdded(t, "bytelevel_bpe",
+			map[string]any{"id": 512, "content": "ab", "normalized": true}, map[string]any{"id": 513, "content": "b"})
+		checkEncode(t, tk, []encodeCase{
+			{"raw before normalized", "ab", false, []int32{68, 513}, []string{"a", "b"}, [][2]int{{0, 1}, {1, 2}}},
+		})
+	})
 	t.Run("longest match wins", func(t *testing.T) {
 		tk := withAdded(t, "bytelevel_bpe",
 			map[string]any{"id": 512, "content": "<a>"}, map[string]any{"id": 513, "content": "<a><b>"})

@@ -153,6 +153,8 @@ func classAt(s string, i int) (uint8, int) {
 	}
 	r, size := utf8.DecodeRuneInString(s[i:])
 	switch {
+	case r >= 0x4E00 && r <= 0x9FFF, r >= 0xAC00 && r <= 0xD7A3: // CJK ideographs, Hangul: all Lo
+		return clsLetter, size
 	case unicode.IsLetter(r):
 		return clsLetter, size
 	case unicode.IsNumber(r):
