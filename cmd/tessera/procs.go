@@ -102,7 +102,9 @@ func startCoordinator(ctx context.Context, c coordinatorConfig) (*proc, error) {
 		PP: c.pp, TP: c.tp, CacheTokens: c.cacheTokens, BlockSize: c.blockSz, StepTimeout: c.stepTimeout, Logger: c.log}, cli, tr)
 	blocks := (c.cacheTokens + c.blockSz - 1) / c.blockSz
 	sched := scheduler.New(scheduler.Config{Blocks: blocks, BlockSize: c.blockSz, Vocab: s.Vocab, MaxContext: s.MaxPositions,
-		MaxQueue: c.maxQueue, EOS: int32(s.EOS), Logger: c.log}, mgr)
+		MaxQueue: c.maxQueue, EOS: int32(s.EOS), Logger: c.log,
+		// A prefix LM's early keys depend on its whole prefix: no sharing.
+		PrefixCaching: s.Positions != spec.RoPE2D}, mgr)
 	httpSrv := &http.Server{Handler: api.New(api.Config{Model: c.modelName, Scheduler: sched, Tokenizer: tok, Ready: mgr.Ready, Logger: c.log}),
 		ReadHeaderTimeout: 10 * time.Second}
 	ln, err := net.Listen("tcp", c.listen)

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tessera-llm/tessera/coordinator/scheduler"
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
 	"github.com/tessera-llm/tessera/shard/merge"
 	"github.com/tessera-llm/tessera/shard/plan"
@@ -409,6 +410,9 @@ func (m *Manager) Step(ctx context.Context, st *tesserav1.Step) ([][]merge.Parti
 	if err != nil {
 		return nil, err
 	}
+	if st.PlanVersion != 0 && st.PlanVersion != a.plan.Version {
+		return nil, fmt.Errorf("%w: step %d was built for plan v%d, v%d serves", scheduler.ErrPlanChanged, st.StepId, st.PlanVersion, a.plan.Version)
+	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.StepTimeout)
 	defer cancel()
 	st.PlanVersion = a.plan.Version
@@ -450,6 +454,15 @@ func (m *Manager) Step(ctx context.Context, st *tesserav1.Step) ([][]merge.Parti
 		}
 	}
 	return rows, nil
+}
+
+// PlanVersion waits until a plan serves and returns its version.
+func (m *Manager) PlanVersion(ctx context.Context) (uint64, error) {
+	a, err := m.waitActive(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return a.plan.Version, nil
 }
 
 // ClusterStatus answers operators (and standbys answer too).

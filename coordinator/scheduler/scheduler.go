@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -28,12 +29,22 @@ type Stepper interface {
 	Step(ctx context.Context, st *tesserav1.Step) ([][]merge.Partial, error)
 }
 
+// PlanVersioner is a Stepper whose workers change with plan versions:
+// PlanVersion waits until a plan serves and returns its version. A new
+// version means the workers hold none of the sequences' KV.
+type PlanVersioner interface {
+	PlanVersion(ctx context.Context) (uint64, error)
+}
+
 // Sentinel errors; the API maps them to HTTP statuses.
 var (
-	ErrQueueFull = errors.New("request queue is full")
-	ErrInvalid   = errors.New("invalid request")
-	ErrTooLong   = errors.New("request exceeds the context length")
-	ErrStopped   = errors.New("scheduler stopped")
+	// ErrPlanChanged is a Stepper's answer to a step built for another
+	// plan version: the scheduler restarts its sequences on the new one.
+	ErrPlanChanged = errors.New("plan changed")
+	ErrQueueFull   = errors.New("request queue is full")
+	ErrInvalid     = errors.New("invalid request")
+	ErrTooLong     = errors.New("request exceeds the context length")
+	ErrStopped     = errors.New("scheduler stopped")
 )
 
 // Config sizes the scheduler. Blocks and BlockSize must match the
@@ -54,7 +65,10 @@ type Config struct {
 	// MaxReplays bounds how often one request is replayed after failed
 	// steps before it fails.
 	MaxReplays int
-	Logger     *slog.Logger
+	// PrefixCaching shares the KV blocks of common prompt prefixes. Only
+	// for causal models: a prefix LM's keys depend on the whole prefix.
+	PrefixCaching bool
+	Logger        *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -82,17 +96,43 @@ func cmpOr(v, def int) int {
 type Request struct {
 	Prompt    []int32
 	MaxTokens int
+	// MinTokens suppresses EOS and stop ids until this many tokens exist.
+	MinTokens int
 	Sampling  sampling.Params
 	// StopIDs end generation (the stop token is kept); EOS does too
 	// unless IgnoreEOS.
 	StopIDs   []int32
 	IgnoreEOS bool
+	// Penalties (OpenAI's presence/frequency, HF's repetition) apply to
+	// tokens already generated or in the prompt (repetition).
+	PresencePenalty, FrequencyPenalty, RepetitionPenalty float64
+	// TopLogprobs asks for this many alternatives per token (≤ 20).
+	TopLogprobs int
 }
 
-// Token is one generated token with its log-probability.
+// Token is one generated token with its log-probability (under the
+// model, before penalties and temperature).
 type Token struct {
 	ID      int32
 	Logprob float64
+	// Top holds the most likely alternatives when TopLogprobs > 0.
+	Top []Candidate
+}
+
+// Candidate is an alternative token and its log-probability.
+type Candidate struct {
+	ID      int32
+	Logprob float64
+}
+
+// Stats are the scheduler's counters, for /metrics.
+type Stats struct {
+	Waiting, Running       int
+	BlocksUsed, BlocksFree int
+	PrefillTokens          int64 // prompt tokens computed (prefix-cache hits excluded)
+	PrefixHitTokens        int64 // prompt tokens served from the prefix cache
+	GeneratedTokens, Steps int64
+	Preemptions, Replays   int64
 }
 
 // Result is how a request ended.
@@ -131,6 +171,8 @@ type seq struct {
 	fed     int // tokens whose KV is in the workers' cache
 	blocks  blocks.Seq
 	replays int
+	// counts of generated tokens, for presence and frequency penalties.
+	counts map[int32]int
 }
 
 // Scheduler runs requests through a Stepper.
@@ -142,13 +184,30 @@ type Scheduler struct {
 	stepID  uint64
 
 	alloc   *blocks.Allocator
+	plan    uint64 // the plan version the workers' KV belongs to
 	waiting []*seq
 	running []*seq
 	release []uint64
 
 	queued  atomic.Int64
-	steps   atomic.Int64
 	stopped chan struct{}
+	stats   struct {
+		waiting, running, blocksUsed                    atomic.Int64
+		prefill, prefixHit, generated, steps, preempted atomic.Int64
+		replays                                         atomic.Int64
+	}
+}
+
+// Stats reads the scheduler's counters; safe from any goroutine.
+func (s *Scheduler) Stats() Stats {
+	used := int(s.stats.blocksUsed.Load())
+	return Stats{
+		Waiting: int(s.stats.waiting.Load()), Running: int(s.stats.running.Load()),
+		BlocksUsed: used, BlocksFree: s.cfg.Blocks - used,
+		PrefillTokens: s.stats.prefill.Load(), PrefixHitTokens: s.stats.prefixHit.Load(),
+		GeneratedTokens: s.stats.generated.Load(), Steps: s.stats.steps.Load(),
+		Preemptions: s.stats.preempted.Load(), Replays: s.stats.replays.Load(),
+	}
 }
 
 // New makes a scheduler; Run starts it.
@@ -250,7 +309,11 @@ func (s *Scheduler) Run(ctx context.Context) {
 			}
 			continue
 		}
-		if err := s.step(ctx); err != nil && ctx.Err() != nil {
+		err := s.step(ctx)
+		s.stats.waiting.Store(int64(len(s.waiting)))
+		s.stats.running.Store(int64(len(s.running)))
+		s.stats.blocksUsed.Store(int64(s.cfg.Blocks - s.alloc.FreeBlocks()))
+		if err != nil && ctx.Err() != nil {
 			return
 		}
 	}
@@ -289,37 +352,64 @@ func (s *Scheduler) dropCancelled() {
 	s.waiting = w
 }
 
-// admit starts waiting requests in order while the cache can hold all of
-// their tokens, so a running request never runs out of blocks.
+// admit starts waiting requests in order while their uncomputed tokens
+// fit the free blocks. A request first takes the cached blocks of its
+// longest cached prefix, always leaving one token to compute for logits.
 func (s *Scheduler) admit() {
 	for len(s.waiting) > 0 && len(s.running) < s.cfg.MaxBatch {
 		q := s.waiting[0]
-		need := (len(q.tokens) + q.req.MaxTokens - len(q.gen) + s.cfg.BlockSize - 1) / s.cfg.BlockSize
-		if need > s.alloc.FreeBlocks()-s.reserved() {
+		if s.cfg.PrefixCaching && len(q.blocks.Table) == 0 {
+			q.fed = s.alloc.Match(&q.blocks, q.tokens, len(q.tokens)-1)
+		}
+		if s.alloc.Need(&q.blocks, len(q.tokens)-q.fed+1) > s.alloc.FreeBlocks() {
+			s.alloc.Release(&q.blocks)
+			q.fed = 0
 			return
 		}
+		s.stats.prefixHit.Add(int64(q.fed))
 		s.waiting = s.waiting[1:]
 		s.running = append(s.running, q)
 	}
 }
 
-// reserved is how many blocks running sequences will still take.
-func (s *Scheduler) reserved() int {
-	n := 0
-	for _, q := range s.running {
-		total := (len(q.req.Prompt) + q.req.MaxTokens + s.cfg.BlockSize - 1) / s.cfg.BlockSize
-		n += max(total-len(q.blocks.Table), 0)
+// preempt stops q to free its blocks: it waits again at the front and
+// recomputes its tokens (from the prefix cache where it can) later.
+func (s *Scheduler) preempt(q *seq) {
+	s.retire(q)
+	q.id, q.fed = s.nextID.Add(1), 0
+	s.running = slices.DeleteFunc(s.running, func(o *seq) bool { return o == q })
+	s.waiting = append([]*seq{q}, s.waiting...)
+	s.stats.preempted.Add(1)
+}
+
+// victim is the newest running sequence not in the step being built.
+func (s *Scheduler) victim(inStep []*seq, keep *seq) *seq {
+	for i := len(s.running) - 1; i >= 0; i-- {
+		if q := s.running[i]; q != keep && !slices.Contains(inStep, q) {
+			return q
+		}
 	}
-	return n
+	return nil
 }
 
 // step builds one step from the running sequences, runs it and samples.
 func (s *Scheduler) step(ctx context.Context) error {
+	if pv, ok := s.stepper.(PlanVersioner); ok {
+		v, err := pv.PlanVersion(ctx)
+		if err != nil {
+			return err
+		}
+		if v != s.plan {
+			if s.plan != 0 {
+				s.restartAll()
+			}
+			s.plan = v
+		}
+	}
 	s.stepID++
-	st := &tesserav1.Step{StepId: s.stepID, TopK: int32(s.cfg.TopK), Release: s.release}
-	budget := s.cfg.TokenBudget
-	var sampled []*seq // sequences whose row yields a token, in row order
-	var rows []*seq    // every span's sequence, in row order
+	st := &tesserav1.Step{StepId: s.stepID, PlanVersion: s.plan, Release: s.release}
+	budget, topK := s.cfg.TokenBudget, s.cfg.TopK
+	var rows []*seq // every span's sequence, in row order
 	// Decodes first (one token each), then prompt chunks with what is left.
 	order := make([]*seq, 0, len(s.running))
 	for _, q := range s.running {
@@ -333,69 +423,103 @@ func (s *Scheduler) step(ctx context.Context) error {
 		}
 	}
 	for _, q := range order {
+		if !slices.Contains(s.running, q) {
+			continue // preempted for an earlier sequence of this step
+		}
 		n := min(len(q.tokens)-q.fed, budget)
 		if n <= 0 {
 			break
 		}
-		if err := s.alloc.Reserve(&q.blocks, n); err != nil {
-			break // admission keeps room; a replayed history may wait a step
+		fits := true
+		for s.alloc.Reserve(&q.blocks, n) != nil {
+			v := s.victim(rows, q)
+			if v == nil {
+				fits = false
+				break
+			}
+			s.preempt(v)
+		}
+		if !fits {
+			continue
 		}
 		budget -= n
 		st.Tokens = append(st.Tokens, q.tokens[q.fed:q.fed+n]...)
 		st.Spans = append(st.Spans, &tesserav1.SeqSpan{SeqId: q.id, Tokens: int32(n), Cached: int32(q.fed),
 			BlockTable: slices.Clone(q.blocks.Table)})
 		rows = append(rows, q)
-		if q.fed+n == len(q.tokens) {
-			sampled = append(sampled, q)
-		}
+		topK = max(topK, q.req.Sampling.TopK, q.req.TopLogprobs)
 	}
 	if len(rows) == 0 {
 		return nil
 	}
+	st.TopK = int32(min(topK, maxTopK))
 	parts, err := s.stepper.Step(ctx, st)
 	if err == nil && len(parts) != len(rows) {
 		err = fmt.Errorf("step %d: %d result rows for %d spans", st.StepId, len(parts), len(rows))
 	}
 	if err != nil {
-		if ctx.Err() == nil {
+		switch {
+		case ctx.Err() != nil:
+		case errors.Is(err, ErrPlanChanged):
+			s.restartAll() // the next step learns the new version
+		default:
 			s.cfg.Logger.Warn("step failed; replaying its sequences", "step", st.StepId, "err", err)
 			s.replayAll(err)
 		}
 		return err
 	}
-	s.steps.Add(1)
+	s.stats.steps.Add(1)
 	s.release = nil
 	for i, q := range rows {
-		q.fed += int(st.Spans[i].Tokens)
-		q.blocks.Len = q.fed
-		if !slices.Contains(sampled, q) {
-			continue
+		n := int(st.Spans[i].Tokens)
+		if decode := n == 1 && len(q.gen) > 0 && q.fed+1 == len(q.tokens); !decode {
+			s.stats.prefill.Add(int64(n))
 		}
-		s.sample(q, parts[i])
+		q.fed += n
+		q.blocks.Len = q.fed
+		if s.cfg.PrefixCaching {
+			s.alloc.Commit(&q.blocks, q.tokens)
+		}
+		if q.fed == len(q.tokens) {
+			s.sample(q, parts[i], int(st.TopK))
+		}
 	}
 	s.running = slices.DeleteFunc(s.running, func(q *seq) bool { return q.h.res.Finish != "" || q.h.res.Err != nil })
 	return nil
 }
 
-// sample picks q's next token from the merged candidates of its row.
-func (s *Scheduler) sample(q *seq, parts []merge.Partial) {
-	if err := merge.Check(parts, s.cfg.TopK); err != nil {
+// maxTopK is the most candidates a step asks each rank for.
+const maxTopK = 1024
+
+// sample picks q's next token from the merged candidates of its row,
+// after penalties and the min_tokens rule.
+func (s *Scheduler) sample(q *seq, parts []merge.Partial, k int) {
+	if err := merge.Check(parts, k); err != nil {
 		s.retire(q)
 		s.finish(q, "", err)
 		return
 	}
-	ids, logprobs, _ := merge.Merge(parts, s.cfg.TopK)
+	ids, logprobs, lse := merge.Merge(parts, k)
 	logits := make([]float32, len(ids))
 	for i := range ids {
-		logits[i] = float32(logprobs[i])
+		logits[i] = float32(logprobs[i] + lse) // the raw logit, for HF's repetition penalty
 	}
+	s.penalize(q, ids, logits)
 	id := q.sampler.SampleCandidates(ids, logits)
-	tok := Token{ID: id, Logprob: logprobs[slices.Index(ids, id)]}
+	at := slices.Index(ids, id)
+	tok := Token{ID: id, Logprob: logprobs[at]}
+	for i := range min(q.req.TopLogprobs, len(ids)) {
+		tok.Top = append(tok.Top, Candidate{ID: ids[i], Logprob: logprobs[i]})
+	}
 	q.gen = append(q.gen, tok)
 	q.tokens = append(q.tokens, id)
+	if q.counts != nil {
+		q.counts[id]++
+	}
+	s.stats.generated.Add(1)
 	q.h.tokens <- tok // buffered for MaxTokens: never blocks
 	switch {
-	case slices.Contains(q.req.StopIDs, id) || (!q.req.IgnoreEOS && s.cfg.EOS >= 0 && id == s.cfg.EOS):
+	case len(q.gen) >= q.req.MinTokens && (slices.Contains(q.req.StopIDs, id) || (!q.req.IgnoreEOS && s.cfg.EOS >= 0 && id == s.cfg.EOS)):
 		s.retire(q)
 		s.finish(q, "stop", nil)
 	case len(q.gen) >= q.req.MaxTokens:
@@ -404,9 +528,83 @@ func (s *Scheduler) sample(q *seq, parts []merge.Partial) {
 	}
 }
 
+// penalize applies presence, frequency and repetition penalties and, below
+// MinTokens, removes the tokens that would end the sequence. The logits
+// are the row's candidates: tokens outside them are not reconsidered.
+func (s *Scheduler) penalize(q *seq, ids []int32, logits []float32) {
+	r := q.req
+	if r.PresencePenalty != 0 || r.FrequencyPenalty != 0 {
+		if q.counts == nil {
+			q.counts = map[int32]int{}
+			for _, t := range q.gen {
+				q.counts[t.ID]++
+			}
+		}
+		for i, id := range ids {
+			if c := q.counts[id]; c > 0 {
+				logits[i] -= float32(r.PresencePenalty + r.FrequencyPenalty*float64(c))
+			}
+		}
+	}
+	if r.RepetitionPenalty > 0 && r.RepetitionPenalty != 1 {
+		for i, id := range ids {
+			if !slices.Contains(q.tokens, id) {
+				continue
+			}
+			if logits[i] > 0 {
+				logits[i] /= float32(r.RepetitionPenalty)
+			} else {
+				logits[i] *= float32(r.RepetitionPenalty)
+			}
+		}
+	}
+	if len(q.gen) < r.MinTokens {
+		ends := func(id int32) bool {
+			return slices.Contains(r.StopIDs, id) || (!r.IgnoreEOS && s.cfg.EOS >= 0 && id == s.cfg.EOS)
+		}
+		kept := 0
+		for i, id := range ids {
+			if ends(id) {
+				logits[i] = float32(math.Inf(-1))
+			} else {
+				kept++
+			}
+		}
+		if kept == 0 {
+			return // nothing else to pick: the model insists
+		}
+	}
+	// Penalties reorder candidates; samplers want them best first.
+	sortCandidates(ids, logits)
+}
+
+// sortCandidates orders (ids, logits) by logit, best first, ties by id.
+func sortCandidates(ids []int32, logits []float32) {
+	idx := make([]int, len(ids))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int {
+		if logits[a] != logits[b] {
+			if logits[a] > logits[b] {
+				return -1
+			}
+			return 1
+		}
+		return int(ids[a] - ids[b])
+	})
+	si, sl := slices.Clone(ids), slices.Clone(logits)
+	for i, j := range idx {
+		ids[i], logits[i] = si[j], sl[j]
+	}
+}
+
 // replayAll restarts every running sequence from token 0 under a new id:
-// the workers' KV of the failed step cannot be trusted.
+// the workers' KV of the failed step cannot be trusted, nor the prefix
+// cache.
 func (s *Scheduler) replayAll(cause error) {
+	s.stats.replays.Add(1)
+	defer s.alloc.Forget()
 	keep := s.running[:0]
 	for _, q := range s.running {
 		s.retire(q)
@@ -420,6 +618,17 @@ func (s *Scheduler) replayAll(cause error) {
 	}
 	s.running = keep
 	time.Sleep(50 * time.Millisecond) // let a re-plan land before retrying
+}
+
+// restartAll moves every running sequence to fresh KV under new ids after
+// a plan change: nothing failed, so no replay is counted.
+func (s *Scheduler) restartAll() {
+	for _, q := range s.running {
+		s.retire(q)
+		q.id, q.fed = s.nextID.Add(1), 0
+	}
+	s.release = nil // the new plan's workers never saw the old ids
+	s.alloc.Forget()
 }
 
 // retire frees q's blocks and tells the workers to forget it.

@@ -25,21 +25,25 @@ func next(h []int32) int32 {
 	return int32((31*sum + 7*len(h)) % vocab)
 }
 
-// fakeCluster behaves like a set of workers: it keeps each sequence's
-// history by id, as their KV caches do, and checks what a worker checks.
+// fakeCluster behaves like a set of workers: it stores every token in the
+// block and slot its table names, and reads a sequence's history back from
+// those blocks, as attention over a paged KV cache does. A wrong table, a
+// wrong cached length or a shared block overwritten shows up as a wrong
+// token.
 type fakeCluster struct {
 	t      *testing.T
 	mu     sync.Mutex
-	hist   map[uint64][]int32
-	owner  map[int32]uint64
+	kv     map[int32][]int32 // block → the tokens in its slots
+	bs     int
 	steps  int
 	failAt map[int]bool
 	block  chan struct{} // when set, Step waits on it
 	tokens int           // largest step seen, in tokens
+	topK   int32
 }
 
 func newFake(t *testing.T) *fakeCluster {
-	return &fakeCluster{t: t, hist: map[uint64][]int32{}, owner: map[int32]uint64{}, failAt: map[int]bool{}}
+	return &fakeCluster{t: t, kv: map[int32][]int32{}, bs: 4, failAt: map[int]bool{}}
 }
 
 func (f *fakeCluster) Step(ctx context.Context, st *tesserav1.Step) ([][]merge.Partial, error) {
@@ -53,39 +57,43 @@ func (f *fakeCluster) Step(ctx context.Context, st *tesserav1.Step) ([][]merge.P
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.steps++
-	for _, id := range st.Release {
-		delete(f.hist, id)
-		for b, o := range f.owner {
-			if o == id {
-				delete(f.owner, b)
-			}
-		}
-	}
 	if f.failAt[f.steps] {
-		// A lost worker loses its KV: histories are gone.
-		f.hist = map[uint64][]int32{}
-		f.owner = map[int32]uint64{}
+		f.kv = map[int32][]int32{} // a lost worker loses its KV
 		return nil, errors.New("worker lost")
 	}
 	f.tokens = max(f.tokens, len(st.Tokens))
+	f.topK = max(f.topK, st.TopK)
 	var rows [][]merge.Partial
 	off := 0
 	for _, sp := range st.Spans {
-		h := f.hist[sp.SeqId]
-		if sp.Cached == 0 {
-			h = nil
-		} else if len(h) != int(sp.Cached) {
-			f.t.Errorf("step %d seq %d: cached %d, worker holds %d", st.StepId, sp.SeqId, sp.Cached, len(h))
-		}
-		for _, b := range sp.BlockTable {
-			if o, ok := f.owner[b]; ok && o != sp.SeqId {
-				f.t.Errorf("block %d of seq %d is owned by seq %d", b, sp.SeqId, o)
+		cached, n := int(sp.Cached), int(sp.Tokens)
+		var h []int32
+		for p := range cached {
+			blk := f.kv[sp.BlockTable[p/f.bs]]
+			if p%f.bs >= len(blk) {
+				f.t.Errorf("step %d seq %d: cached token %d is not in block %d", st.StepId, sp.SeqId, p, sp.BlockTable[p/f.bs])
+				return nil, errors.New("missing KV")
 			}
-			f.owner[b] = sp.SeqId
+			h = append(h, blk[p%f.bs])
 		}
-		h = append(h, st.Tokens[off:off+int(sp.Tokens)]...)
-		off += int(sp.Tokens)
-		f.hist[sp.SeqId] = h
+		for i, tok := range st.Tokens[off : off+n] {
+			p := cached + i
+			b := sp.BlockTable[p/f.bs]
+			slot := f.kv[b]
+			if p%f.bs < len(slot) && slot[p%f.bs] != tok {
+				// Overwriting a slot is fine for a block just handed out
+				// again, but it must start at slot 0 of a fresh block.
+				if p%f.bs != 0 {
+					f.t.Errorf("step %d seq %d writes slot %d of block %d holding other tokens", st.StepId, sp.SeqId, p%f.bs, b)
+				}
+			}
+			if p%f.bs == 0 {
+				slot = nil
+			}
+			f.kv[b] = append(slot[:min(len(slot), p%f.bs)], tok)
+			h = append(h, tok)
+		}
+		off += n
 		logits := make([]float32, vocab)
 		for i := range logits {
 			logits[i] = float32(math.Sin(float64(i)))
@@ -303,3 +311,5 @@ func TestSeededSampling(t *testing.T) {
 		t.Fatalf("same seed: %s vs %s", a, b)
 	}
 }
+
+func samplingTopK(k int) sampling.Params { return sampling.Params{Temperature: 1, TopK: k} }

@@ -120,11 +120,11 @@ func (r *Runner) prepare(st *tesserav1.Step) error {
 		}
 		v, ok := r.views[sp.SeqId]
 		switch {
-		case cached == 0:
-			v = &kvcache.Seq{}
+		case !ok || cached == 0:
+			// A new sequence may start with cached tokens: blocks of the
+			// coordinator's prefix cache, which other sequences filled.
+			v = &kvcache.Seq{Len: cached}
 			r.views[sp.SeqId] = v
-		case !ok:
-			return fmt.Errorf("%w: sequence %d is unknown to this rank but has %d cached tokens", ErrBadStep, sp.SeqId, cached)
 		case v.Len != cached:
 			return fmt.Errorf("%w: sequence %d: this rank holds %d tokens, the step says %d", ErrBadStep, sp.SeqId, v.Len, cached)
 		}

@@ -158,7 +158,7 @@ func TestRunnerRejectsBadSteps(t *testing.T) {
 		{"block outside the pool", func(st *tesserav1.Step) { st.Spans[0].BlockTable = []int32{1 << 20} }},
 		{"negative block", func(st *tesserav1.Step) { st.Spans[0].BlockTable = []int32{-1} }},
 		{"zero-token span", func(st *tesserav1.Step) { st.Spans[0].Tokens = 0 }},
-		{"unknown cached length", func(st *tesserav1.Step) { st.Spans[0].SeqId, st.Spans[0].Cached = 99, 3 }},
+		{"cached past the table", func(st *tesserav1.Step) { st.Spans[0].Cached = 7 }},
 		{"token outside the vocabulary", func(st *tesserav1.Step) { st.Tokens[0] = 1 << 30 }},
 		{"huge top-k", func(st *tesserav1.Step) { st.TopK = 1 << 20 }},
 	}
