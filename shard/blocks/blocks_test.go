@@ -57,3 +57,80 @@ func TestNeed(t *testing.T) {
 		}
 	}
 }
+
+func TestPrefixCache(t *testing.T) {
+	a := New(4, 6)
+	tokens := []int32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	var first Seq
+	if err := a.Reserve(&first, len(tokens)); err != nil {
+		t.Fatal(err)
+	}
+	first.Len = len(tokens)
+	a.Commit(&first, tokens)
+	if a.Cached() != 2 {
+		t.Fatalf("%d blocks cached after 10 tokens in blocks of 4, want the 2 full ones", a.Cached())
+	}
+	shared := first.Table[:2]
+	a.Release(&first)
+	if a.FreeBlocks() != 6 {
+		t.Fatalf("%d free after release, want all 6 (cached blocks stay reclaimable)", a.FreeBlocks())
+	}
+
+	steps := []struct {
+		name   string
+		tokens []int32
+		limit  int
+		want   int
+	}{
+		{"same prefix", []int32{1, 2, 3, 4, 5, 6, 7, 8, 99}, 8, 8},
+		{"limit leaves a token to compute", []int32{1, 2, 3, 4, 5, 6, 7, 8}, 7, 4},
+		{"diverges in block two", []int32{1, 2, 3, 4, 5, 6, 0, 8}, 8, 4},
+		{"diverges at once", []int32{9, 2, 3, 4}, 4, 0},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			var s Seq
+			got := a.Match(&s, st.tokens, st.limit)
+			if got != st.want || s.Len != got || len(s.Table) != got/4 {
+				t.Fatalf("matched %d (len %d, table %v), want %d", got, s.Len, s.Table, st.want)
+			}
+			for i, b := range s.Table {
+				if b != shared[i] {
+					t.Fatalf("block %d is %d, the cached one is %d", i, b, shared[i])
+				}
+			}
+			a.Release(&s)
+		})
+	}
+
+	// Filling the pool evicts idle cached blocks; their prefix is gone.
+	var big Seq
+	if err := a.Reserve(&big, 24); err != nil {
+		t.Fatalf("idle cached blocks were not reclaimed: %v", err)
+	}
+	var s Seq
+	if a.Match(&s, tokens, 8) != 0 || a.Cached() != 0 {
+		t.Fatalf("evicted prefix still matches (cached %d)", a.Cached())
+	}
+	a.Release(&big)
+	if a.FreeBlocks() != 6 {
+		t.Fatalf("%d free at the end, want 6", a.FreeBlocks())
+	}
+}
+
+func TestForgetKeepsHeldBlocks(t *testing.T) {
+	a := New(2, 4)
+	var s Seq
+	toks := []int32{1, 2, 3, 4}
+	_ = a.Reserve(&s, 4)
+	s.Len = 4
+	a.Commit(&s, toks)
+	a.Forget()
+	if a.Cached() != 0 || a.FreeBlocks() != 2 {
+		t.Fatalf("after Forget: cached %d, free %d; want 0 and 2 (the held blocks stay held)", a.Cached(), a.FreeBlocks())
+	}
+	a.Release(&s)
+	if a.FreeBlocks() != 4 {
+		t.Fatalf("free %d after release, want 4", a.FreeBlocks())
+	}
+}
