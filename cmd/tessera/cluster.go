@@ -128,8 +128,8 @@ func runCoordinator(args []string, _, stderr io.Writer) error {
 
 // workerFlags configure a worker.
 type workerFlags struct {
-	listen, advertise, memory, device, id, modelRoot string
-	leaseTTL                                         time.Duration
+	listen, advertise, memory, device, id, modelRoot, httpListen string
+	leaseTTL                                                     time.Duration
 }
 
 func (w *workerFlags) register(fs *flag.FlagSet) {
@@ -147,7 +147,7 @@ func (w *workerFlags) config(cf clusterFlags, log *slog.Logger) (workerConfig, e
 	if id == "" {
 		id, _ = os.Hostname()
 	}
-	return workerConfig{cluster: cf.cluster, id: id, etcd: cf.etcd, nats: cf.nats, listen: w.listen, advertise: w.advertise,
+	return workerConfig{cluster: cf.cluster, id: id, etcd: cf.etcd, nats: cf.nats, listen: w.listen, advertise: w.advertise, httpListen: w.httpListen,
 		memory: mem, device: w.device, modelRoot: w.modelRoot, leaseTTL: w.leaseTTL, log: log}, nil
 }
 
@@ -161,6 +161,7 @@ func runWorker(args []string, _, stderr io.Writer) error {
 	fs.StringVar(&wf.advertise, "advertise", "", "address registered in etcd (default: the listen address)")
 	fs.StringVar(&wf.id, "id", "", "worker id (default: the host name)")
 	fs.StringVar(&wf.modelRoot, "model-root", "", "resolve the coordinator's model paths under this directory")
+	fs.StringVar(&wf.httpListen, "http-listen", "", "HTTP address of /health and /ready probes (empty: off)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -509,3 +509,25 @@ func TestLocal(t *testing.T) {
 		t.Errorf("/v1/models: %+v, want the folder's base name docbloom-3m", models)
 	}
 }
+
+// A worker's probes: /health while the process runs, /ready once it is
+// registered in etcd (it need not hold a shard yet).
+func TestWorkerProbes(t *testing.T) {
+	in := startInfra(t)
+	addr := freeAddr(t)
+	spawn(t, "probed", "worker", "--cluster", "e2e-probes", "--etcd", in.etcd, "--nats", in.nats, "--id", "probed",
+		"--listen", "127.0.0.1:0", "--http-listen", addr)
+	waitStatus(t, "http://"+addr+"/ready", 200, 20*time.Second)
+	resp, err := http.Get("http://" + addr + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var h struct {
+		Status      string `json:"status"`
+		ShardLoaded bool   `json:"shard_loaded"`
+	}
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&h) != nil || h.Status != "ok" || h.ShardLoaded {
+		t.Fatalf("/health: %d %+v, want ok without a shard", resp.StatusCode, h)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -169,6 +170,7 @@ type workerConfig struct {
 	cluster, id       string
 	etcd, nats        string
 	listen, advertise string
+	httpListen        string
 	memory            int64
 	device            string
 	modelRoot         string
@@ -221,11 +223,30 @@ func startWorker(ctx context.Context, c workerConfig) (*proc, error) {
 		cli.Close()
 		return nil, err
 	}
+	var registered atomic.Bool
+	registered.Store(true)
+	var httpSrv *http.Server
+	if c.httpListen != "" {
+		hln, err := net.Listen("tcp", c.httpListen)
+		if err != nil {
+			cancel()
+			ln.Close()
+			tr.Close()
+			nc.Close()
+			cli.Close()
+			return nil, fmt.Errorf("HTTP listen on %s: %w", c.httpListen, err)
+		}
+		httpSrv = &http.Server{Handler: workerProbes(w, &registered), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = httpSrv.Serve(hln) }()
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = g.Serve(ln) })
-	wg.Go(func() { keepRegistered(ctx, cli, c, info, reg) })
+	wg.Go(func() { keepRegistered(ctx, cli, c, info, reg, &registered) })
 	stop := func() {
 		cancel()
+		if httpSrv != nil {
+			_ = httpSrv.Close()
+		}
 		g.Stop()
 		w.Close()
 		wg.Wait()
@@ -238,7 +259,7 @@ func startWorker(ctx context.Context, c workerConfig) (*proc, error) {
 
 // keepRegistered registers again whenever the lease is lost (etcd was
 // unreachable for longer than the TTL), until ctx ends.
-func keepRegistered(ctx context.Context, cli *clientv3.Client, c workerConfig, info *tesserav1.WorkerInfo, reg *registry.Registration) {
+func keepRegistered(ctx context.Context, cli *clientv3.Client, c workerConfig, info *tesserav1.WorkerInfo, reg *registry.Registration, registered *atomic.Bool) {
 	defer func() { _ = reg.Close() }()
 	for {
 		select {
@@ -246,11 +267,13 @@ func keepRegistered(ctx context.Context, cli *clientv3.Client, c workerConfig, i
 			return
 		case <-reg.Done():
 		}
+		registered.Store(false)
 		c.log.Warn("registration lost; registering again", "err", reg.Err())
 		for {
 			r, err := registry.Register(ctx, cli, c.cluster, info, c.leaseTTL)
 			if err == nil {
 				reg = r
+				registered.Store(true)
 				break
 			}
 			select {
@@ -260,6 +283,26 @@ func keepRegistered(ctx context.Context, cli *clientv3.Client, c workerConfig, i
 			}
 		}
 	}
+}
+
+// workerProbes serves a worker's /health (the process is up) and /ready
+// (registered in etcd, so the coordinator can assign it a shard).
+func workerProbes(w *server.Server, registered *atomic.Bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(rw, `{"status":"ok","shard_loaded":%t}`+"\n", w.Ready())
+	})
+	mux.HandleFunc("GET /ready", func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Header().Set("Content-Type", "application/json")
+		if !registered.Load() {
+			rw.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(rw, `{"status":"not registered in etcd"}`)
+			return
+		}
+		fmt.Fprintln(rw, `{"status":"ready"}`)
+	})
+	return mux
 }
 
 // dialWorkerClient opens a plaintext gRPC client to a worker.
