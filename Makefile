@@ -10,7 +10,8 @@ FUZZTIME ?= 10s
 FUZZ_TARGETS = ./worker/weights:FuzzOpen ./worker/weights:FuzzIndex \
 	./coordinator/tokenizer:FuzzEncode ./coordinator/tokenizer:FuzzDecode \
 	./coordinator/tokenizer:FuzzStream ./coordinator/tokenizer:FuzzFromJSON \
-	./shard/transport:FuzzDecodeFrame ./worker/engine:FuzzRunnerStep
+	./shard/transport:FuzzDecodeFrame ./worker/engine:FuzzRunnerStep \
+	./coordinator/api:FuzzCompletionRequest
 
 .PHONY: all build run generate test vet fuzz bench proto clean
 

@@ -85,7 +85,7 @@ func startCoordinator(ctx context.Context, c coordinatorConfig) (*proc, error) {
 	}
 	var tok api.Tokenizer
 	if t, err := tokenizer.Load(filepath.Join(c.model, "tokenizer.json")); err == nil {
-		tok = apiTokenizer{t}
+		tok = api.HF(t)
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
@@ -151,20 +151,6 @@ func startCoordinator(ctx context.Context, c coordinatorConfig) (*proc, error) {
 	}
 	return &proc{stop: sync.OnceFunc(stop), addr: ln.Addr().String()}, nil
 }
-
-// apiTokenizer adapts the tokenizer to the API: prompts get the model's
-// special tokens, outputs drop them.
-type apiTokenizer struct{ t *tokenizer.Tokenizer }
-
-func (a apiTokenizer) Encode(text string) ([]int32, error) {
-	e, err := a.t.Encode(text, true)
-	if err != nil {
-		return nil, err
-	}
-	return e.IDs, nil
-}
-
-func (a apiTokenizer) Decode(ids []int32) (string, error) { return a.t.Decode(ids, true) }
 
 type workerConfig struct {
 	cluster, id       string

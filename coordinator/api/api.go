@@ -1,11 +1,27 @@
-// Package api is the coordinator's OpenAI-compatible HTTP surface:
-// /v1/completions (token ids or text in, text and token ids out, SSE when
-// stream is set), /v1/models, and the /health and /ready probes. Errors
-// use OpenAI's error body; a full queue answers 429 with Retry-After.
+// Package api is the coordinator's OpenAI-compatible surface:
+//
+//   - POST /v1/completions: prompt as text, token ids, or a list of either
+//     (a batch); the full OpenAI parameter set plus vLLM's extensions
+//     (top_k, min_p, repetition_penalty, min_tokens, ignore_eos,
+//     return_token_ids, stop_token_ids) and "self_consistency";
+//   - POST /v1/chat/completions: messages rendered with the model's Jinja
+//     chat template (DefaultChatTemplate when it has none);
+//   - POST /v1/embeddings and /v1/fill-mask for encoder models (Encoder);
+//   - GET /v1/models, /health, /ready and /metrics (Prometheus).
+//
+// Streaming is SSE: data: {...} chunks, usage in the last one, then
+// data: [DONE]. Errors use OpenAI's body ({"error": {"message", "type",
+// "param", "code"}}): 400 invalid values, 401 a missing or wrong API key,
+// 404 an unknown model, 429 (with Retry-After) a full queue, 503 not
+// ready. The gRPC Inference service (GRPC) shares all of this.
 package api
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,33 +30,60 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
-	"github.com/tessera-llm/tessera/coordinator/sampling"
 	"github.com/tessera-llm/tessera/coordinator/scheduler"
+	"github.com/tessera-llm/tessera/coordinator/tokenizer"
 )
 
 // Tokenizer turns text into ids and back; nil serves token ids only.
 type Tokenizer interface {
-	Encode(text string) ([]int32, error)
+	// Encode tokenizes text, adding the model's special tokens (BOS...)
+	// when addSpecial; chat prompts come from a template that writes
+	// them itself.
+	Encode(text string, addSpecial bool) ([]int32, error)
+	// Decode detokenizes ids, skipping special tokens.
 	Decode(ids []int32) (string, error)
+	// NewDecoder starts an incremental detokenizer.
+	NewDecoder() TextStream
+}
+
+// TextStream detokenizes one id at a time, returning only text later ids
+// cannot change (never half a UTF-8 character); Flush returns the rest.
+type TextStream interface {
+	Add(id int32) (string, error)
+	Flush() string
 }
 
 // Config wires the API to the rest of the coordinator.
 type Config struct {
-	Model     string
+	Model string
+	// Scheduler generates; nil for an encoder model (generation answers
+	// 400).
 	Scheduler *scheduler.Scheduler
 	Tokenizer Tokenizer
-	// Ready reports whether requests can be served now (/ready).
-	Ready  func() bool
-	Logger *slog.Logger
+	// Chat renders chat messages (nil: DefaultChatTemplate).
+	Chat *ChatTemplate
+	// Encoder serves /v1/embeddings and /v1/fill-mask (nil: 400).
+	Encoder Encoder
+	// Ready reports whether requests can be served now (/ready; the
+	// model endpoints answer 503 while it is false).
+	Ready func() bool
+	// APIKey, when set, is required as "Authorization: Bearer <key>" on
+	// /v1/ (and as gRPC metadata).
+	APIKey  string
+	Metrics *Metrics
+	Logger  *slog.Logger
 	// MaxBody bounds a request body (default 4 MiB).
 	MaxBody int64
 }
 
 // Server serves the HTTP API.
 type Server struct {
-	cfg Config
-	mux *http.ServeMux
+	cfg     Config
+	mux     *http.ServeMux
+	metrics *Metrics
+	keyHash [32]byte
 }
 
 // New builds the handlers.
@@ -54,14 +97,66 @@ func New(cfg Config) *Server {
 	if cfg.Ready == nil {
 		cfg.Ready = func() bool { return true }
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	if cfg.Chat == nil {
+		cfg.Chat, _ = NewChatTemplate(DefaultChatTemplate, "", "")
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), metrics: cfg.Metrics, keyHash: sha256.Sum256([]byte(cfg.APIKey))}
+	s.metrics.watch(cfg.Scheduler)
 	s.mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.mux.HandleFunc("GET /ready", s.ready)
-	s.mux.HandleFunc("GET /v1/models", s.models)
-	s.mux.HandleFunc("POST /v1/completions", s.completions)
+	s.mux.Handle("GET /metrics", s.metrics.Handler())
+	s.handle("GET /v1/models", s.models, false)
+	s.handle("POST /v1/completions", s.completions, true)
+	s.handle("POST /v1/chat/completions", s.chatCompletions, true)
+	s.handle("POST /v1/embeddings", s.embeddings, true)
+	s.handle("POST /v1/fill-mask", s.fillMask, true)
+	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path)})
+	})
 	return s
+}
+
+// handle registers an authenticated, counted /v1 endpoint; needReady
+// answers 503 while the cluster cannot serve.
+func (s *Server) handle(pattern string, h http.HandlerFunc, needReady bool) {
+	endpoint := pattern[strings.IndexByte(pattern, ' ')+1:]
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		defer func() { s.metrics.requests.WithLabelValues(endpoint, fmt.Sprint(rec.status)).Inc() }()
+		if err := s.authorize(r.Header.Get("Authorization")); err != nil {
+			writeError(rec, err)
+			return
+		}
+		if needReady && !s.cfg.Ready() {
+			writeError(rec, errNotReady)
+			return
+		}
+		h(rec, r)
+	})
+}
+
+var errNotReady = &apiError{status: http.StatusServiceUnavailable, msg: "not ready: no plan is serving yet (workers are loading or absent)"}
+
+// authorize checks a bearer token against the API key in constant time
+// (over hashes, so the key's length does not leak either).
+func (s *Server) authorize(header string) error {
+	if s.cfg.APIKey == "" {
+		return nil
+	}
+	token, ok := strings.CutPrefix(header, "Bearer ")
+	if !ok || token == "" {
+		return &apiError{status: http.StatusUnauthorized, msg: "missing API key: send Authorization: Bearer <key>", code: "invalid_api_key"}
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	if subtle.ConstantTimeCompare(got[:], s.keyHash[:]) != 1 {
+		return &apiError{status: http.StatusUnauthorized, msg: "incorrect API key", code: "invalid_api_key"}
+	}
+	return nil
 }
 
 // ServeHTTP implements http.Handler.
@@ -77,202 +172,56 @@ func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
 
 func (s *Server) models(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []map[string]any{
-		{"id": s.cfg.Model, "object": "model", "owned_by": "tessera"}}})
+		{"id": s.cfg.Model, "object": "model", "created": 0, "owned_by": "tessera"}}})
 }
 
-// completionRequest is the subset of OpenAI's completion request served
-// so far.
-type completionRequest struct {
-	Model          string          `json:"model"`
-	Prompt         json.RawMessage `json:"prompt"`
-	MaxTokens      *int            `json:"max_tokens"`
-	Temperature    *float64        `json:"temperature"`
-	TopP           *float64        `json:"top_p"`
-	TopK           *int            `json:"top_k"`
-	Seed           *uint64         `json:"seed"`
-	Stop           json.RawMessage `json:"stop"`
-	Stream         bool            `json:"stream"`
-	IgnoreEOS      bool            `json:"ignore_eos"`
-	ReturnTokenIDs bool            `json:"return_token_ids"`
-}
-
-type apiError struct {
-	status int
-	msg    string
-	param  string
-}
-
-func (e *apiError) Error() string { return e.msg }
-
-func badRequest(param, format string, a ...any) error {
-	return &apiError{status: http.StatusBadRequest, msg: fmt.Sprintf(format, a...), param: param}
-}
-
-// prompt decodes "prompt": a string (needs a tokenizer) or token ids.
-func (s *Server) prompt(raw json.RawMessage) ([]int32, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, badRequest("prompt", "prompt is required")
-	}
-	var text string
-	if json.Unmarshal(raw, &text) == nil {
-		if s.cfg.Tokenizer == nil {
-			return nil, badRequest("prompt", "this model has no tokenizer.json: send the prompt as token ids")
-		}
-		ids, err := s.cfg.Tokenizer.Encode(text)
-		if err != nil {
-			return nil, badRequest("prompt", "tokenizing the prompt: %v", err)
-		}
-		return ids, nil
-	}
-	var ids []int32
-	if err := json.Unmarshal(raw, &ids); err != nil {
-		return nil, badRequest("prompt", "prompt must be a string or an array of token ids")
-	}
-	return ids, nil
-}
-
-func (s *Server) decodeRequest(w http.ResponseWriter, r *http.Request) (*completionRequest, scheduler.Request, error) {
-	var req completionRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
-	if err := dec.Decode(&req); err != nil {
+// readBody reads a body up to MaxBody (413 beyond).
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return nil, scheduler.Request{}, &apiError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body over %d bytes", s.cfg.MaxBody)}
+			return nil, &apiError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body over %d bytes", s.cfg.MaxBody)}
 		}
-		return nil, scheduler.Request{}, badRequest("", "malformed JSON body: %v", err)
+		return nil, badRequest("", "reading the body: %v", err)
 	}
-	if req.Model != "" && req.Model != s.cfg.Model {
-		return nil, scheduler.Request{}, &apiError{status: http.StatusNotFound, param: "model",
-			msg: fmt.Sprintf("model %q is not served here (this server serves %q)", req.Model, s.cfg.Model)}
-	}
-	ids, err := s.prompt(req.Prompt)
-	if err != nil {
-		return nil, scheduler.Request{}, err
-	}
-	sr := scheduler.Request{Prompt: ids, MaxTokens: 16, IgnoreEOS: req.IgnoreEOS, Sampling: sampling.Params{Temperature: 1}}
-	if req.MaxTokens != nil {
-		sr.MaxTokens = *req.MaxTokens
-	}
-	if req.Temperature != nil {
-		sr.Sampling.Temperature = *req.Temperature
-	}
-	if req.TopP != nil {
-		sr.Sampling.TopP = *req.TopP
-	}
-	if req.TopK != nil {
-		sr.Sampling.TopK = *req.TopK
-	}
-	if req.Seed != nil {
-		sr.Sampling.Seed = *req.Seed
-	}
-	if err := sr.Sampling.Validate(); err != nil {
-		return nil, scheduler.Request{}, badRequest("", "%v", err)
-	}
-	if len(req.Stop) > 0 && string(req.Stop) != "null" {
-		if err := json.Unmarshal(req.Stop, &sr.StopIDs); err != nil {
-			return nil, scheduler.Request{}, badRequest("stop", "stop must be an array of token ids here")
-		}
-	}
-	return &req, sr, nil
+	return body, nil
 }
 
-func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
-	req, sr, err := s.decodeRequest(w, r)
+// decodeBody reads a JSON body into v: 413 over MaxBody, 400 for invalid
+// UTF-8 (which encoding/json would silently replace) or invalid JSON.
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	body, err := s.readBody(w, r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
-	h, err := s.cfg.Scheduler.Submit(r.Context(), sr)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	id := fmt.Sprintf("cmpl-%d", time.Now().UnixNano())
-	if req.Stream {
-		s.stream(w, h, req, id, len(sr.Prompt))
-		return
-	}
-	res := h.Wait()
-	if res.Err != nil {
-		writeError(w, res.Err)
-		return
-	}
-	ids := tokenIDs(res.Tokens)
-	choice := map[string]any{"index": 0, "text": s.text(ids), "finish_reason": res.Finish, "logprobs": nil}
-	if req.ReturnTokenIDs {
-		choice["token_ids"] = ids
-	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"id": id, "object": "text_completion", "created": time.Now().Unix(), "model": s.cfg.Model,
-		"choices": []any{choice},
-		"usage":   usage(len(sr.Prompt), len(ids)),
-	})
+	return decodeJSON(body, v)
 }
 
-// stream sends one SSE chunk per token, then the finish, usage and [DONE].
-func (s *Server) stream(w http.ResponseWriter, h *scheduler.Handle, req *completionRequest, id string, promptLen int) {
-	flusher, _ := w.(http.Flusher)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	send := func(v any) {
-		b, _ := json.Marshal(v)
-		fmt.Fprintf(w, "data: %s\n\n", b)
-		if flusher != nil {
-			flusher.Flush()
-		}
+func decodeJSON(body []byte, v any) error {
+	if !utf8.Valid(body) {
+		return badRequest("", "the body is not valid UTF-8")
 	}
-	chunk := func(choice map[string]any) map[string]any {
-		return map[string]any{"id": id, "object": "text_completion", "created": time.Now().Unix(), "model": s.cfg.Model, "choices": []any{choice}}
+	if err := json.Unmarshal(body, v); err != nil {
+		return badRequest("", "malformed JSON body: %v", err)
 	}
-	var all []int32
-	emitted := ""
-	for tok := range h.Tokens() {
-		all = append(all, tok.ID)
-		// Emit only whole characters: the text so far minus what was sent.
-		text := s.text(all)
-		if strings.HasSuffix(text, "\uFFFD") {
-			continue
-		}
-		delta := strings.TrimPrefix(text, emitted)
-		emitted = text
-		c := map[string]any{"index": 0, "text": delta, "finish_reason": nil}
-		if req.ReturnTokenIDs {
-			c["token_ids"] = []int32{tok.ID}
-		}
-		send(chunk(c))
-	}
-	res := h.Wait()
-	if res.Err != nil {
-		send(map[string]any{"error": errorBody(res.Err)})
-	} else {
-		last := chunk(map[string]any{"index": 0, "text": strings.TrimPrefix(s.text(all), emitted), "finish_reason": res.Finish})
-		last["usage"] = usage(promptLen, len(all))
-		send(last)
-	}
-	io.WriteString(w, "data: [DONE]\n\n")
-	if flusher != nil {
-		flusher.Flush()
-	}
+	return nil
 }
 
-func (s *Server) text(ids []int32) string {
-	if s.cfg.Tokenizer == nil {
-		return ""
+// checkModel answers 404 for a model other than the one served ("" is
+// the served one).
+func (s *Server) checkModel(name string) error {
+	if name != "" && name != s.cfg.Model {
+		return &apiError{status: http.StatusNotFound, param: "model", code: "model_not_found",
+			msg: fmt.Sprintf("the model %q does not exist here (this server serves %q)", name, s.cfg.Model)}
 	}
-	t, err := s.cfg.Tokenizer.Decode(ids)
-	if err != nil {
-		return ""
-	}
-	return t
+	return nil
 }
 
-func tokenIDs(toks []scheduler.Token) []int32 {
-	ids := make([]int32, len(toks))
-	for i, t := range toks {
-		ids[i] = t.ID
-	}
-	return ids
+func newID(prefix string) string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
 }
 
 func usage(prompt, completion int) map[string]int {
@@ -285,6 +234,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+type apiError struct {
+	status int
+	msg    string
+	param  string
+	code   string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func badRequest(param, format string, a ...any) error {
+	return &apiError{status: http.StatusBadRequest, msg: fmt.Sprintf(format, a...), param: param}
+}
+
 // statusOf maps errors onto HTTP statuses in one table.
 func statusOf(err error) int {
 	var ae *apiError
@@ -293,7 +255,7 @@ func statusOf(err error) int {
 		return ae.status
 	case errors.Is(err, scheduler.ErrQueueFull):
 		return http.StatusTooManyRequests
-	case errors.Is(err, scheduler.ErrInvalid), errors.Is(err, scheduler.ErrTooLong):
+	case errors.Is(err, scheduler.ErrInvalid), errors.Is(err, scheduler.ErrTooLong), errors.Is(err, ErrTemplate):
 		return http.StatusBadRequest
 	case errors.Is(err, scheduler.ErrStopped):
 		return http.StatusServiceUnavailable
@@ -304,14 +266,27 @@ func statusOf(err error) int {
 }
 
 func errorBody(err error) map[string]any {
+	st := statusOf(err)
 	kind := "server_error"
-	if st := statusOf(err); st >= 400 && st < 500 {
+	switch {
+	case st == http.StatusUnauthorized:
+		kind = "authentication_error"
+	case st == http.StatusNotFound:
+		kind = "not_found_error"
+	case st == http.StatusTooManyRequests:
+		kind = "rate_limit_error"
+	case st >= 400 && st < 500:
 		kind = "invalid_request_error"
 	}
 	body := map[string]any{"message": err.Error(), "type": kind, "code": nil, "param": nil}
 	var ae *apiError
-	if errors.As(err, &ae) && ae.param != "" {
-		body["param"] = ae.param
+	if errors.As(err, &ae) {
+		if ae.param != "" {
+			body["param"] = ae.param
+		}
+		if ae.code != "" {
+			body["code"] = ae.code
+		}
 	}
 	return body
 }
@@ -323,3 +298,79 @@ func writeError(w http.ResponseWriter, err error) {
 	}
 	writeJSON(w, st, map[string]any{"error": errorBody(err)})
 }
+
+// statusRecorder keeps the status for the request counter; it passes
+// Flush through for SSE.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.status, r.wrote = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	r.wrote = true
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// sse writes Server-Sent Events.
+type sse struct {
+	w http.ResponseWriter
+}
+
+func startSSE(w http.ResponseWriter) *sse {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	return &sse{w: w}
+}
+
+func (e *sse) send(v any) {
+	b, _ := json.Marshal(v)
+	fmt.Fprintf(e.w, "data: %s\n\n", b)
+	e.flush()
+}
+
+func (e *sse) done() {
+	io.WriteString(e.w, "data: [DONE]\n\n")
+	e.flush()
+}
+
+func (e *sse) flush() {
+	if f, ok := e.w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func unixNow() int64 { return time.Now().Unix() }
+
+// HF adapts a Hugging Face tokenizer: prompts get the model's special
+// tokens when asked, outputs drop them, streams never split a character.
+func HF(t *tokenizer.Tokenizer) Tokenizer { return hfTokenizer{t} }
+
+type hfTokenizer struct{ t *tokenizer.Tokenizer }
+
+func (a hfTokenizer) Encode(text string, addSpecial bool) ([]int32, error) {
+	e, err := a.t.Encode(text, addSpecial)
+	if err != nil {
+		return nil, err
+	}
+	return e.IDs, nil
+}
+
+func (a hfTokenizer) Decode(ids []int32) (string, error) { return a.t.Decode(ids, true) }
+
+func (a hfTokenizer) NewDecoder() TextStream { return a.t.NewDecoder(true) }

@@ -1,5 +1,5 @@
 // Package sampling chooses next tokens from logits: greedy, or seeded
-// sampling with temperature, top-k and top-p (nucleus) filtering.
+// sampling with temperature, top-k, top-p (nucleus) and min-p filtering.
 package sampling
 
 import (
@@ -25,6 +25,9 @@ type Params struct {
 	// TopP keeps the smallest set of tokens whose probability reaches P
 	// (0 or 1: all).
 	TopP float64
+	// MinP keeps the tokens whose probability is at least MinP times the
+	// most likely token's (0: all).
+	MinP float64
 	Seed uint64
 }
 
@@ -37,6 +40,8 @@ func (p Params) Validate() error {
 		return fmt.Errorf("%w: top-k %d must be ≥ 0", ErrParams, p.TopK)
 	case p.TopP < 0 || p.TopP > 1 || math.IsNaN(p.TopP):
 		return fmt.Errorf("%w: top-p %g must be in [0, 1]", ErrParams, p.TopP)
+	case p.MinP < 0 || p.MinP > 1 || math.IsNaN(p.MinP):
+		return fmt.Errorf("%w: min-p %g must be in [0, 1]", ErrParams, p.MinP)
 	}
 	return nil
 }
@@ -104,6 +109,18 @@ func (s *Sampler) pick() int32 {
 	for i := range s.cands {
 		s.cands[i].p = math.Exp(s.cands[i].p - top)
 		sum += s.cands[i].p
+	}
+	if mp := s.p.MinP; mp > 0 {
+		// Relative to the best token, whose weight is exp(0) = 1.
+		sum = 0
+		keep := s.cands[:0]
+		for _, c := range s.cands {
+			if c.p >= mp {
+				keep = append(keep, c)
+				sum += c.p
+			}
+		}
+		s.cands = keep
 	}
 	if p := s.p.TopP; p > 0 && p < 1 {
 		var acc float64

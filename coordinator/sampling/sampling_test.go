@@ -128,3 +128,24 @@ func TestTemperatureShapesDistribution(t *testing.T) {
 		}
 	}
 }
+
+// MinP drops every token less likely than min_p × the best one's.
+func TestMinP(t *testing.T) {
+	// Probabilities ∝ 1, e^-1, e^-3: with min_p 0.2 only the first two stay.
+	ids := []int32{7, 8, 9}
+	logits := []float32{0, -1, -3}
+	s, err := New(Params{Temperature: 1, MinP: 0.2, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int32]int{}
+	for range 2000 {
+		seen[s.SampleCandidates(ids, logits)]++
+	}
+	if seen[9] != 0 || seen[7] == 0 || seen[8] == 0 {
+		t.Fatalf("min_p 0.2 sampled %v; token 9 (p ratio e^-3) must never appear", seen)
+	}
+	if _, err := New(Params{MinP: 1.5}); err == nil {
+		t.Fatal("min_p 1.5 accepted")
+	}
+}
