@@ -266,4 +266,3 @@ func (g *GRPC) tokenize(req *tesserav1.TokenizeRequest) (*tesserav1.TokenizeResp
 	}
 	return &tesserav1.TokenizeResponse{Ids: ids}, nil
 }
-
