@@ -32,17 +32,20 @@ func init() {
 // clusterFlags are what every cluster process shares.
 type clusterFlags struct {
 	cluster, etcd, nats string
+	sec                 securityFlags
 }
 
 func (c *clusterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.cluster, "cluster", "default", "cluster name: the etcd prefix and NATS subject token this cluster uses")
 	fs.StringVar(&c.etcd, "etcd", "127.0.0.1:2379", "etcd endpoints, comma-separated")
 	fs.StringVar(&c.nats, "nats", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated")
+	c.sec.register(fs)
 }
 
 // servingFlags configure a coordinator.
 type servingFlags struct {
 	model, modelName, workerModelDir, listen, grpcListen, plan, id string
+	tlsCert, tlsKey                                                string
 	cacheTokens, blockSize, maxQueue                               int
 	stepTimeout                                                    time.Duration
 }
@@ -83,7 +86,8 @@ func (s *servingFlags) config(cf clusterFlags, log *slog.Logger) (coordinatorCon
 		host, _ := os.Hostname()
 		id = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
-	return coordinatorConfig{cluster: cf.cluster, id: id, etcd: cf.etcd, nats: cf.nats, model: s.model, modelName: name,
+	return coordinatorConfig{cluster: cf.cluster, id: id, etcd: cf.etcd, nats: cf.nats, sec: cf.sec, tlsCert: s.tlsCert, tlsKey: s.tlsKey,
+		model: s.model, modelName: name,
 		workerModelDir: workerDir, listen: s.listen, grpcListen: s.grpcListen, pp: pp, tp: tp,
 		cacheTokens: s.cacheTokens, blockSz: s.blockSize, maxQueue: s.maxQueue, stepTimeout: s.stepTimeout, log: log}, nil
 }
@@ -108,6 +112,8 @@ func runCoordinator(args []string, _, stderr io.Writer) error {
 	fs.StringVar(&sf.grpcListen, "grpc-listen", "127.0.0.1:9090", "gRPC address of the Coordinator service (empty: off)")
 	fs.StringVar(&sf.workerModelDir, "worker-model-dir", "", "model path as the workers see it (default: --model)")
 	fs.StringVar(&sf.id, "id", "", "coordinator id in the election (default: host-pid)")
+	fs.StringVar(&sf.tlsCert, "tls-cert", "", "serve the API over HTTPS with this certificate")
+	fs.StringVar(&sf.tlsKey, "tls-key", "", "the API certificate's key")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -147,7 +153,7 @@ func (w *workerFlags) config(cf clusterFlags, log *slog.Logger) (workerConfig, e
 	if id == "" {
 		id, _ = os.Hostname()
 	}
-	return workerConfig{cluster: cf.cluster, id: id, etcd: cf.etcd, nats: cf.nats, listen: w.listen, advertise: w.advertise, httpListen: w.httpListen,
+	return workerConfig{cluster: cf.cluster, id: id, etcd: cf.etcd, nats: cf.nats, sec: cf.sec, listen: w.listen, advertise: w.advertise, httpListen: w.httpListen,
 		memory: mem, device: w.device, modelRoot: w.modelRoot, leaseTTL: w.leaseTTL, log: log}, nil
 }
 
@@ -289,7 +295,15 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cli, err := registry.Dial(ctx, cf.etcd)
+	etcdOpts, err := cf.sec.etcdOptions()
+	if err != nil {
+		return err
+	}
+	dialWorker, err := cf.sec.workerDialer()
+	if err != nil {
+		return err
+	}
+	cli, err := registry.Dial(ctx, cf.etcd, etcdOpts...)
 	if err != nil {
 		return err
 	}
@@ -301,7 +315,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	}
 	health := map[string]string{}
 	for _, w := range ws {
-		health[w.Id] = workerHealth(ctx, w.Address)
+		health[w.Id] = workerHealth(ctx, dialWorker, w.Address)
 	}
 	version, raw, planErr := registry.CurrentPlan(ctx, cli, cf.cluster)
 	if asJSON {
@@ -342,10 +356,10 @@ func orNull(b []byte) []byte {
 }
 
 // workerHealth asks a worker's Health RPC, briefly.
-func workerHealth(ctx context.Context, addr string) string {
+func workerHealth(ctx context.Context, dial func(string) (tesserav1.WorkerClient, io.Closer, error), addr string) string {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	c, closer, err := dialWorkerClient(addr)
+	c, closer, err := dial(addr)
 	if err != nil {
 		return "unreachable: " + err.Error()
 	}

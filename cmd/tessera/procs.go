@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tessera-llm/tessera/coordinator/api"
 	"github.com/tessera-llm/tessera/coordinator/cluster"
@@ -46,12 +44,20 @@ func (p *proc) Close() { p.stop() }
 
 // dial connects to etcd and NATS, failing fast with errors that name the
 // addresses.
-func dial(ctx context.Context, etcdURL, natsURL string) (*clientv3.Client, *nats.Conn, error) {
-	cli, err := registry.Dial(ctx, etcdURL)
+func dial(ctx context.Context, etcdURL, natsURL string, sec securityFlags) (*clientv3.Client, *nats.Conn, error) {
+	etcdOpts, err := sec.etcdOptions()
 	if err != nil {
 		return nil, nil, err
 	}
-	nc, err := transport.Connect(natsURL)
+	natsOpts, err := sec.natsOptions()
+	if err != nil {
+		return nil, nil, err
+	}
+	cli, err := registry.Dial(ctx, etcdURL, etcdOpts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := transport.Connect(natsURL, natsOpts...)
 	if err != nil {
 		cli.Close()
 		return nil, nil, err
@@ -69,6 +75,8 @@ type coordinatorConfig struct {
 	cacheTokens, blockSz int
 	maxQueue             int
 	stepTimeout          time.Duration
+	sec                  securityFlags
+	tlsCert, tlsKey      string // the API's TLS key pair; empty serves plain HTTP
 	log                  *slog.Logger
 }
 
@@ -89,7 +97,14 @@ func startCoordinator(ctx context.Context, c coordinatorConfig) (*proc, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	cli, nc, err := dial(ctx, c.etcd, c.nats)
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return nil, fmt.Errorf("%w: %w", errUsage, errNoTLSKey)
+	}
+	dialWorker, err := c.sec.workerDialer()
+	if err != nil {
+		return nil, err
+	}
+	cli, nc, err := dial(ctx, c.etcd, c.nats, c.sec)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +114,7 @@ func startCoordinator(ctx context.Context, c coordinatorConfig) (*proc, error) {
 		cli.Close()
 		return nil, err
 	}
-	mgr := cluster.New(cluster.Config{Cluster: c.cluster, ID: c.id, ModelDir: c.workerModelDir, Spec: s, DTypeBytes: dt,
+	mgr := cluster.New(cluster.Config{Dial: dialWorker, Cluster: c.cluster, ID: c.id, ModelDir: c.workerModelDir, Spec: s, DTypeBytes: dt,
 		PP: c.pp, TP: c.tp, CacheTokens: c.cacheTokens, BlockSize: c.blockSz, StepTimeout: c.stepTimeout, Logger: c.log}, cli, tr)
 	blocks := (c.cacheTokens + c.blockSz - 1) / c.blockSz
 	sched := scheduler.New(scheduler.Config{Blocks: blocks, BlockSize: c.blockSz, Vocab: s.Vocab, MaxContext: s.MaxPositions,
@@ -132,7 +147,13 @@ func startCoordinator(ctx context.Context, c coordinatorConfig) (*proc, error) {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = mgr.Run(ctx) })
 	wg.Go(func() { sched.Run(ctx) })
-	wg.Go(func() { _ = httpSrv.Serve(ln) })
+	wg.Go(func() {
+		if c.tlsCert != "" {
+			_ = httpSrv.ServeTLS(ln, c.tlsCert, c.tlsKey)
+			return
+		}
+		_ = httpSrv.Serve(ln)
+	})
 	if grpcSrv != nil {
 		wg.Go(func() { _ = grpcSrv.Serve(gln) })
 	}
@@ -161,6 +182,7 @@ type workerConfig struct {
 	device            string
 	modelRoot         string
 	leaseTTL          time.Duration
+	sec               securityFlags
 	log               *slog.Logger
 }
 
@@ -174,7 +196,11 @@ func startWorker(ctx context.Context, c workerConfig) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	cli, nc, err := dial(ctx, c.etcd, c.nats)
+	grpcOpts, err := c.sec.grpcServerOptions()
+	if err != nil {
+		return nil, err
+	}
+	cli, nc, err := dial(ctx, c.etcd, c.nats, c.sec)
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +222,7 @@ func startWorker(ctx context.Context, c workerConfig) (*proc, error) {
 		addr = ln.Addr().String()
 	}
 	w := server.New(server.Config{Cluster: c.cluster, ID: c.id, ModelRoot: c.modelRoot, Backend: b, Logger: c.log}, tr)
-	g := grpc.NewServer()
+	g := grpc.NewServer(grpcOpts...)
 	tesserav1.RegisterWorkerServer(g, w)
 	info := &tesserav1.WorkerInfo{Id: c.id, Address: addr, Backend: b.Name(), Device: c.device, MemoryBytes: c.memory, Version: version}
 	ctx, cancel := context.WithCancel(ctx)
@@ -289,13 +315,4 @@ func workerProbes(w *server.Server, registered *atomic.Bool) http.Handler {
 		fmt.Fprintln(rw, `{"status":"ready"}`)
 	})
 	return mux
-}
-
-// dialWorkerClient opens a plaintext gRPC client to a worker.
-func dialWorkerClient(addr string) (tesserav1.WorkerClient, io.Closer, error) {
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, nil, err
-	}
-	return tesserav1.NewWorkerClient(cc), cc, nil
 }
