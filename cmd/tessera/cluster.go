@@ -44,6 +44,7 @@ func (c *clusterFlags) register(fs *flag.FlagSet) {
 
 // servingFlags configure a coordinator.
 type servingFlags struct {
+	api                                                            apiFlags
 	model, modelName, workerModelDir, listen, grpcListen, plan, id string
 	tlsCert, tlsKey                                                string
 	cacheTokens, blockSize, maxQueue                               int
@@ -58,6 +59,7 @@ func (s *servingFlags) register(fs *flag.FlagSet, listen string) {
 	fs.IntVar(&s.cacheTokens, "cache-tokens", 4096, "KV cache capacity per worker, in tokens (all sequences together)")
 	fs.IntVar(&s.blockSize, "block-size", 16, "KV cache block size in tokens")
 	fs.IntVar(&s.maxQueue, "max-queue", 256, "requests that may wait; more get 429")
+	s.api.register(fs)
 	fs.DurationVar(&s.stepTimeout, "step-timeout", 5*time.Second, "a step taking longer is retried on a new plan (a lost worker)")
 }
 
@@ -86,7 +88,11 @@ func (s *servingFlags) config(cf clusterFlags, log *slog.Logger) (coordinatorCon
 		host, _ := os.Hostname()
 		id = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
-	return coordinatorConfig{cluster: cf.cluster, id: id, etcd: cf.etcd, nats: cf.nats, sec: cf.sec, tlsCert: s.tlsCert, tlsKey: s.tlsKey,
+	key, err := s.api.resolve()
+	if err != nil {
+		return coordinatorConfig{}, err
+	}
+	return coordinatorConfig{apiKey: key, cluster: cf.cluster, id: id, etcd: cf.etcd, nats: cf.nats, sec: cf.sec, tlsCert: s.tlsCert, tlsKey: s.tlsKey,
 		model: s.model, modelName: name,
 		workerModelDir: workerDir, listen: s.listen, grpcListen: s.grpcListen, pp: pp, tp: tp,
 		cacheTokens: s.cacheTokens, blockSz: s.blockSize, maxQueue: s.maxQueue, stepTimeout: s.stepTimeout, log: log}, nil

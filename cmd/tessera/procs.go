@@ -75,6 +75,7 @@ type coordinatorConfig struct {
 	cacheTokens, blockSz int
 	maxQueue             int
 	stepTimeout          time.Duration
+	apiKey               string
 	sec                  securityFlags
 	tlsCert, tlsKey      string // the API's TLS key pair; empty serves plain HTTP
 	log                  *slog.Logger
@@ -104,6 +105,9 @@ func startCoordinator(ctx context.Context, c coordinatorConfig) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
+	if isEncoder(s) {
+		return startEncoderCoordinator(ctx, c, s, tok)
+	}
 	cli, nc, err := dial(ctx, c.etcd, c.nats, c.sec)
 	if err != nil {
 		return nil, err
@@ -117,11 +121,19 @@ func startCoordinator(ctx context.Context, c coordinatorConfig) (*proc, error) {
 	mgr := cluster.New(cluster.Config{Dial: dialWorker, Cluster: c.cluster, ID: c.id, ModelDir: c.workerModelDir, Spec: s, DTypeBytes: dt,
 		PP: c.pp, TP: c.tp, CacheTokens: c.cacheTokens, BlockSize: c.blockSz, StepTimeout: c.stepTimeout, Logger: c.log}, cli, tr)
 	blocks := (c.cacheTokens + c.blockSz - 1) / c.blockSz
+	metrics := api.NewMetrics()
 	sched := scheduler.New(scheduler.Config{Blocks: blocks, BlockSize: c.blockSz, Vocab: s.Vocab, MaxContext: s.MaxPositions,
 		MaxQueue: c.maxQueue, EOS: int32(s.EOS), Logger: c.log,
 		// A prefix LM's early keys depend on its whole prefix: no sharing.
-		PrefixCaching: s.Positions != spec.RoPE2D}, mgr)
-	httpSrv := &http.Server{Handler: api.New(api.Config{Model: c.modelName, Scheduler: sched, Tokenizer: tok, Ready: mgr.Ready, Logger: c.log}),
+		PrefixCaching: s.Positions != spec.RoPE2D}, metrics.TimeSteps(mgr))
+	apiSrv, err := apiServer(c, tok, sched, metrics, mgr.Ready)
+	if err != nil {
+		tr.Close()
+		nc.Close()
+		cli.Close()
+		return nil, err
+	}
+	httpSrv := &http.Server{Handler: apiSrv,
 		ReadHeaderTimeout: 10 * time.Second}
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
@@ -140,7 +152,7 @@ func startCoordinator(ctx context.Context, c coordinatorConfig) (*proc, error) {
 			cli.Close()
 			return nil, fmt.Errorf("gRPC listen on %s: %w", c.grpcListen, err)
 		}
-		grpcSrv = grpc.NewServer()
+		grpcSrv = grpcServer(apiSrv)
 		tesserav1.RegisterCoordinatorServer(grpcSrv, mgr)
 	}
 	ctx, cancel := context.WithCancel(ctx)
