@@ -71,6 +71,9 @@ func FuzzEncode(f *testing.F) {
 			if (name == "bytelevel_bpe" || name == "docbloom-3m") && utf8.ValidString(s) && dec != s {
 				t.Fatalf("%s: Decode(Encode(%q)) = %q", name, s, dec)
 			}
+			if tk.fast != nil {
+				checkFastPath(t, name, tk, s, addSpecial)
+			}
 		}
 	})
 }

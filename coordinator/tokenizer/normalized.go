@@ -27,12 +27,7 @@ func identity(s string, base int) nstr { return nstr{s: s, base: base} }
 // origRange maps the normalized byte range [a, b) to the original text.
 func (n nstr) origRange(a, b int) (int, int) {
 	if n.align == nil {
-		for a > 0 && a < len(n.s) && !utf8.RuneStart(n.s[a]) {
-			a--
-		}
-		for b > a && b < len(n.s) && !utf8.RuneStart(n.s[b]) {
-			b++
-		}
+		a, b = runeRange(n.s, a, b)
 		return n.base + a, n.base + b
 	}
 	if a >= b {
@@ -46,6 +41,17 @@ func (n nstr) origRange(a, b int) (int, int) {
 		return 0, 0
 	}
 	return n.align[a].start, n.align[b-1].end
+}
+
+// runeRange widens the byte range [a, b) of s to whole characters.
+func runeRange(s string, a, b int) (int, int) {
+	for a > 0 && a < len(s) && !utf8.RuneStart(s[a]) {
+		a--
+	}
+	for b > a && b < len(s) && !utf8.RuneStart(s[b]) {
+		b++
+	}
+	return a, b
 }
 
 // origStart is the original offset of the first byte (HF's

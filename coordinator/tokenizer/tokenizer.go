@@ -47,6 +47,7 @@ type Tokenizer struct {
 	known      []bool   // id is in the vocab or an added token
 	special    []bool   // id's string is a special added token
 	shadowed   bool     // an added token reuses a model id with other content
+	fast       *bpe     // set when Encode can take the byte-level fast path (see encodeFast)
 	free       chan *scratch
 }
 
@@ -146,7 +147,28 @@ func FromJSON(data []byte) (*Tokenizer, error) {
 	for id, tok := range t.strs {
 		t.special[id] = t.known[id] && t.added.special[tok]
 	}
+	t.fast = t.fastModel()
 	return t, nil
+}
+
+// fastModel returns the model when Encode's fast path gives the same
+// result as the general one: no normalizer and no post-processor, a
+// ByteLevel pre-tokenizer with the GPT-2 split and no prefix space, a BPE
+// model without subword prefix or suffix, and every token's string its
+// id's string.
+func (t *Tokenizer) fastModel() *bpe {
+	m, ok := t.model.(*bpe)
+	pre, okPre := t.pre.(byteLevelPre)
+	if !ok || !okPre || t.normalizer != nil || t.post != nil || pre.addPrefixSpace || !pre.useRegex ||
+		m.prefix != "" || m.suffix != "" || t.shadowed {
+		return nil
+	}
+	for _, a := range t.added.tokens {
+		if t.strs[a.ID] != a.Content {
+			return nil
+		}
+	}
+	return m
 }
 
 func hasByteFallback(d decoder) bool {
@@ -284,6 +306,9 @@ func (t *Tokenizer) Encode(text string, addSpecial bool) (*Encoding, error) {
 	}
 	sc := t.getScratch()
 	defer t.putScratch(sc)
+	if t.fast != nil {
+		return t.encodeFast(text, sc)
+	}
 	e := &encoding{ids: sc.ids[:0], offsets: sc.offs[:0], canon: t.tokenString}
 	toks := sc.toks[:0]
 	var err error
@@ -339,10 +364,70 @@ func (t *Tokenizer) Encode(text string, addSpecial bool) (*Encoding, error) {
 	return out, nil
 }
 
+// encodeFast is Encode for byte-level BPE (see fastModel). It walks the
+// text once, in order, so character offsets come from a running count
+// instead of a byte-to-character table, and each word's ids and character
+// offsets are appended straight from the model's word cache.
+func (t *Tokenizer) encodeFast(text string, sc *scratch) (*Encoding, error) {
+	m := t.fast
+	ids, offs := sc.ids[:0], sc.coffs[:0]
+	pos, ch := 0, 0 // ch is the number of characters in text[:pos]
+	advance := func(to int) {
+		for ; pos < to; pos++ {
+			if utf8.RuneStart(text[pos]) {
+				ch++
+			}
+		}
+	}
+	var err error
+	addToken := func(a, b int, tok *addedToken) {
+		advance(a)
+		c0 := ch
+		advance(b)
+		ids = append(ids, tok.ID)
+		offs = appendPair(offs, c0, ch)
+	}
+	t.added.findMatches(t.added.raw, text,
+		func(a, b int) {
+			seg := text[a:b]
+			t.added.findMatches(t.added.norm, seg,
+				func(x, y int) {
+					advance(a + x)
+					piece := seg[x:y]
+					for i := 0; i < len(piece) && err == nil; {
+						j := gpt2Next(piece, i)
+						var n int
+						ids, offs, n, err = m.appendWordChars(piece[i:j], ch, ids, offs)
+						pos, ch = a+x+j, ch+n
+						i = j
+					}
+				},
+				func(x, y int, tok *addedToken) { addToken(a+x, a+y, tok) })
+		},
+		addToken)
+	sc.ids, sc.coffs = ids, offs // keep grown buffers
+	if err != nil {
+		return nil, err
+	}
+	out := &Encoding{
+		IDs:     append([]int32(nil), ids...),
+		Tokens:  make([]string, len(ids)),
+		Offsets: append([][2]int(nil), offs...),
+	}
+	if out.Offsets == nil {
+		out.Offsets = [][2]int{}
+	}
+	for i, id := range ids {
+		out.Tokens[i] = t.strs[id]
+	}
+	return out, nil
+}
+
 // scratch holds Encode's working buffers between calls.
 type scratch struct {
 	ids   []int32
 	offs  [][2]int32
+	coffs [][2]int // encodeFast's offsets, in characters
 	toks  []mtok
 	chars []int32
 }
@@ -362,7 +447,7 @@ func (t *Tokenizer) getScratch() *scratch {
 // putScratch keeps the buffers unless they grew huge (a one-off giant input
 // should not pin memory) or the list is full.
 func (t *Tokenizer) putScratch(s *scratch) {
-	if cap(s.ids) > 4<<20 || cap(s.chars) > 16<<20 {
+	if cap(s.ids) > 4<<20 || cap(s.coffs) > 2<<20 || cap(s.chars) > 16<<20 {
 		return
 	}
 	select {
