@@ -74,6 +74,16 @@ func (t *timedStepper) Step(ctx context.Context, st *tesserav1.Step) ([][]merge.
 	return out, err
 }
 
+// PlanVersion forwards to the wrapped stepper: the scheduler must still
+// see plan changes through the wrapper, or it would send a new plan's
+// workers steps that assume KV they never computed.
+func (t *timedStepper) PlanVersion(ctx context.Context) (uint64, error) {
+	if pv, ok := t.s.(scheduler.PlanVersioner); ok {
+		return pv.PlanVersion(ctx)
+	}
+	return 0, nil
+}
+
 // statser is the scheduler's Stats method, looked up at run time.
 type statser interface{ Stats() scheduler.Stats }
 

@@ -1,0 +1,29 @@
+package api
+
+import (
+	"context"
+	"testing"
+
+	"github.com/tessera-llm/tessera/coordinator/scheduler"
+	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
+	"github.com/tessera-llm/tessera/shard/merge"
+)
+
+type versionedStepper struct{}
+
+func (versionedStepper) Step(context.Context, *tesserav1.Step) ([][]merge.Partial, error) {
+	return nil, nil
+}
+func (versionedStepper) PlanVersion(context.Context) (uint64, error) { return 7, nil }
+
+// Timing steps must not hide the plan version from the scheduler.
+func TestTimedStepperKeepsPlanVersion(t *testing.T) {
+	s := NewMetrics().TimeSteps(versionedStepper{})
+	pv, ok := s.(scheduler.PlanVersioner)
+	if !ok {
+		t.Fatal("the timed stepper hides PlanVersion")
+	}
+	if v, err := pv.PlanVersion(context.Background()); v != 7 || err != nil {
+		t.Fatalf("PlanVersion = %d, %v; want 7", v, err)
+	}
+}
