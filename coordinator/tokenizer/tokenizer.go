@@ -147,6 +147,7 @@ func FromJSON(data []byte) (*Tokenizer, error) {
 	for id, tok := range t.strs {
 		t.special[id] = t.known[id] && t.added.special[tok]
 	}
+	internStrings(t.strs)
 	t.fast = t.fastModel()
 	return t, nil
 }
@@ -169,6 +170,25 @@ func (t *Tokenizer) fastModel() *bpe {
 		}
 	}
 	return m
+}
+
+// internStrings makes the strings of strs share one backing array. Encode
+// copies them into every Encoding's Tokens, and the garbage collector then
+// marks one object instead of one per vocab string.
+func internStrings(strs []string) {
+	n := 0
+	for _, s := range strs {
+		n += len(s)
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	for _, s := range strs {
+		sb.WriteString(s)
+	}
+	all := sb.String()
+	for i, s := range strs {
+		strs[i], all = all[:len(s)], all[len(s):]
+	}
 }
 
 func hasByteFallback(d decoder) bool {
