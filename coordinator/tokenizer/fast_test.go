@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 // general returns a copy of tk that always takes Encode's general path.
@@ -58,6 +59,17 @@ func TestFastPath(t *testing.T) {
 				checkFastPath(t, name, tk, s, addSpecial)
 				checkFastPath(t, name, tk, s, addSpecial) // word cache warm
 			}
+		}
+	}
+}
+
+// TestClassAtCJK: classAt's shortcut for lead bytes E5-E9 agrees with the
+// Unicode tables.
+func TestClassAtCJK(t *testing.T) {
+	for r := rune(0x5000); r <= 0x9FFF; r++ {
+		s := string(r) + "x"
+		if cls, size := classAt(s, 0); cls != clsLetter || size != 3 || !unicode.IsLetter(r) {
+			t.Fatalf("U+%04X: class %d size %d, IsLetter %v", r, cls, size, unicode.IsLetter(r))
 		}
 	}
 }

@@ -148,8 +148,14 @@ var asciiClass = func() (t [128]uint8) {
 }()
 
 func classAt(s string, i int) (uint8, int) {
-	if c := s[i]; c < utf8.RuneSelf {
+	c := s[i]
+	if c < utf8.RuneSelf {
 		return asciiClass[c], 1
+	}
+	// Lead bytes E5-E9 with two continuation bytes are U+5000-U+9FFF, CJK
+	// ideographs, without decoding.
+	if c >= 0xE5 && c <= 0xE9 && i+2 < len(s) && s[i+1]&0xC0 == 0x80 && s[i+2]&0xC0 == 0x80 {
+		return clsLetter, 3
 	}
 	r, size := utf8.DecodeRuneInString(s[i:])
 	switch {
