@@ -25,7 +25,10 @@ func (e *encoding) add(id int32, tok string, a, b int) {
 		e.vals[len(e.ids)] = tok
 	}
 	e.ids = append(e.ids, id)
-	e.offsets = append(e.offsets, [2]int32{int32(a), int32(b)})
+	// Not append(e.offsets, [2]int32{a, b}): see appendPair.
+	n := len(e.offsets)
+	e.offsets = append(e.offsets, [2]int32{})
+	e.offsets[n][0], e.offsets[n][1] = int32(a), int32(b)
 }
 
 func (e *encoding) token(i int) string {
