@@ -194,8 +194,9 @@ func best(g *genRequest, seqs []*sequence) []*sequence {
 
 // streamSequences streams g's sequences as SSE: first(k) (if any) per
 // sequence, then choice(d) per delta as it comes; each sequence's finish
-// is held to the end, where the last chunk carries usage (and a
-// choices-less usage chunk follows when stream_options.include_usage).
+// is held to the end, where the last chunk carries usage; with
+// stream_options.include_usage, usage comes instead in a final chunk
+// without choices, as OpenAI sends it.
 func (s *Server) streamSequences(w http.ResponseWriter, r *http.Request, g *genRequest, object, id string, opts *streamOptions,
 	first func(k int) map[string]any, choice func(d delta) map[string]any) {
 	hs, cancels, err := s.submitAll(r.Context(), g)
@@ -262,12 +263,15 @@ func (s *Server) streamSequences(w http.ResponseWriter, r *http.Request, g *genR
 		}
 		last = c
 	}
+	separate := opts != nil && opts.IncludeUsage
 	if last != nil {
 		final := chunk(last)
-		final["usage"] = u
+		if !separate {
+			final["usage"] = u
+		}
 		ev.send(final)
 	}
-	if opts != nil && opts.IncludeUsage {
+	if separate {
 		final := chunk(nil)
 		final["usage"] = u
 		ev.send(final)
