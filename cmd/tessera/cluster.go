@@ -47,7 +47,7 @@ type servingFlags struct {
 	api                                                            apiFlags
 	model, modelName, workerModelDir, listen, grpcListen, plan, id string
 	tlsCert, tlsKey                                                string
-	cacheTokens, blockSize, maxQueue                               int
+	cacheTokens, blockSize, maxQueue, maxBatch                     int
 	stepTimeout                                                    time.Duration
 }
 
@@ -59,6 +59,7 @@ func (s *servingFlags) register(fs *flag.FlagSet, listen string) {
 	fs.IntVar(&s.cacheTokens, "cache-tokens", 4096, "KV cache capacity per worker, in tokens (all sequences together)")
 	fs.IntVar(&s.blockSize, "block-size", 16, "KV cache block size in tokens")
 	fs.IntVar(&s.maxQueue, "max-queue", 256, "requests that may wait; more get 429")
+	fs.IntVar(&s.maxBatch, "max-batch", 64, "sequences that may run in one step")
 	s.api.register(fs)
 	fs.DurationVar(&s.stepTimeout, "step-timeout", 5*time.Second, "a step taking longer is retried on a new plan (a lost worker)")
 }
@@ -95,7 +96,7 @@ func (s *servingFlags) config(cf clusterFlags, log *slog.Logger) (coordinatorCon
 	return coordinatorConfig{apiKey: key, cluster: cf.cluster, id: id, etcd: cf.etcd, nats: cf.nats, sec: cf.sec, tlsCert: s.tlsCert, tlsKey: s.tlsKey,
 		model: s.model, modelName: name,
 		workerModelDir: workerDir, listen: s.listen, grpcListen: s.grpcListen, pp: pp, tp: tp,
-		cacheTokens: s.cacheTokens, blockSz: s.blockSize, maxQueue: s.maxQueue, stepTimeout: s.stepTimeout, log: log}, nil
+		cacheTokens: s.cacheTokens, blockSz: s.blockSize, maxQueue: s.maxQueue, maxBatch: s.maxBatch, stepTimeout: s.stepTimeout, log: log}, nil
 }
 
 func logger(w io.Writer) *slog.Logger {

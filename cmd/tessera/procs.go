@@ -73,7 +73,7 @@ type coordinatorConfig struct {
 	listen, grpcListen   string
 	pp, tp               int
 	cacheTokens, blockSz int
-	maxQueue             int
+	maxQueue, maxBatch   int
 	stepTimeout          time.Duration
 	apiKey               string
 	sec                  securityFlags
@@ -123,7 +123,7 @@ func startCoordinator(ctx context.Context, c coordinatorConfig) (*proc, error) {
 	blocks := (c.cacheTokens + c.blockSz - 1) / c.blockSz
 	metrics := api.NewMetrics()
 	sched := scheduler.New(scheduler.Config{Blocks: blocks, BlockSize: c.blockSz, Vocab: s.Vocab, MaxContext: s.MaxPositions,
-		MaxQueue: c.maxQueue, EOS: int32(s.EOS), Logger: c.log,
+		MaxQueue: c.maxQueue, MaxBatch: c.maxBatch, EOS: int32(s.EOS), Logger: c.log,
 		// A prefix LM's early keys depend on its whole prefix: no sharing.
 		PrefixCaching: s.Positions != spec.RoPE2D}, metrics.TimeSteps(mgr))
 	apiSrv, err := apiServer(c, tok, sched, metrics, mgr.Ready)

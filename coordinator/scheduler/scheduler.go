@@ -213,7 +213,9 @@ func (s *Scheduler) Stats() Stats {
 // New makes a scheduler; Run starts it.
 func New(cfg Config, s Stepper) *Scheduler {
 	cfg.defaults()
-	return &Scheduler{cfg: cfg, stepper: s, in: make(chan *seq, cfg.MaxQueue),
+	// The hand-off channel holds everything the bound admits, so a burst
+	// is refused by the bound, not by how fast the loop drains.
+	return &Scheduler{cfg: cfg, stepper: s, in: make(chan *seq, cfg.MaxQueue+cfg.MaxBatch),
 		alloc: blocks.New(cfg.BlockSize, cfg.Blocks), stopped: make(chan struct{})}
 }
 

@@ -267,7 +267,7 @@ func TestSubmitValidation(t *testing.T) {
 func TestQueueFullAndCancel(t *testing.T) {
 	f := newFake(t)
 	f.block = make(chan struct{})
-	s := start(t, Config{MaxQueue: 2}, f)
+	s := start(t, Config{MaxQueue: 2, MaxBatch: 2}, f)
 	ctx, cancel := context.WithCancel(context.Background())
 	var hs []*Handle
 	var full error
@@ -280,7 +280,7 @@ func TestQueueFullAndCancel(t *testing.T) {
 		hs = append(hs, h)
 	}
 	if !errors.Is(full, ErrQueueFull) {
-		t.Fatalf("10 submissions to a blocked queue of 2: err %v", full)
+		t.Fatalf("10 submissions to a blocked scheduler holding 2 + 2: err %v", full)
 	}
 	cancel()
 	close(f.block)
