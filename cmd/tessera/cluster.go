@@ -48,7 +48,7 @@ type servingFlags struct {
 	model, modelName, workerModelDir, listen, grpcListen, plan, id string
 	tlsCert, tlsKey                                                string
 	cacheTokens, blockSize, maxQueue, maxBatch                     int
-	stepTimeout                                                    time.Duration
+	stepTimeout, leaderTTL                                         time.Duration
 }
 
 func (s *servingFlags) register(fs *flag.FlagSet, listen string) {
@@ -96,7 +96,7 @@ func (s *servingFlags) config(cf clusterFlags, log *slog.Logger) (coordinatorCon
 	return coordinatorConfig{apiKey: key, cluster: cf.cluster, id: id, etcd: cf.etcd, nats: cf.nats, sec: cf.sec, tlsCert: s.tlsCert, tlsKey: s.tlsKey,
 		model: s.model, modelName: name,
 		workerModelDir: workerDir, listen: s.listen, grpcListen: s.grpcListen, pp: pp, tp: tp,
-		cacheTokens: s.cacheTokens, blockSz: s.blockSize, maxQueue: s.maxQueue, maxBatch: s.maxBatch, stepTimeout: s.stepTimeout, log: log}, nil
+		cacheTokens: s.cacheTokens, blockSz: s.blockSize, maxQueue: s.maxQueue, maxBatch: s.maxBatch, leaderTTL: s.leaderTTL, stepTimeout: s.stepTimeout, log: log}, nil
 }
 
 func logger(w io.Writer) *slog.Logger {
@@ -119,6 +119,7 @@ func runCoordinator(args []string, _, stderr io.Writer) error {
 	fs.StringVar(&sf.grpcListen, "grpc-listen", "127.0.0.1:9090", "gRPC address of the Coordinator service (empty: off)")
 	fs.StringVar(&sf.workerModelDir, "worker-model-dir", "", "model path as the workers see it (default: --model)")
 	fs.StringVar(&sf.id, "id", "", "coordinator id in the election (default: host-pid)")
+	fs.DurationVar(&sf.leaderTTL, "leader-ttl", 5*time.Second, "how long a crashed leader keeps the role before a standby takes over")
 	fs.StringVar(&sf.tlsCert, "tls-cert", "", "serve the API over HTTPS with this certificate")
 	fs.StringVar(&sf.tlsKey, "tls-key", "", "the API certificate's key")
 	if err := fs.Parse(args); err != nil {

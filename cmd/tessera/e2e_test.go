@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -363,14 +364,21 @@ func captureStatus(t *testing.T, in infra, cluster string) string {
 }
 
 // TestCoordinatorFailover: two coordinators; the follower takes over when
-// the leader stops, and serving resumes.
+// the leader stops or crashes (kill -9: its election lease must expire
+// first), and serving resumes.
 func TestCoordinatorFailover(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) { failover(t, sig) })
+	}
+}
+
+func failover(t *testing.T, sig syscall.Signal) {
 	in := startInfra(t)
-	const cluster = "e2e-failover"
+	cluster := "e2e-failover-" + strconv.Itoa(int(sig))
 	dir := filepath.Join(repoRoot, "testdata/golden/bloom")
-	c1, api1 := startCoordinatorProc(t, in, cluster, dir, "c1")
+	c1, api1 := startCoordinatorProc(t, in, cluster, dir, "c1", "--leader-ttl", "2s")
 	waitStatus(t, api1+"/health", 200, 20*time.Second)
-	_, api2 := startCoordinatorProc(t, in, cluster, dir, "c2")
+	_, api2 := startCoordinatorProc(t, in, cluster, dir, "c2", "--leader-ttl", "2s")
 	waitStatus(t, api2+"/health", 200, 20*time.Second)
 	startWorkers(t, in, cluster, 2, 0)
 	waitStatus(t, api1+"/ready", 200, 30*time.Second)
@@ -382,9 +390,9 @@ func TestCoordinatorFailover(t *testing.T) {
 		t.Fatalf("leader: %v", c.Choices[0].TokenIDs)
 	}
 	start := time.Now()
-	c1.stop(syscall.SIGTERM)
+	c1.stop(sig)
 	waitStatus(t, api2+"/ready", 200, 30*time.Second)
-	t.Logf("standby serving %v after the leader stopped", time.Since(start).Round(time.Millisecond))
+	t.Logf("standby serving %v after the leader got %v", time.Since(start).Round(time.Millisecond), sig)
 	if c := complete(t, api2, greedyBody(g.PromptIDs, len(g.GreedyIDs))); fmt.Sprint(c.Choices[0].TokenIDs) != fmt.Sprint(g.GreedyIDs) {
 		t.Fatalf("after failover: %v, golden %v", c.Choices[0].TokenIDs, g.GreedyIDs)
 	}

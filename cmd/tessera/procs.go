@@ -75,6 +75,7 @@ type coordinatorConfig struct {
 	cacheTokens, blockSz int
 	maxQueue, maxBatch   int
 	stepTimeout          time.Duration
+	leaderTTL            time.Duration
 	apiKey               string
 	sec                  securityFlags
 	tlsCert, tlsKey      string // the API's TLS key pair; empty serves plain HTTP
@@ -119,7 +120,8 @@ func startCoordinator(ctx context.Context, c coordinatorConfig) (*proc, error) {
 		return nil, err
 	}
 	mgr := cluster.New(cluster.Config{Dial: dialWorker, Cluster: c.cluster, ID: c.id, ModelDir: c.workerModelDir, Spec: s, DTypeBytes: dt,
-		PP: c.pp, TP: c.tp, CacheTokens: c.cacheTokens, BlockSize: c.blockSz, StepTimeout: c.stepTimeout, Logger: c.log}, cli, tr)
+		PP: c.pp, TP: c.tp, CacheTokens: c.cacheTokens, BlockSize: c.blockSz, StepTimeout: c.stepTimeout,
+		LeaderTTL: c.leaderTTL, Logger: c.log}, cli, tr)
 	blocks := (c.cacheTokens + c.blockSz - 1) / c.blockSz
 	metrics := api.NewMetrics()
 	sched := scheduler.New(scheduler.Config{Blocks: blocks, BlockSize: c.blockSz, Vocab: s.Vocab, MaxContext: s.MaxPositions,

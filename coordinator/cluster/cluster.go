@@ -47,6 +47,9 @@ type Config struct {
 	// StepTimeout bounds one step end to end; a lost worker is noticed by
 	// then at the latest.
 	StepTimeout time.Duration
+	// LeaderTTL is how long a crashed leader keeps the role before a
+	// standby takes over (0: the registry's default).
+	LeaderTTL time.Duration
 	// Dial opens a worker's gRPC client (default: plaintext grpc.NewClient).
 	Dial   func(addr string) (tesserav1.WorkerClient, io.Closer, error)
 	Logger *slog.Logger
@@ -128,7 +131,11 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer m.deactivate()
 	defer m.closeConns()
 	for ctx.Err() == nil {
-		lead, err := registry.Campaign(ctx, m.cli, m.cfg.Cluster, m.cfg.ID)
+		var opts []registry.CampaignOption
+		if m.cfg.LeaderTTL > 0 {
+			opts = append(opts, registry.SessionTTL(m.cfg.LeaderTTL))
+		}
+		lead, err := registry.Campaign(ctx, m.cli, m.cfg.Cluster, m.cfg.ID, opts...)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
