@@ -144,7 +144,13 @@ func startEncoderCoordinator(ctx context.Context, c coordinatorConfig, s *spec.S
 		g = grpcServer(a)
 		wg.Go(func() { _ = g.Serve(gln) })
 	}
-	wg.Go(func() { _ = httpSrv.Serve(ln) })
+	wg.Go(func() {
+		if c.tlsCert != "" {
+			_ = httpSrv.ServeTLS(ln, c.tlsCert, c.tlsKey)
+			return
+		}
+		_ = httpSrv.Serve(ln)
+	})
 	c.log.Info("serving an encoder model in the coordinator (embeddings, fill-mask)", "arch", s.Arch)
 	stop := func() {
 		sctx, done := context.WithTimeout(context.Background(), 5*time.Second)
