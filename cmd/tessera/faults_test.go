@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -243,5 +244,42 @@ func TestOverload(t *testing.T) {
 			t.Fatalf("goroutines %v after the load, %v idle before", metric(t, api, "go_goroutines"), idle)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestPrefixCacheOnCluster: on a real cluster, a second request sharing a
+// 512-token prefix computes only its new tokens, read from the prefill
+// counter in /metrics; both give the tokens they give alone.
+func TestPrefixCacheOnCluster(t *testing.T) {
+	in := startInfra(t)
+	const cluster = "e2e-prefix"
+	_, api := startCoordinatorProc(t, in, cluster, filepath.Join(repoRoot, "models/docbloom-3m"), "c1",
+		"--cache-tokens", "4096", "--block-size", "16")
+	startWorkers(t, in, cluster, 2, 0)
+	waitStatus(t, api+"/ready", 200, 30*time.Second)
+	prefix := make([]int32, 512)
+	for i := range prefix {
+		prefix[i] = int32(300 + i%700)
+	}
+	first := append(slices.Clone(prefix), 444, 272, 657)
+	second := append(slices.Clone(prefix), 712, 487)
+	complete(t, api, greedyBody(first, 4))
+	before := metric(t, api, "tessera_prefill_tokens_total")
+	got := complete(t, api, greedyBody(second, 4)).Choices[0].TokenIDs
+	computed := metric(t, api, "tessera_prefill_tokens_total") - before
+	if computed != 2 {
+		t.Errorf("the second request computed %v prompt tokens; only its 2 new ones should run", computed)
+	}
+	if hits := metric(t, api, "tessera_prefix_cache_hit_tokens_total"); hits < 512 {
+		t.Errorf("prefix cache served %v tokens, want ≥ 512", hits)
+	}
+	// The same request on a cluster with a cold cache.
+	const cold = "e2e-prefix-cold"
+	_, api2 := startCoordinatorProc(t, in, cold, filepath.Join(repoRoot, "models/docbloom-3m"), "c1",
+		"--cache-tokens", "4096", "--block-size", "16")
+	startWorkers(t, in, cold, 2, 0)
+	waitStatus(t, api2+"/ready", 200, 30*time.Second)
+	if want := complete(t, api2, greedyBody(second, 4)).Choices[0].TokenIDs; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("from the prefix cache %v, computed whole %v", got, want)
 	}
 }
