@@ -156,6 +156,16 @@ func startCoordinatorProc(t *testing.T, in infra, cluster, model, id string, ext
 	return spawn(t, cluster+"/"+id, args...), "http://" + addr
 }
 
+// startCluster runs a coordinator and n workers on in and waits until it
+// serves; it returns the API URL and the workers.
+func startCluster(t *testing.T, in infra, cluster, model string, n int, coordinatorArgs ...string) (string, []*process) {
+	t.Helper()
+	_, api := startCoordinatorProc(t, in, cluster, model, "c1", coordinatorArgs...)
+	workers := startWorkers(t, in, cluster, n, 0)
+	waitStatus(t, api+"/ready", 200, 30*time.Second)
+	return api, workers
+}
+
 func status(url string) int {
 	resp, err := http.Get(url)
 	if err != nil {
@@ -437,35 +447,9 @@ func TestWorkerKilledDuringGeneration(t *testing.T) {
 	for _, shape := range []string{"pp=3,tp=1", "pp=1,tp=3"} {
 		t.Run(strings.ReplaceAll(shape, ",", "_"), func(t *testing.T) {
 			cluster := "e2e-kill-" + strings.NewReplacer("=", "", ",", "").Replace(shape)
-			_, api := startCoordinatorProc(t, in, cluster, dir, "c1", "--plan", shape, "--cache-tokens", "8192", "--step-timeout", "2s")
-			workers := startWorkers(t, in, cluster, 4, 0) // w0..w2 serve, w3 stands by
-			waitStatus(t, api+"/ready", 200, 30*time.Second)
-			const n, requests = 150, 16
-			prompts := make([][]int32, requests)
-			want := make([][]int32, requests)
-			for i := range prompts {
-				prompts[i] = []int32{444 + int32(i), 272, 657, 296}
-				want[i] = complete(t, api, greedyBody(prompts[i], n)).Choices[0].TokenIDs
-			}
-			var wg sync.WaitGroup
-			started := make(chan struct{}, requests)
-			got := make([][]int32, requests)
-			for i := range prompts {
-				wg.Go(func() { got[i] = streamIDs(t, api, prompts[i], n, started) })
-			}
-			for range requests {
-				<-started
-			}
-			killed := time.Now()
-			workers[1].stop(syscall.SIGKILL)
-			waitStatus(t, api+"/ready", 200, 30*time.Second)
-			wg.Wait()
-			t.Logf("%s: all %d requests done %v after kill -9 of a worker", shape, requests, time.Since(killed).Round(time.Millisecond))
-			for i := range prompts {
-				if fmt.Sprint(got[i]) != fmt.Sprint(want[i]) {
-					t.Errorf("request %d after the kill:\n got %v\nwant %v", i, got[i], want[i])
-				}
-			}
+			// w0..w2 serve, w3 stands by.
+			api, workers := startCluster(t, in, cluster, dir, 4, "--plan", shape, "--cache-tokens", "8192", "--step-timeout", "2s")
+			generateDuring(t, api, 16, 150, func() { workers[1].stop(syscall.SIGKILL) })
 			if out := captureStatus(t, in, cluster); !strings.Contains(out, "w3") || strings.Contains(out, "w1 ") {
 				t.Errorf("the plan should now use the standby w3 and not w1:\n%s", out)
 			}

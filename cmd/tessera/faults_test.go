@@ -72,9 +72,7 @@ func TestNATSRestart(t *testing.T) {
 	const cluster = "e2e-natsrestart"
 	dir := filepath.Join(repoRoot, "models/docbloom-3m")
 	local := infra{etcd: in.etcd, nats: url}
-	_, api := startCoordinatorProc(t, local, cluster, dir, "c1", "--plan", "pp=2,tp=1", "--cache-tokens", "4096", "--step-timeout", "2s")
-	startWorkers(t, local, cluster, 2, 0)
-	waitStatus(t, api+"/ready", 200, 30*time.Second)
+	api, _ := startCluster(t, local, cluster, dir, 2, "--plan", "pp=2,tp=1", "--cache-tokens", "4096", "--step-timeout", "2s")
 	generateDuring(t, api, 6, 200, func() {
 		ns.Shutdown()
 		ns.WaitForShutdown()
@@ -156,10 +154,7 @@ func TestEtcdLeaderLoss(t *testing.T) {
 	members, endpoints := etcdCluster(t)
 	const cluster = "e2e-etcdleader"
 	local := infra{etcd: endpoints, nats: in.nats}
-	_, api := startCoordinatorProc(t, local, cluster, filepath.Join(repoRoot, "models/docbloom-3m"), "c1",
-		"--plan", "pp=2,tp=1", "--cache-tokens", "4096")
-	startWorkers(t, local, cluster, 2, 0)
-	waitStatus(t, api+"/ready", 200, 30*time.Second)
+	api, _ := startCluster(t, local, cluster, filepath.Join(repoRoot, "models/docbloom-3m"), 2, "--plan", "pp=2,tp=1", "--cache-tokens", "4096")
 	generateDuring(t, api, 6, 200, func() {
 		for i, m := range members {
 			if m.Server.Leader() == m.Server.MemberID() {
@@ -202,10 +197,7 @@ func metric(t *testing.T, api, name string) float64 {
 func TestOverload(t *testing.T) {
 	in := startInfra(t)
 	const cluster = "e2e-overload"
-	_, api := startCoordinatorProc(t, in, cluster, filepath.Join(repoRoot, "models/docbloom-3m"), "c1",
-		"--max-queue", "4", "--max-batch", "4")
-	startWorkers(t, in, cluster, 2, 0)
-	waitStatus(t, api+"/ready", 200, 30*time.Second)
+	api, _ := startCluster(t, in, cluster, filepath.Join(repoRoot, "models/docbloom-3m"), 2, "--max-queue", "4", "--max-batch", "4")
 	idle := metric(t, api, "go_goroutines")
 	const capacity, load = 8, 80 // queue + batch, and ten times that
 	var mu sync.Mutex
@@ -253,10 +245,8 @@ func TestOverload(t *testing.T) {
 func TestPrefixCacheOnCluster(t *testing.T) {
 	in := startInfra(t)
 	const cluster = "e2e-prefix"
-	_, api := startCoordinatorProc(t, in, cluster, filepath.Join(repoRoot, "models/docbloom-3m"), "c1",
-		"--cache-tokens", "4096", "--block-size", "16")
-	startWorkers(t, in, cluster, 2, 0)
-	waitStatus(t, api+"/ready", 200, 30*time.Second)
+	docbloom := filepath.Join(repoRoot, "models/docbloom-3m")
+	api, _ := startCluster(t, in, cluster, docbloom, 2, "--cache-tokens", "4096", "--block-size", "16")
 	prefix := make([]int32, 512)
 	for i := range prefix {
 		prefix[i] = int32(300 + i%700)
@@ -275,10 +265,7 @@ func TestPrefixCacheOnCluster(t *testing.T) {
 	}
 	// The same request on a cluster with a cold cache.
 	const cold = "e2e-prefix-cold"
-	_, api2 := startCoordinatorProc(t, in, cold, filepath.Join(repoRoot, "models/docbloom-3m"), "c1",
-		"--cache-tokens", "4096", "--block-size", "16")
-	startWorkers(t, in, cold, 2, 0)
-	waitStatus(t, api2+"/ready", 200, 30*time.Second)
+	api2, _ := startCluster(t, in, cold, docbloom, 2, "--cache-tokens", "4096", "--block-size", "16")
 	if want := complete(t, api2, greedyBody(second, 4)).Choices[0].TokenIDs; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("from the prefix cache %v, computed whole %v", got, want)
 	}

@@ -207,7 +207,7 @@ func TestConcurrentStreamsOnLocalCluster(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	used := -1.0
 	for time.Now().Before(deadline) {
-		if used = gauge(t, api, "tessera_kv_blocks_used"); used == 0 {
+		if used = metric(t, api, "tessera_kv_blocks_used"); used == 0 {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -215,24 +215,6 @@ func TestConcurrentStreamsOnLocalCluster(t *testing.T) {
 	if used != 0 {
 		t.Errorf("%v KV blocks still used after every request ended", used)
 	}
-}
-
-// gauge reads one unlabelled sample from /metrics.
-func gauge(t *testing.T, api, name string) float64 {
-	resp, err := http.Get(api + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			var f float64
-			fmt.Sscan(v, &f)
-			return f
-		}
-	}
-	return math.NaN()
 }
 
 // A BERT model is served by the coordinator itself: /v1/embeddings is the
