@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -268,5 +269,42 @@ func TestPrefixCacheOnCluster(t *testing.T) {
 	api2, _ := startCluster(t, in, cold, docbloom, 2, "--cache-tokens", "4096", "--block-size", "16")
 	if want := complete(t, api2, greedyBody(second, 4)).Choices[0].TokenIDs; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("from the prefix cache %v, computed whole %v", got, want)
+	}
+}
+
+// TestClientDisconnect: a client that goes away mid-stream cancels its
+// sequence; its KV blocks are freed while the cluster keeps serving.
+func TestClientDisconnect(t *testing.T) {
+	in := startInfra(t)
+	api, _ := startCluster(t, in, "e2e-disconnect", filepath.Join(repoRoot, "models/docbloom-3m"), 2, "--cache-tokens", "4096")
+	body := greedyBody([]int32{444, 272, 657, 296}, 2000)
+	body["stream"] = true
+	raw, _ := json.Marshal(body)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, api+"/v1/completions", bytes.NewReader(raw))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make([]byte, 64)
+	if _, err := resp.Body.Read(first); err != nil {
+		t.Fatal(err)
+	}
+	if used := metric(t, api, "tessera_kv_blocks_used"); used == 0 {
+		t.Fatal("no KV blocks in use while streaming: the test lost its point")
+	}
+	cancel()
+	resp.Body.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for metric(t, api, "tessera_kv_blocks_used") != 0 || metric(t, api, "tessera_running_sequences") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the client left: %v blocks used, %v sequences running",
+				metric(t, api, "tessera_kv_blocks_used"), metric(t, api, "tessera_running_sequences"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if c := complete(t, api, greedyBody([]int32{712, 487}, 4)); len(c.Choices[0].TokenIDs) != 4 {
+		t.Fatalf("the cluster stopped serving after a disconnect: %+v", c)
 	}
 }

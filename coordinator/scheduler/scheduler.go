@@ -293,6 +293,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 	}()
 	for {
 		if len(s.running) == 0 && len(s.waiting) == 0 {
+			s.publish() // the gauges must not keep a cancelled sequence's state
 			select {
 			case q := <-s.in:
 				s.waiting = append(s.waiting, q)
@@ -312,13 +313,18 @@ func (s *Scheduler) Run(ctx context.Context) {
 			continue
 		}
 		err := s.step(ctx)
-		s.stats.waiting.Store(int64(len(s.waiting)))
-		s.stats.running.Store(int64(len(s.running)))
-		s.stats.blocksUsed.Store(int64(s.cfg.Blocks - s.alloc.FreeBlocks()))
+		s.publish()
 		if err != nil && ctx.Err() != nil {
 			return
 		}
 	}
+}
+
+// publish updates the gauges Stats reads.
+func (s *Scheduler) publish() {
+	s.stats.waiting.Store(int64(len(s.waiting)))
+	s.stats.running.Store(int64(len(s.running)))
+	s.stats.blocksUsed.Store(int64(s.cfg.Blocks - s.alloc.FreeBlocks()))
 }
 
 func (s *Scheduler) drain() {
