@@ -65,6 +65,34 @@ func dial(ctx context.Context, etcdURL, natsURL string, sec securityFlags) (*cli
 	return cli, nc, nil
 }
 
+// conns are a process's connections to etcd and NATS and the transport
+// over NATS; Close closes all three.
+type conns struct {
+	cli *clientv3.Client
+	nc  *nats.Conn
+	tr  *transport.NATS
+}
+
+func connect(ctx context.Context, etcdURL, natsURL string, sec securityFlags) (*conns, error) {
+	cli, nc, err := dial(ctx, etcdURL, natsURL, sec)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := transport.NewNATS(nc)
+	if err != nil {
+		nc.Close()
+		cli.Close()
+		return nil, err
+	}
+	return &conns{cli: cli, nc: nc, tr: tr}, nil
+}
+
+func (c *conns) Close() {
+	c.tr.Close()
+	c.nc.Close()
+	c.cli.Close()
+}
+
 type coordinatorConfig struct {
 	cluster, id          string
 	etcd, nats           string
@@ -109,19 +137,13 @@ func startCoordinator(ctx context.Context, c coordinatorConfig) (*proc, error) {
 	if isEncoder(s) {
 		return startEncoderCoordinator(ctx, c, s, tok)
 	}
-	cli, nc, err := dial(ctx, c.etcd, c.nats, c.sec)
+	cn, err := connect(ctx, c.etcd, c.nats, c.sec)
 	if err != nil {
-		return nil, err
-	}
-	tr, err := transport.NewNATS(nc)
-	if err != nil {
-		nc.Close()
-		cli.Close()
 		return nil, err
 	}
 	mgr := cluster.New(cluster.Config{Dial: dialWorker, Cluster: c.cluster, ID: c.id, ModelDir: c.workerModelDir, Spec: s, DTypeBytes: dt,
 		PP: c.pp, TP: c.tp, CacheTokens: c.cacheTokens, BlockSize: c.blockSz, StepTimeout: c.stepTimeout,
-		LeaderTTL: c.leaderTTL, Logger: c.log}, cli, tr)
+		LeaderTTL: c.leaderTTL, Logger: c.log}, cn.cli, cn.tr)
 	blocks := (c.cacheTokens + c.blockSz - 1) / c.blockSz
 	metrics := api.NewMetrics()
 	sched := scheduler.New(scheduler.Config{Blocks: blocks, BlockSize: c.blockSz, Vocab: s.Vocab, MaxContext: s.MaxPositions,
@@ -130,18 +152,14 @@ func startCoordinator(ctx context.Context, c coordinatorConfig) (*proc, error) {
 		PrefixCaching: s.Positions != spec.RoPE2D}, metrics.TimeSteps(mgr))
 	apiSrv, err := apiServer(c, tok, sched, metrics, mgr.Ready)
 	if err != nil {
-		tr.Close()
-		nc.Close()
-		cli.Close()
+		cn.Close()
 		return nil, err
 	}
 	httpSrv := &http.Server{Handler: apiSrv,
 		ReadHeaderTimeout: 10 * time.Second}
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
-		tr.Close()
-		nc.Close()
-		cli.Close()
+		cn.Close()
 		return nil, fmt.Errorf("HTTP listen on %s: %w", c.listen, err)
 	}
 	var grpcSrv *grpc.Server
@@ -149,9 +167,7 @@ func startCoordinator(ctx context.Context, c coordinatorConfig) (*proc, error) {
 	if c.grpcListen != "" {
 		if gln, err = net.Listen("tcp", c.grpcListen); err != nil {
 			ln.Close()
-			tr.Close()
-			nc.Close()
-			cli.Close()
+			cn.Close()
 			return nil, fmt.Errorf("gRPC listen on %s: %w", c.grpcListen, err)
 		}
 		grpcSrv = grpcServer(apiSrv)
@@ -180,9 +196,7 @@ func startCoordinator(ctx context.Context, c coordinatorConfig) (*proc, error) {
 			grpcSrv.Stop()
 		}
 		wg.Wait()
-		tr.Close()
-		nc.Close()
-		cli.Close()
+		cn.Close()
 	}
 	return &proc{stop: sync.OnceFunc(stop), addr: ln.Addr().String()}, nil
 }
@@ -202,7 +216,7 @@ type workerConfig struct {
 
 // startWorker runs a worker: its gRPC service, registration (renewed if
 // the lease is lost) and its shard's step loop.
-func startWorker(ctx context.Context, c workerConfig) (*proc, error) {
+func startWorker(ctx context.Context, c workerConfig) (_ *proc, err error) {
 	if c.device != "cpu" {
 		return nil, fmt.Errorf("%w: --device %q is not available in this build (have: cpu)", errUsage, c.device)
 	}
@@ -214,60 +228,57 @@ func startWorker(ctx context.Context, c workerConfig) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	cli, nc, err := dial(ctx, c.etcd, c.nats, c.sec)
+	cn, err := connect(ctx, c.etcd, c.nats, c.sec)
 	if err != nil {
 		return nil, err
 	}
-	tr, err := transport.NewNATS(nc)
-	if err != nil {
-		nc.Close()
-		cli.Close()
-		return nil, err
-	}
+	// Undo in reverse on failure; registration comes last, so a worker
+	// that cannot listen never appears in etcd.
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	undo = append(undo, cn.Close)
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
-		tr.Close()
-		nc.Close()
-		cli.Close()
 		return nil, fmt.Errorf("gRPC listen on %s: %w", c.listen, err)
+	}
+	undo = append(undo, func() { ln.Close() })
+	var hln net.Listener
+	if c.httpListen != "" {
+		if hln, err = net.Listen("tcp", c.httpListen); err != nil {
+			return nil, fmt.Errorf("HTTP listen on %s: %w", c.httpListen, err)
+		}
+		undo = append(undo, func() { hln.Close() })
 	}
 	addr := c.advertise
 	if addr == "" {
 		addr = ln.Addr().String()
 	}
-	w := server.New(server.Config{Cluster: c.cluster, ID: c.id, ModelRoot: c.modelRoot, Backend: b, Logger: c.log}, tr)
-	g := grpc.NewServer(grpcOpts...)
-	tesserav1.RegisterWorkerServer(g, w)
+	w := server.New(server.Config{Cluster: c.cluster, ID: c.id, ModelRoot: c.modelRoot, Backend: b, Logger: c.log}, cn.tr)
 	info := &tesserav1.WorkerInfo{Id: c.id, Address: addr, Backend: b.Name(), Device: c.device, MemoryBytes: c.memory, Version: version}
 	ctx, cancel := context.WithCancel(ctx)
-	reg, err := registry.Register(ctx, cli, c.cluster, info, c.leaseTTL)
+	undo = append(undo, cancel)
+	reg, err := registry.Register(ctx, cn.cli, c.cluster, info, c.leaseTTL)
 	if err != nil {
-		cancel()
-		ln.Close()
-		tr.Close()
-		nc.Close()
-		cli.Close()
 		return nil, err
 	}
+	g := grpc.NewServer(grpcOpts...)
+	tesserav1.RegisterWorkerServer(g, w)
 	var registered atomic.Bool
 	registered.Store(true)
 	var httpSrv *http.Server
-	if c.httpListen != "" {
-		hln, err := net.Listen("tcp", c.httpListen)
-		if err != nil {
-			cancel()
-			ln.Close()
-			tr.Close()
-			nc.Close()
-			cli.Close()
-			return nil, fmt.Errorf("HTTP listen on %s: %w", c.httpListen, err)
-		}
-		httpSrv = &http.Server{Handler: workerProbes(w, &registered), ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = httpSrv.Serve(hln) }()
-	}
 	var wg sync.WaitGroup
+	if hln != nil {
+		httpSrv = &http.Server{Handler: workerProbes(w, &registered), ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() { _ = httpSrv.Serve(hln) })
+	}
 	wg.Go(func() { _ = g.Serve(ln) })
-	wg.Go(func() { keepRegistered(ctx, cli, c, info, reg, &registered) })
+	wg.Go(func() { keepRegistered(ctx, cn.cli, c, info, reg, &registered) })
 	stop := func() {
 		cancel()
 		if httpSrv != nil {
@@ -276,9 +287,7 @@ func startWorker(ctx context.Context, c workerConfig) (*proc, error) {
 		g.Stop()
 		w.Close()
 		wg.Wait()
-		tr.Close()
-		nc.Close()
-		cli.Close()
+		cn.Close()
 	}
 	return &proc{stop: sync.OnceFunc(stop), addr: addr}, nil
 }
