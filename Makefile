@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     ?= bin/tessera
 MODEL   ?= models/docbloom-3m
-PROMPT  ?= 694,202,675,202
+TEXT    ?= Return the number of
 WORKERS ?= 3
 LISTEN  ?= 127.0.0.1:8080
 FUZZTIME ?= 10s
@@ -27,7 +27,7 @@ run: build
 
 # One-shot generation from the bundled model, no cluster.
 generate: build
-	$(BIN) generate --model $(MODEL) --prompt-ids $(PROMPT) --max-tokens 48
+	$(BIN) generate --model $(MODEL) --prompt "$(TEXT)" --max-tokens 48
 
 vet:
 	$(GO) vet ./...

@@ -3,15 +3,18 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/tessera-llm/tessera/coordinator/sampling"
+	"github.com/tessera-llm/tessera/coordinator/tokenizer"
 	"github.com/tessera-llm/tessera/worker/engine"
 	"github.com/tessera-llm/tessera/worker/model"
 	_ "github.com/tessera-llm/tessera/worker/model/all"
@@ -28,6 +31,7 @@ func init() {
 type modelFlags struct {
 	dir       string
 	promptIDs string
+	text      string
 	json      bool
 	device    string
 	plan      string
@@ -36,6 +40,7 @@ type modelFlags struct {
 func (m *modelFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&m.dir, "model", defaultModel, "model directory: Hugging Face config.json + model.safetensors")
 	fs.StringVar(&m.promptIDs, "prompt-ids", "", "prompt as comma-separated token ids, e.g. 5,77,300")
+	fs.StringVar(&m.text, "prompt", "", "prompt as text, tokenized with the model folder's tokenizer.json")
 	fs.BoolVar(&m.json, "json", false, "print one JSON object on stdout and no progress")
 	fs.StringVar(&m.device, "device", "cpu", "compute backend: cpu")
 }
@@ -67,14 +72,43 @@ func (m *modelFlags) load(stderr io.Writer, opts ...model.Option) (model.Model, 
 }
 
 func (m *modelFlags) prompt() ([]int32, error) {
+	if m.text != "" {
+		if m.promptIDs != "" {
+			return nil, fmt.Errorf("%w: give --prompt or --prompt-ids, not both", errUsage)
+		}
+		tok, err := m.tokenizer()
+		if err != nil {
+			return nil, err
+		}
+		if tok == nil {
+			return nil, fmt.Errorf("%w: %s has no tokenizer.json; give --prompt-ids", errUsage, m.dir)
+		}
+		enc, err := tok.Encode(m.text, true)
+		if err != nil {
+			return nil, err
+		}
+		if len(enc.IDs) == 0 {
+			return nil, fmt.Errorf("%w: --prompt tokenizes to nothing", errUsage)
+		}
+		return enc.IDs, nil
+	}
 	ids, err := parseIDs(m.promptIDs)
 	if err != nil {
 		return nil, err
 	}
 	if len(ids) == 0 {
-		return nil, fmt.Errorf("%w: --prompt-ids is required", errUsage)
+		return nil, fmt.Errorf("%w: --prompt or --prompt-ids is required", errUsage)
 	}
 	return ids, nil
+}
+
+// tokenizer loads the model folder's tokenizer.json; nil when it has none.
+func (m *modelFlags) tokenizer() (*tokenizer.Tokenizer, error) {
+	t, err := tokenizer.Load(filepath.Join(m.dir, "tokenizer.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return t, err
 }
 
 func causal(m model.Model) (model.CausalLM, error) {
@@ -90,7 +124,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 	var maxTokens int
 	var p sampling.Params
 	var ignoreEOS bool
-	fs := newFlagSet("generate", "generate --model DIR --prompt-ids 5,77,300 --max-tokens N [--temperature T --top-k K --top-p P --seed S] [--json]\n\n"+
+	fs := newFlagSet("generate", "generate --model DIR (--prompt TEXT | --prompt-ids 5,77,300) --max-tokens N [--temperature T --top-k K --top-p P --seed S] [--json]\n\n"+
 		"For an encoder-decoder (marian) --prompt-ids is the source; decoding starts from the decoder start token,\n"+
 		"which generated_ids leaves out.", stderr)
 	mf.register(fs)
@@ -138,13 +172,30 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tok, err := mf.tokenizer()
+	if err != nil {
+		return err
+	}
+	var text *string
+	if tok != nil {
+		t, err := tok.Decode(ids, true)
+		if err != nil {
+			return err
+		}
+		text = &t
+	}
 	if mf.json {
 		return json.NewEncoder(stdout).Encode(struct {
 			PromptIDs    []int32 `json:"prompt_ids"`
 			GeneratedIDs []int32 `json:"generated_ids"`
-		}{prompt, nonNil(ids)})
+			Text         *string `json:"text,omitempty"`
+		}{prompt, nonNil(ids), text})
 	}
-	fmt.Fprintln(stdout, joinIDs(ids))
+	if text != nil {
+		fmt.Fprintln(stdout, *text)
+	} else {
+		fmt.Fprintln(stdout, joinIDs(ids))
+	}
 	if el := time.Since(start); len(ids) > 0 {
 		fmt.Fprintf(stderr, "%d tokens in %.2fs (%.1f tok/s)\n", len(ids), el.Seconds(), float64(len(ids))/el.Seconds())
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -140,5 +141,50 @@ func TestHelpExplainsFlags(t *testing.T) {
 		if !strings.Contains(stderr, flag) {
 			t.Errorf("generate --help does not mention %s", flag)
 		}
+	}
+}
+
+// --prompt tokenizes with the model folder's tokenizer.json and the output
+// carries the decoded text: docbloom's golden prompts give its golden ids
+// and text.
+func TestGenerateFromText(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(repoRoot, "models/docbloom-3m/golden.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g struct {
+		Cases []struct {
+			Prompt     string  `json:"prompt"`
+			PromptIDs  []int32 `json:"prompt_ids"`
+			GreedyIDs  []int32 `json:"greedy_ids"`
+			GreedyText string  `json:"greedy_text"`
+		} `json:"cases"`
+	}
+	if err := json.Unmarshal(raw, &g); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range g.Cases[:2] {
+		t.Run(c.Prompt, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, "generate", "--model", filepath.Join(repoRoot, "models/docbloom-3m"),
+				"--prompt", c.Prompt, "--max-tokens", fmt.Sprint(len(c.GreedyIDs)), "--ignore-eos", "--json")
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			var got struct {
+				PromptIDs    []int32 `json:"prompt_ids"`
+				GeneratedIDs []int32 `json:"generated_ids"`
+				Text         string  `json:"text"`
+			}
+			if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+				t.Fatal(err)
+			}
+			if joinIDs(got.PromptIDs) != joinIDs(c.PromptIDs) || joinIDs(got.GeneratedIDs) != joinIDs(c.GreedyIDs) || got.Text != c.GreedyText {
+				t.Errorf("got %+v\nwant prompt %v, ids %v, text %q", got, c.PromptIDs, c.GreedyIDs, c.GreedyText)
+			}
+		})
+	}
+	code, _, stderr := runCLI(t, "generate", "--model", filepath.Join(repoRoot, "models/docbloom-3m"), "--prompt", "x", "--prompt-ids", "1")
+	if code != 2 || !strings.Contains(stderr, "not both") {
+		t.Errorf("--prompt with --prompt-ids: exit %d, %q", code, stderr)
 	}
 }
