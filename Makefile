@@ -76,3 +76,23 @@ image:
 
 image-cuda:
 	docker build -f Dockerfile.cuda -t $(IMAGE):$(IMAGE_TAG)-cuda .
+
+# CUDA backend (kernels/cuda, -tags cuda, cgo): needs CUDA >= 12 headers and
+# libraries (cuBLAS) and nvcc for cuda-ptx; see docs/cuda.md. The compat
+# header kernels/cuda/include/cuda.h must be first on CGO_CFLAGS so that
+# gorgonia.org/cu compiles against CUDA 13; the stubs directory lets a
+# devel image without a driver link libcuda.
+NVCC        ?= nvcc
+CUDA_HOME   ?= /usr/local/cuda
+CUDA_CGO     = CGO_ENABLED=1 \
+	CGO_CFLAGS="-I$(CURDIR)/kernels/cuda/include $${CGO_CFLAGS:--g -O2} -I$(CUDA_HOME)/include" \
+	CGO_LDFLAGS="$${CGO_LDFLAGS:-} -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs"
+
+.PHONY: cuda cuda-ptx
+cuda:
+	$(CUDA_CGO) $(GO) build -tags cuda -o $(BIN) ./cmd/tessera
+
+# Regenerates the embedded PTX from kernels/cuda/kernels/*.cu (commit it).
+cuda-ptx:
+	$(NVCC) -std=c++17 -O3 -arch=sm_90 -ptx -o kernels/cuda/ptx/tessera.sm_90.ptx kernels/cuda/kernels/all.cu
+	$(NVCC) -std=c++17 -O3 -arch=compute_80 -ptx -o kernels/cuda/ptx/tessera.compute_80.ptx kernels/cuda/kernels/all.cu
