@@ -22,8 +22,10 @@
 //
 // MatMul has two shapes of kernel. Few rows of x (decode) stream each
 // weight row once, parallel over output columns: 4 weight rows per pass,
-// half weights widened in registers (VPMOVZXWD+VPSLLD for bf16, VCVTPH2PS
-// for f16), dotted with each x row while the rows sit in L1. Many rows
+// half weights widened in registers, dotted with each x row while the rows
+// sit in L1. f16 widens with VCVTPH2PS; bf16 loads 32 weights at once and
+// splits them into even (VPSLLD) and odd (VPANDD) halves against x
+// de-interleaved once per call, so it needs no shuffle. Many rows
 // (prefill) pack x into transposed panels of 32 rows once per call; each
 // goroutine takes blocks of 12 weight rows (half weights widened once per
 // block) and runs a 12×32 register-blocked FMA micro-kernel against every

@@ -155,10 +155,23 @@ func gemmKernel(j *job, s *scratch, lo, hi int) {
 // packed-panel GEMM from simdGemmRows rows.
 func (b *Backend) matMulSIMD(d, xt, wt, bt *Tensor, n, m, k int) {
 	if n < simdGemmRows {
+		var s *scratch
 		j := b.pool.get(gemvSIMDKernel)
+		if wt.dtype == kernels.BF16 {
+			// De-interleave x once for the even/odd bf16 kernels.
+			s = b.pool.scr.get()
+			kp := eoLen(k)
+			j.fs = grow(&s.c, n*kp)
+			for i := range n {
+				deinterleave(j.fs[i*kp:(i+1)*kp], xt.F32[i*k:(i+1)*k])
+			}
+		}
 		j.t[0], j.t[1], j.t[2], j.t[3] = d, xt, wt, bt
 		j.i[0], j.i[1], j.i[2] = n, m, k
 		b.pool.run(j, (m+3)/4, 16, n*m*k)
+		if s != nil {
+			b.pool.scr.put(s)
+		}
 		return
 	}
 	panels := (n + gemmNR - 1) / gemmNR
@@ -178,5 +191,5 @@ func (b *Backend) matMulSIMD(d, xt, wt, bt *Tensor, n, m, k int) {
 // gemvSIMDKernel: items are blocks of 4 output columns (weight rows).
 func gemvSIMDKernel(j *job, _ *scratch, lo, hi int) {
 	n, m, k := j.i[0], j.i[1], j.i[2]
-	gemvSIMD(j.t[0].F32, j.t[1].F32, j.t[2], j.t[3], n, m, k, 4*lo, min(4*hi, m))
+	gemvSIMD(j.t[0].F32, j.t[1].F32, j.fs, j.t[2], j.t[3], n, m, k, 4*lo, min(4*hi, m))
 }

@@ -29,20 +29,22 @@ const (
 )
 
 // gemvSIMD computes output columns [lo, hi) for all n rows of x with the
-// AVX-512 GEMV kernels: 4 weight rows per pass, widened in registers.
-func gemvSIMD(out, x []float32, wt, bt *Tensor, n, m, k, lo, hi int) {
+// AVX-512 GEMV kernels: 4 weight rows per pass, widened in registers. For
+// bf16 weights xp holds the rows of x de-interleaved by deinterleave, each
+// eoLen(k) long (the even/odd kernels); other dtypes read x.
+func gemvSIMD(out, x, xp []float32, wt, bt *Tensor, n, m, k, lo, hi int) {
+	kp := eoLen(k)
 	r := lo
 	for ; r+4 <= hi; r += 4 {
 		for i := range n {
 			o := out[i*m+r : i*m+r+4]
-			xi := &x[i*k]
 			switch wt.dtype {
 			case kernels.F32:
-				gemv4F32(xi, &wt.F32[r*k], k, k, &o[0])
+				gemv4F32(&x[i*k], &wt.F32[r*k], k, k, &o[0])
 			case kernels.BF16:
-				gemv4BF16(xi, &wt.Half[r*k], k, k, &o[0])
+				gemv4BF16EO(&xp[i*kp], &wt.Half[r*k], k, k, &o[0])
 			case kernels.F16:
-				gemv4F16(xi, &wt.Half[r*k], k, k, &o[0])
+				gemv4F16(&x[i*k], &wt.Half[r*k], k, k, &o[0])
 			}
 			if bt != nil {
 				o[0] += biasAt(bt, r)
@@ -55,16 +57,41 @@ func gemvSIMD(out, x []float32, wt, bt *Tensor, n, m, k, lo, hi int) {
 	for ; r < hi; r++ {
 		for i := range n {
 			o := &out[i*m+r]
-			xi := &x[i*k]
 			switch wt.dtype {
 			case kernels.F32:
-				gemv1F32(xi, &wt.F32[r*k], k, k, o)
+				gemv1F32(&x[i*k], &wt.F32[r*k], k, k, o)
 			case kernels.BF16:
-				gemv1BF16(xi, &wt.Half[r*k], k, k, o)
+				gemv1BF16EO(&xp[i*kp], &wt.Half[r*k], k, k, o)
 			case kernels.F16:
-				gemv1F16(xi, &wt.Half[r*k], k, k, o)
+				gemv1F16(&x[i*k], &wt.Half[r*k], k, k, o)
 			}
 			*o += biasAt(bt, r)
+		}
+	}
+}
+
+// eoLen is the length of a row of k values de-interleaved for the even/odd
+// bf16 kernels: k rounded up to a multiple of 32.
+func eoLen(k int) int { return (k + 31) &^ 31 }
+
+// deinterleave writes x (len k) into dst (len eoLen(k)) in blocks of 32:
+// dst[32b+i] = x[32b+2i] and dst[32b+16+i] = x[32b+2i+1] for i < 16, zero
+// past k. Read as dwords, 32 bf16 weights hold the even ones in their low
+// halves and the odd ones in their high halves, matching these two halves.
+func deinterleave(dst, x []float32) {
+	dst = dst[:eoLen(len(x))]
+	for b := 0; b < len(dst); b += 32 {
+		blk := dst[b : b+32 : b+32]
+		if b+32 <= len(x) {
+			src := x[b : b+32 : b+32]
+			for i := range 16 {
+				blk[i], blk[16+i] = src[2*i], src[2*i+1]
+			}
+			continue
+		}
+		clear(blk)
+		for p := b; p < len(x); p++ {
+			blk[(p-b)/2+16*((p-b)%2)] = x[p]
 		}
 	}
 }

@@ -20,12 +20,6 @@ func gemv1F32(x, w *float32, ldw, k int, out *float32)
 func gemv4F32(x, w *float32, ldw, k int, out *float32)
 
 //go:noescape
-func gemv1BF16(x *float32, w *uint16, ldw, k int, out *float32)
-
-//go:noescape
-func gemv4BF16(x *float32, w *uint16, ldw, k int, out *float32)
-
-//go:noescape
 func gemv1F16(x *float32, w *uint16, ldw, k int, out *float32)
 
 //go:noescape
@@ -78,3 +72,9 @@ func sumSquaresAVX(x *float32, n int) float64
 
 //go:noescape
 func mulScaleAVX(dst, x, gamma *float32, n int, s float32)
+
+//go:noescape
+func gemv1BF16EO(xp *float32, w *uint16, ldw, k int, out *float32)
+
+//go:noescape
+func gemv4BF16EO(xp *float32, w *uint16, ldw, k int, out *float32)

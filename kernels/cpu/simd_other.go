@@ -6,15 +6,13 @@ package cpu
 // runs its pure-Go fallback.
 const hasAVX512 = false
 
-func gemv1F32(x, w *float32, ldw, k int, out *float32)          { panic("unreachable") }
-func gemv4F32(x, w *float32, ldw, k int, out *float32)          { panic("unreachable") }
-func gemv1BF16(x *float32, w *uint16, ldw, k int, out *float32) { panic("unreachable") }
-func gemv4BF16(x *float32, w *uint16, ldw, k int, out *float32) { panic("unreachable") }
-func gemv1F16(x *float32, w *uint16, ldw, k int, out *float32)  { panic("unreachable") }
-func gemv4F16(x *float32, w *uint16, ldw, k int, out *float32)  { panic("unreachable") }
-func widenBF16AVX(dst *float32, src *uint16, n int)             { panic("unreachable") }
-func widenF16AVX(dst *float32, src *uint16, n int)              { panic("unreachable") }
-func axpyAVX(y, x *float32, n int, a float32)                   { panic("unreachable") }
+func gemv1F32(x, w *float32, ldw, k int, out *float32)         { panic("unreachable") }
+func gemv4F32(x, w *float32, ldw, k int, out *float32)         { panic("unreachable") }
+func gemv1F16(x *float32, w *uint16, ldw, k int, out *float32) { panic("unreachable") }
+func gemv4F16(x *float32, w *uint16, ldw, k int, out *float32) { panic("unreachable") }
+func widenBF16AVX(dst *float32, src *uint16, n int)            { panic("unreachable") }
+func widenF16AVX(dst *float32, src *uint16, n int)             { panic("unreachable") }
+func axpyAVX(y, x *float32, n int, a float32)                  { panic("unreachable") }
 func gemm12x32(w *float32, ldw int, xp *float32, k int, c *float32, ldc int, bias *float32, rows, lanes int) {
 	panic("unreachable")
 }
@@ -23,3 +21,6 @@ func expSumAVX(dst, src *float32, n int, sub float32) float32 { panic("unreachab
 func siluMulAVX(dst, gate, u *float32, n int)                 { panic("unreachable") }
 func sumSquaresAVX(x *float32, n int) float64                 { panic("unreachable") }
 func mulScaleAVX(dst, x, gamma *float32, n int, s float32)    { panic("unreachable") }
+
+func gemv1BF16EO(xp *float32, w *uint16, ldw, k int, out *float32) { panic("unreachable") }
+func gemv4BF16EO(xp *float32, w *uint16, ldw, k int, out *float32) { panic("unreachable") }

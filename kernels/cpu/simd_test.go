@@ -84,15 +84,22 @@ func TestSIMDKernels(t *testing.T) {
 
 		for _, dt := range []kernels.DType{kernels.BF16, kernels.F16} {
 			hb, hv := halfBits(r, dt, 4*(n+1))
-			gv4, gv1 := gemv4BF16, gemv1BF16
-			if dt == kernels.F16 {
-				gv4, gv1 = gemv4F16, gemv1F16
+			gv4, gv1 := gemv4F16, gemv1F16
+			xk := x
+			if dt == kernels.BF16 {
+				// The bf16 kernels read x de-interleaved and zero padded.
+				gv4, gv1 = gemv4BF16EO, gemv1BF16EO
+				xk = make([]float32, eoLen(n))
+				for i := range xk {
+					xk[i] = float32(math.NaN())
+				}
+				deinterleave(xk, x)
 			}
-			gv4(&x[0], &hb[0], n+1, n, &got[0])
+			gv4(&xk[0], &hb[0], n+1, n, &got[0])
 			for row := range 4 {
 				checkDot(t, name("gemv4", dt, " n=", n, " row ", row), got[row], x, hv[row*(n+1):])
 			}
-			gv1(&x[0], &hb[2*(n+1)], 0, n, &got[0])
+			gv1(&xk[0], &hb[2*(n+1)], 0, n, &got[0])
 			checkDot(t, name("gemv1", dt, " n=", n), got[0], x, hv[2*(n+1):])
 
 			// widen must be exact and must not write past n.
