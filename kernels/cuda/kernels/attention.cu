@@ -91,7 +91,7 @@ extern "C" __global__ void ts_attend_prefill(float* dst, const float* q, const f
                                              const int* table, const float* slopes, const int* kvmap, int heads,
                                              int kvheads, int hd, float scale, int mask, int prefix, int bs,
                                              int keys, int n, int bk) {
-  extern __shared__ float tile[];
+  TS_EXTERN_SHARED float tile[];
   float* sk = tile;
   float* sv = tile + (long long)bk * hd;
   int h = blockIdx.y, q0 = blockIdx.x * TS_BQ;

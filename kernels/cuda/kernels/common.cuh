@@ -11,9 +11,15 @@
 
 #if defined(__CUDACC__)
 #define TS_DEV __device__ __forceinline__
+#define TS_EXTERN_SHARED extern __shared__
 #else
-// Host syntax check (g++ -include hostcheck.h): see hostcheck.h.
+// Host builds: the syntax check (hostcheck.h) and the emulator (emu/emu.h).
 #define TS_DEV inline
+#define TS_EXTERN_SHARED extern
+#endif
+
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
 #endif
 
 #define TS_F32 1

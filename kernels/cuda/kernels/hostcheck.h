@@ -5,11 +5,12 @@
 #include <cmath>
 #include <cstring>
 struct ts_dim3 { unsigned x, y, z; };
+float tile[1];
 static ts_dim3 threadIdx, blockIdx, blockDim, gridDim;
 #define __global__
 #define __device__
 #define __forceinline__
-#define __shared__
+#define __shared__ static
 inline void __syncthreads() {}
 template <typename T> T __shfl_xor_sync(unsigned, T v, int) { return v; }
 inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }

@@ -25,15 +25,15 @@ TS_DEV void warp_best(float& v, int& id) {
   }
 }
 
-// ts_topk_lse: logits [rows, len] (row stride ld); writes ids [rows, k]
+// ts_topk_lse: logits [rows, len] (row stride stride); writes ids [rows, k]
 // (global ids offset+i), vals [rows, k] and lse [rows].
-extern "C" __global__ void ts_topk_lse(const float* logits, int len, long long ld, int k, int offset, int* ids,
+extern "C" __global__ void ts_topk_lse(const float* logits, int len, long long stride, int k, int offset, int* ids,
                                        float* vals, double* lse) {
   __shared__ float shf[32];
   __shared__ double shd[32];
   __shared__ float bv[32];
   __shared__ int bi[32];
-  const float* x = logits + (long long)blockIdx.x * ld;
+  const float* x = logits + (long long)blockIdx.x * stride;
   int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
   float m = -INFINITY;
   for (int i = threadIdx.x; i < len; i += blockDim.x) m = fmaxf(m, x[i]);
