@@ -50,6 +50,11 @@ fuzz:
 bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=30x ./worker/model/llama
 	$(GO) test -run='^$$' -bench=. ./kernels/cpu
+	d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && $(GO) build -o $$d/tessera ./cmd/tessera && \
+	for dt in f32 bf16; do \
+		$$d/tessera bench-model --model $$d/$$dt --random-llama 1024,12,16,4,2816,32000,$$dt --prompt 128 --gen 64 --threads 1 && \
+		$$d/tessera bench-model --model $$d/$$dt --prompt 128 --gen 64 --threads 2 || exit 1; \
+	done
 
 # Regenerate proto/tessera/v1 with the pinned plugins (go.mod tool deps) and
 # Debian's protoc (apt-get install protobuf-compiler libprotobuf-dev).

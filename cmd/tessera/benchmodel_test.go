@@ -1,0 +1,47 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestBenchModelCLI(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "llama")
+	code, stdout, stderr := runCLI(t, "bench-model", "--model", dir, "--random-llama", "64,2,4,2,96,300,f32",
+		"--prompt", "9", "--gen", "5", "--threads", "2", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var rep benchModelReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("%v in %q", err, stdout)
+	}
+	// 2 layers of q,k,v,o (64·64·2 + 64·32·2) and gate/up/down (3·64·96),
+	// two norms each, the final norm and lm_head (300·64), 4 bytes each.
+	want := int64(4 * (2*(2*64*64+2*64*32+3*64*96+2*64) + 64 + 300*64))
+	if rep.WeightBytes != want || rep.Threads != 2 || rep.Prompt != 9 || rep.Gen != 5 {
+		t.Fatalf("report %+v, want weight_bytes %d, 2 threads, 9 prompt and 5 gen tokens", rep, want)
+	}
+	if rep.PromptTokPerS <= 0 || rep.DecodeTokPerS <= 0 || rep.WeightGBPerSec <= 0 {
+		t.Fatalf("report %+v: rates must be positive", rep)
+	}
+
+	// Plain text on an existing folder (the one just written, no --random-llama).
+	code, stdout, stderr = runCLI(t, "bench-model", "--model", dir, "--prompt", "4", "--gen", "2")
+	if code != 0 || !strings.Contains(stdout, "decode") || !strings.Contains(stdout, "GB/s of weights") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+
+	for _, args := range [][]string{
+		{"bench-model"},
+		{"bench-model", "--model", dir, "--gen", "0"},
+		{"bench-model", "--model", dir, "--quantize", "q4"},
+		{"bench-model", "--model", dir, "--random-llama", "64,2,4"},
+	} {
+		if code, _, _ := runCLI(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+}
