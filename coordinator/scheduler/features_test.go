@@ -51,12 +51,17 @@ func TestPrefixCacheSkipsSharedPrefix(t *testing.T) {
 // later; every request still gets its own tokens.
 func TestPreemptionByRecompute(t *testing.T) {
 	// 12 blocks of 4: 48 tokens for 6 requests of 4 + 20 tokens each.
-	s := start(t, Config{Blocks: 12, BlockSize: 4}, newFake(t))
-	var wg sync.WaitGroup
+	// Steps wait until all six are queued, so they must share the pool.
+	f := newFake(t)
+	f.block = make(chan struct{})
+	s := start(t, Config{Blocks: 12, BlockSize: 4}, f)
+	var wg, queued sync.WaitGroup
+	queued.Add(6)
 	for i := range 6 {
 		wg.Go(func() {
 			prompt := []int32{int32(i), 9, 8, 7}
 			h, err := s.Submit(context.Background(), Request{Prompt: prompt, MaxTokens: 20})
+			queued.Done()
 			if err != nil {
 				t.Error(err)
 				return
@@ -67,6 +72,8 @@ func TestPreemptionByRecompute(t *testing.T) {
 			}
 		})
 	}
+	queued.Wait()
+	close(f.block)
 	wg.Wait()
 	if p := s.Stats().Preemptions; p == 0 {
 		t.Error("no preemption, though the requests cannot all fit; the test lost its point")
