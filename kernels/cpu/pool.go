@@ -3,6 +3,7 @@ package cpu
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tessera-llm/tessera/kernels"
 )
@@ -58,10 +59,45 @@ func newPool(threads int) *pool {
 // Backend can be collected and its cleanup can close the channel.
 func worker(work <-chan *job) {
 	s := new(scratch)
-	for j := range work {
+	for {
+		j, ok := receive(work)
+		if !ok {
+			return
+		}
 		j.loop(s)
 		j.wg.Done()
 	}
+}
+
+// workerSpin is how long an idle worker polls for the next job before it
+// parks. A parked goroutine takes 50–300µs to be woken on an idle core
+// (the sender's P holds it in runnext until another P's M wakes and
+// steals it), longer than a whole decode GEMV, so without spinning the
+// second core joined few decode ops. Decode issues its ops microseconds
+// apart, so a spinning worker stays hot for a whole forward pass and
+// parks once the model is idle.
+const workerSpin = 300 * time.Microsecond
+
+// receive returns the next job, polling the channel for workerSpin before
+// blocking on it; ok is false once the channel is closed.
+func receive(work <-chan *job) (j *job, ok bool) {
+	var start time.Time
+	for i := 0; ; i++ {
+		select {
+		case j, ok = <-work:
+			return j, ok
+		default:
+		}
+		if i&255 == 0 {
+			if i == 0 {
+				start = time.Now()
+			} else if time.Since(start) > workerSpin {
+				break
+			}
+		}
+	}
+	j, ok = <-work
+	return j, ok
 }
 
 func (p *pool) close() { close(p.work) }
