@@ -147,7 +147,7 @@ type workerFlags struct {
 }
 
 func (w *workerFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&w.device, "device", "cpu", "compute device: cpu")
+	fs.StringVar(&w.device, "device", "cpu", "compute device: cpu, or cuda:N in a build made with 'make cuda'")
 	fs.StringVar(&w.memory, "memory", "8GiB", "memory this worker offers for weights; the planner places work in proportion")
 	fs.DurationVar(&w.leaseTTL, "lease-ttl", 5*time.Second, "etcd lease TTL: how soon a dead worker is noticed")
 }

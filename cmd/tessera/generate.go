@@ -42,7 +42,7 @@ func (m *modelFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&m.promptIDs, "prompt-ids", "", "prompt as comma-separated token ids, e.g. 5,77,300")
 	fs.StringVar(&m.text, "prompt", "", "prompt as text, tokenized with the model folder's tokenizer.json")
 	fs.BoolVar(&m.json, "json", false, "print one JSON object on stdout and no progress")
-	fs.StringVar(&m.device, "device", "cpu", "compute backend: cpu")
+	fs.StringVar(&m.device, "device", "cpu", "compute backend: cpu, or cuda:N in a build made with 'make cuda'")
 }
 
 // registerPlan adds --plan, for commands that can run a model sharded.
@@ -55,9 +55,11 @@ const defaultModel = "models/docbloom-3m"
 
 // load opens the model, showing progress on a terminal unless quiet.
 func (m *modelFlags) load(stderr io.Writer, opts ...model.Option) (model.Model, error) {
-	if m.device != "cpu" {
-		return nil, fmt.Errorf("%w: --device %q is not available in this build (have: cpu)", errUsage, m.device)
+	b, err := openDevice(m.device)
+	if err != nil {
+		return nil, err
 	}
+	opts = append(opts, model.WithBackend(b))
 	if m.plan != "" {
 		p, err := parsePlanFlag(m.dir, m.plan)
 		if err != nil {

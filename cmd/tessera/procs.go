@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -217,10 +218,7 @@ type workerConfig struct {
 // startWorker runs a worker: its gRPC service, registration (renewed if
 // the lease is lost) and its shard's step loop.
 func startWorker(ctx context.Context, c workerConfig) (_ *proc, err error) {
-	if c.device != "cpu" {
-		return nil, fmt.Errorf("%w: --device %q is not available in this build (have: cpu)", errUsage, c.device)
-	}
-	b, err := kernels.Open("cpu")
+	b, err := openDevice(c.device)
 	if err != nil {
 		return nil, err
 	}
@@ -338,4 +336,15 @@ func workerProbes(w *server.Server, registered *atomic.Bool) http.Handler {
 		fmt.Fprintln(rw, `{"status":"ready"}`)
 	})
 	return mux
+}
+
+// openDevice opens the backend named by --device: cpu, or cuda:N in a
+// build with -tags cuda. An unknown name is a usage error listing what
+// this build has.
+func openDevice(name string) (kernels.Backend, error) {
+	b, err := kernels.Open(name)
+	if errors.Is(err, kernels.ErrUnknownBackend) {
+		return nil, fmt.Errorf("%w: --device %q is not available in this build (have: %s; 'make cuda' builds cuda:N)", errUsage, name, strings.Join(kernels.Names(), ", "))
+	}
+	return b, err
 }
