@@ -56,9 +56,12 @@ bench:
 		$$d/tessera bench-model --model $$d/$$dt --prompt 128 --gen 64 --threads 2 || exit 1; \
 	done
 
-# Regenerate proto/tessera/v1 with the pinned plugins (go.mod tool deps) and
-# Debian's protoc (apt-get install protobuf-compiler libprotobuf-dev).
+# Regenerate proto/tessera/v1 with the pinned plugins (go.mod tool deps:
+# protoc-gen-go v1.36.12, protoc-gen-go-grpc v1.6.2) and Debian's protoc,
+# installed here when missing.
 proto:
+	@command -v protoc >/dev/null && test -f /usr/include/google/protobuf/descriptor.proto || \
+	  { echo "installing protoc from Debian"; apt-get update -qq && apt-get install -y -qq protobuf-compiler libprotobuf-dev; }
 	protoc -I proto -I /usr/include \
 	  --plugin=protoc-gen-go="$$($(GO) tool -n protoc-gen-go)" \
 	  --plugin=protoc-gen-go-grpc="$$($(GO) tool -n protoc-gen-go-grpc)" \
