@@ -308,3 +308,23 @@ func TestClientDisconnect(t *testing.T) {
 		t.Fatalf("the cluster stopped serving after a disconnect: %+v", c)
 	}
 }
+
+// Each worker reports its own step time on /metrics, so per-worker step
+// time is what Prometheus gets by scraping every worker.
+func TestWorkerMetrics(t *testing.T) {
+	in := startInfra(t)
+	const cluster = "e2e-workermetrics"
+	_, api := startCoordinatorProc(t, in, cluster, filepath.Join(repoRoot, "testdata/golden/bloom"), "c1")
+	probe := freeAddr(t)
+	spawn(t, cluster+"/w0", "worker", "--cluster", cluster, "--etcd", in.etcd, "--nats", in.nats, "--id", "w0",
+		"--listen", "127.0.0.1:0", "--http-listen", probe)
+	waitStatus(t, api+"/ready", 200, 30*time.Second)
+	complete(t, api, greedyBody([]int32{5, 77, 300}, 6))
+	w := "http://" + probe
+	if steps := metric(t, w, "tessera_worker_steps_total"); steps < 6 {
+		t.Errorf("worker counted %v steps for a 3-token prompt and 6 generated tokens", steps)
+	}
+	if n := metric(t, w, "tessera_worker_step_seconds_count"); n < 6 {
+		t.Errorf("worker step-time histogram has %v observations", n)
+	}
+}

@@ -318,14 +318,16 @@ func keepRegistered(ctx context.Context, cli *clientv3.Client, c workerConfig, i
 	}
 }
 
-// workerProbes serves a worker's /health (the process is up) and /ready
-// (registered in etcd, so the coordinator can assign it a shard).
+// workerProbes serves a worker's /health (the process is up), /ready
+// (registered in etcd, so the coordinator can assign it a shard) and
+// /metrics.
 func workerProbes(w *server.Server, registered *atomic.Bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(rw http.ResponseWriter, _ *http.Request) {
 		rw.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(rw, `{"status":"ok","shard_loaded":%t}`+"\n", w.Ready())
 	})
+	mux.Handle("GET /metrics", w.MetricsHandler())
 	mux.HandleFunc("GET /ready", func(rw http.ResponseWriter, _ *http.Request) {
 		rw.Header().Set("Content-Type", "application/json")
 		if !registered.Load() {

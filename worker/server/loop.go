@@ -119,10 +119,12 @@ func (s *Server) runStep(ctx context.Context, sh *shard, subj transport.Subjects
 		}
 	}
 	sh.comm.begin(st.StepId)
+	start := time.Now()
 	res, err := sh.runner.Step(ctx, st, in)
 	if err != nil || !work {
 		return err
 	}
+	s.stepTime.Observe(time.Since(start).Seconds())
 	s.steps.Add(1)
 	s.tokens.Add(int64(len(st.Tokens)))
 	meta := s.meta(st, sh, tesserav1.FrameKind_FRAME_KIND_ACTIVATION)

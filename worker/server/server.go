@@ -11,11 +11,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -50,6 +54,8 @@ type Server struct {
 	loading atomic.Bool
 
 	steps, tokens, badSteps atomic.Int64
+	stepTime                prometheus.Histogram
+	metrics                 *prometheus.Registry
 }
 
 // New makes a worker that exchanges activations over tr.
@@ -57,7 +63,26 @@ func New(cfg Config, tr transport.Transport) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{cfg: cfg, tr: tr, log: cfg.Logger.With("worker", cfg.ID)}
+	s := &Server{cfg: cfg, tr: tr, log: cfg.Logger.With("worker", cfg.ID), metrics: prometheus.NewRegistry()}
+	s.stepTime = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tessera_worker_step_seconds",
+		Help:    "Time this worker spends in one step: its layers, including the stage's all-reduces.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)})
+	counter := func(name, help string, v *atomic.Int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
+	}
+	s.metrics.MustRegister(s.stepTime,
+		counter("tessera_worker_steps_total", "Steps this worker ran.", &s.steps),
+		counter("tessera_worker_tokens_total", "Tokens in the steps this worker ran.", &s.tokens),
+		counter("tessera_worker_bad_steps_total", "Step frames that did not decode or named another plan.", &s.badSteps),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return s
+}
+
+// MetricsHandler serves the worker's Prometheus metrics: its step time
+// (per worker, as each worker is scraped on its own), steps, tokens and
+// bad frames, and the Go and process collectors.
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{})
 }
 
 // shard is a loaded slice of a model and the loop that runs its steps.
