@@ -113,6 +113,15 @@ func (m *modelFlags) tokenizer() (*tokenizer.Tokenizer, error) {
 	return t, err
 }
 
+// loadCausal loads the model and requires a causal LM.
+func (m *modelFlags) loadCausal(stderr io.Writer) (model.CausalLM, error) {
+	loaded, err := m.load(stderr)
+	if err != nil {
+		return nil, err
+	}
+	return causal(loaded)
+}
+
 func causal(m model.Model) (model.CausalLM, error) {
 	lm, ok := m.(model.CausalLM)
 	if !ok {
@@ -151,11 +160,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	m, err := mf.load(stderr)
-	if err != nil {
-		return err
-	}
-	lm, err := causal(m)
+	lm, err := mf.loadCausal(stderr)
 	if err != nil {
 		return err
 	}
@@ -222,11 +227,7 @@ func runLogits(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	m, err := mf.load(stderr)
-	if err != nil {
-		return err
-	}
-	lm, err := causal(m)
+	lm, err := mf.loadCausal(stderr)
 	if err != nil {
 		return err
 	}

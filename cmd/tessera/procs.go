@@ -156,50 +156,75 @@ func startCoordinator(ctx context.Context, c coordinatorConfig) (*proc, error) {
 		cn.Close()
 		return nil, err
 	}
-	httpSrv := &http.Server{Handler: apiSrv,
-		ReadHeaderTimeout: 10 * time.Second}
-	ln, err := net.Listen("tcp", c.listen)
+	srv, err := listenAPI(c, apiSrv)
 	if err != nil {
 		cn.Close()
-		return nil, fmt.Errorf("HTTP listen on %s: %w", c.listen, err)
+		return nil, err
 	}
-	var grpcSrv *grpc.Server
-	var gln net.Listener
-	if c.grpcListen != "" {
-		if gln, err = net.Listen("tcp", c.grpcListen); err != nil {
-			ln.Close()
-			cn.Close()
-			return nil, fmt.Errorf("gRPC listen on %s: %w", c.grpcListen, err)
-		}
-		grpcSrv = grpcServer(apiSrv)
-		tesserav1.RegisterCoordinatorServer(grpcSrv, mgr)
+	if srv.grpc != nil {
+		tesserav1.RegisterCoordinatorServer(srv.grpc, mgr)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = mgr.Run(ctx) })
 	wg.Go(func() { sched.Run(ctx) })
-	wg.Go(func() {
-		if c.tlsCert != "" {
-			_ = httpSrv.ServeTLS(ln, c.tlsCert, c.tlsKey)
-			return
-		}
-		_ = httpSrv.Serve(ln)
-	})
-	if grpcSrv != nil {
-		wg.Go(func() { _ = grpcSrv.Serve(gln) })
-	}
+	srv.serve(&wg, c)
 	stop := func() {
 		cancel()
-		sctx, done := context.WithTimeout(context.Background(), 5*time.Second)
-		defer done()
-		_ = httpSrv.Shutdown(sctx)
-		if grpcSrv != nil {
-			grpcSrv.Stop()
-		}
+		srv.shutdown()
 		wg.Wait()
 		cn.Close()
 	}
-	return &proc{stop: sync.OnceFunc(stop), addr: ln.Addr().String()}, nil
+	return &proc{stop: sync.OnceFunc(stop), addr: srv.ln.Addr().String()}, nil
+}
+
+// apiServers are a coordinator's HTTP API and, with --grpc-listen, its
+// gRPC server (Inference, and Coordinator when the caller registers it).
+type apiServers struct {
+	http    *http.Server
+	ln, gln net.Listener
+	grpc    *grpc.Server
+}
+
+// listenAPI binds the API's listeners; nothing serves until serve.
+func listenAPI(c coordinatorConfig, a *api.Server) (*apiServers, error) {
+	s := &apiServers{http: &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second}}
+	var err error
+	if s.ln, err = net.Listen("tcp", c.listen); err != nil {
+		return nil, fmt.Errorf("HTTP listen on %s: %w", c.listen, err)
+	}
+	if c.grpcListen != "" {
+		if s.gln, err = net.Listen("tcp", c.grpcListen); err != nil {
+			s.ln.Close()
+			return nil, fmt.Errorf("gRPC listen on %s: %w", c.grpcListen, err)
+		}
+		s.grpc = grpcServer(a)
+	}
+	return s, nil
+}
+
+// serve starts the servers on wg; the API is HTTPS when c has a key pair.
+func (s *apiServers) serve(wg *sync.WaitGroup, c coordinatorConfig) {
+	wg.Go(func() {
+		if c.tlsCert != "" {
+			_ = s.http.ServeTLS(s.ln, c.tlsCert, c.tlsKey)
+			return
+		}
+		_ = s.http.Serve(s.ln)
+	})
+	if s.grpc != nil {
+		wg.Go(func() { _ = s.grpc.Serve(s.gln) })
+	}
+}
+
+// shutdown lets HTTP requests finish (5 s at most) and stops gRPC.
+func (s *apiServers) shutdown() {
+	sctx, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	_ = s.http.Shutdown(sctx)
+	if s.grpc != nil {
+		s.grpc.Stop()
+	}
 }
 
 type workerConfig struct {

@@ -5,13 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
 
 	"google.golang.org/grpc"
 
@@ -128,38 +125,16 @@ func startEncoderCoordinator(ctx context.Context, c coordinatorConfig, s *spec.S
 		le.max = 512
 	}
 	a := api.New(api.Config{Model: c.modelName, Tokenizer: tok, Encoder: le, APIKey: c.apiKey, Logger: c.log})
-	httpSrv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second}
-	ln, err := net.Listen("tcp", c.listen)
+	srv, err := listenAPI(c, a)
 	if err != nil {
-		return nil, fmt.Errorf("HTTP listen on %s: %w", c.listen, err)
+		return nil, err
 	}
-	var g *grpc.Server
 	var wg sync.WaitGroup
-	if c.grpcListen != "" {
-		gln, err := net.Listen("tcp", c.grpcListen)
-		if err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("gRPC listen on %s: %w", c.grpcListen, err)
-		}
-		g = grpcServer(a)
-		wg.Go(func() { _ = g.Serve(gln) })
-	}
-	wg.Go(func() {
-		if c.tlsCert != "" {
-			_ = httpSrv.ServeTLS(ln, c.tlsCert, c.tlsKey)
-			return
-		}
-		_ = httpSrv.Serve(ln)
-	})
+	srv.serve(&wg, c)
 	c.log.Info("serving an encoder model in the coordinator (embeddings, fill-mask)", "arch", s.Arch)
 	stop := func() {
-		sctx, done := context.WithTimeout(context.Background(), 5*time.Second)
-		defer done()
-		_ = httpSrv.Shutdown(sctx)
-		if g != nil {
-			g.Stop()
-		}
+		srv.shutdown()
 		wg.Wait()
 	}
-	return &proc{stop: sync.OnceFunc(stop), addr: ln.Addr().String()}, nil
+	return &proc{stop: sync.OnceFunc(stop), addr: srv.ln.Addr().String()}, nil
 }
