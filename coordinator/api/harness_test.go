@@ -32,6 +32,9 @@ type fakeModel struct {
 	kv map[int32][]int32
 }
 
+// PlanVersion is constant: the fake's workers never change.
+func (f *fakeModel) PlanVersion(context.Context) (uint64, error) { return 1, nil }
+
 func (f *fakeModel) Step(ctx context.Context, st *tesserav1.Step) ([][]merge.Partial, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -74,15 +74,8 @@ func (t *timedStepper) Step(ctx context.Context, st *tesserav1.Step) ([][]merge.
 	return out, err
 }
 
-// PlanVersion forwards to the wrapped stepper: the scheduler must still
-// see plan changes through the wrapper, or it would send a new plan's
-// workers steps that assume KV they never computed.
-func (t *timedStepper) PlanVersion(ctx context.Context) (uint64, error) {
-	if pv, ok := t.s.(scheduler.PlanVersioner); ok {
-		return pv.PlanVersion(ctx)
-	}
-	return 0, nil
-}
+// PlanVersion is the wrapped stepper's.
+func (t *timedStepper) PlanVersion(ctx context.Context) (uint64, error) { return t.s.PlanVersion(ctx) }
 
 // statser is the scheduler's Stats method, looked up at run time.
 type statser interface{ Stats() scheduler.Stats }

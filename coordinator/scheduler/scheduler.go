@@ -23,16 +23,14 @@ import (
 	"github.com/tessera-llm/tessera/shard/merge"
 )
 
-// Stepper runs one step on the workers and returns, per logit row, the
-// last stage's vocabulary-slice partials.
+// Stepper runs steps on the workers.
 type Stepper interface {
+	// Step runs st and returns, per logit row, the last stage's
+	// vocabulary-slice partials.
 	Step(ctx context.Context, st *tesserav1.Step) ([][]merge.Partial, error)
-}
-
-// PlanVersioner is a Stepper whose workers change with plan versions:
-// PlanVersion waits until a plan serves and returns its version. A new
-// version means the workers hold none of the sequences' KV.
-type PlanVersioner interface {
+	// PlanVersion waits until a plan serves and returns its version. A
+	// new version means the workers hold none of the sequences' KV; a
+	// stepper whose workers never change returns a constant.
 	PlanVersion(ctx context.Context) (uint64, error)
 }
 
@@ -171,8 +169,11 @@ type seq struct {
 	fed     int // tokens whose KV is in the workers' cache
 	blocks  blocks.Seq
 	replays int
-	// counts of generated tokens, for presence and frequency penalties.
+	// counts of generated tokens, for presence and frequency penalties;
+	// seen holds every token so far, for the repetition penalty. Both are
+	// made on first use.
 	counts map[int32]int
+	seen   map[int32]bool
 }
 
 // Scheduler runs requests through a Stepper.
@@ -402,17 +403,15 @@ func (s *Scheduler) victim(inStep []*seq, keep *seq) *seq {
 
 // step builds one step from the running sequences, runs it and samples.
 func (s *Scheduler) step(ctx context.Context) error {
-	if pv, ok := s.stepper.(PlanVersioner); ok {
-		v, err := pv.PlanVersion(ctx)
-		if err != nil {
-			return err
+	v, err := s.stepper.PlanVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if v != s.plan {
+		if s.plan != 0 {
+			s.restartAll()
 		}
-		if v != s.plan {
-			if s.plan != 0 {
-				s.restartAll()
-			}
-			s.plan = v
-		}
+		s.plan = v
 	}
 	s.stepID++
 	st := &tesserav1.Step{StepId: s.stepID, PlanVersion: s.plan, Release: s.release}
@@ -524,6 +523,9 @@ func (s *Scheduler) sample(q *seq, parts []merge.Partial, k int) {
 	if q.counts != nil {
 		q.counts[id]++
 	}
+	if q.seen != nil {
+		q.seen[id] = true
+	}
 	s.stats.generated.Add(1)
 	q.h.tokens <- tok // buffered for MaxTokens: never blocks
 	switch {
@@ -541,7 +543,9 @@ func (s *Scheduler) sample(q *seq, parts []merge.Partial, k int) {
 // are the row's candidates: tokens outside them are not reconsidered.
 func (s *Scheduler) penalize(q *seq, ids []int32, logits []float32) {
 	r := q.req
+	changed := false
 	if r.PresencePenalty != 0 || r.FrequencyPenalty != 0 {
+		changed = true
 		if q.counts == nil {
 			q.counts = map[int32]int{}
 			for _, t := range q.gen {
@@ -555,8 +559,15 @@ func (s *Scheduler) penalize(q *seq, ids []int32, logits []float32) {
 		}
 	}
 	if r.RepetitionPenalty > 0 && r.RepetitionPenalty != 1 {
+		changed = true
+		if q.seen == nil {
+			q.seen = make(map[int32]bool, len(q.tokens))
+			for _, t := range q.tokens {
+				q.seen[t] = true
+			}
+		}
 		for i, id := range ids {
-			if !slices.Contains(q.tokens, id) {
+			if !q.seen[id] {
 				continue
 			}
 			if logits[i] > 0 {
@@ -574,6 +585,7 @@ func (s *Scheduler) penalize(q *seq, ids []int32, logits []float32) {
 		for i, id := range ids {
 			if ends(id) {
 				logits[i] = float32(math.Inf(-1))
+				changed = true
 			} else {
 				kept++
 			}
@@ -582,8 +594,10 @@ func (s *Scheduler) penalize(q *seq, ids []int32, logits []float32) {
 			return // nothing else to pick: the model insists
 		}
 	}
-	// Penalties reorder candidates; samplers want them best first.
-	sortCandidates(ids, logits)
+	if changed {
+		// Penalties reorder candidates; samplers want them best first.
+		sortCandidates(ids, logits)
+	}
 }
 
 // sortCandidates orders (ids, logits) by logit, best first, ties by id.

@@ -46,6 +46,9 @@ func newFake(t *testing.T) *fakeCluster {
 	return &fakeCluster{t: t, kv: map[int32][]int32{}, bs: 4, failAt: map[int]bool{}}
 }
 
+// PlanVersion is constant: these workers never change.
+func (f *fakeCluster) PlanVersion(context.Context) (uint64, error) { return 1, nil }
+
 func (f *fakeCluster) Step(ctx context.Context, st *tesserav1.Step) ([][]merge.Partial, error) {
 	if f.block != nil {
 		select {
