@@ -36,8 +36,9 @@ type Pipeline struct {
 	// keeps what the model learned of the sequence (ChatGLM's prefix).
 	views map[*kvcache.Seq][][]kvcache.Seq
 
-	hidden [][][]float32 // [stage][rank] hidden states out of the stage
-	local  [][]float32   // last stage: [rank] logits of the vocab slice
+	hidden [][][]float32    // [stage][rank] hidden states out of the stage
+	local  [][]float32      // last stage: [rank] logits of the vocab slice
+	device []kernels.Tensor // last stage: [rank] logits tensors, reused
 	rows   int
 	full   []float32
 }
@@ -176,6 +177,7 @@ func (p *Pipeline) runStage(ctx context.Context, si int, ranks []model.Stage, ba
 	}
 	if last && p.local == nil {
 		p.local = make([][]float32, len(ranks))
+		p.device = make([]kernels.Tensor, len(ranks))
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -186,7 +188,12 @@ func (p *Pipeline) runStage(ctx context.Context, si int, ranks []model.Stage, ba
 		var logits kernels.Tensor
 		if last {
 			v := r.Geometry().Vocab
-			logits = p.b.Alloc(max(p.rows, 1), v[1]-v[0])
+			rows := max(p.rows, 1)
+			if p.device[ri] == nil || p.device[ri].Shape()[0] < rows {
+				p.device[ri] = p.b.Alloc(rows, v[1]-v[0])
+				p.local[ri] = make([]float32, rows*(v[1]-v[0]))
+			}
+			logits = p.b.Rows(p.device[ri], 0, rows)
 		} else {
 			if cap(p.hidden[si][ri]) < width {
 				p.hidden[si][ri] = make([]float32, width)
@@ -201,7 +208,6 @@ func (p *Pipeline) runStage(ctx context.Context, si int, ranks []model.Stage, ba
 				return
 			}
 			if last {
-				p.local[ri] = make([]float32, logits.Len())
 				p.b.Read(logits, p.local[ri])
 			}
 		}()
