@@ -24,6 +24,11 @@ const (
 	F32 DType = iota + 1
 	F16
 	BF16
+	// Q8_0 is a block-quantized weight format: every run of 32 weights of
+	// a row is int8 values times one float32 scale (llama.cpp's Q8_0 with
+	// a wider scale). Checkpoints never hold it: a Quantizer makes it from
+	// a loaded weight.
+	Q8_0
 )
 
 // Size is the number of bytes one element occupies.
@@ -45,8 +50,33 @@ func (d DType) String() string {
 		return "F16"
 	case BF16:
 		return "BF16"
+	case Q8_0:
+		return "Q8_0"
 	}
 	return fmt.Sprintf("DType(%d)", uint8(d))
+}
+
+// ErrQuantize reports a weight a backend cannot quantize.
+var ErrQuantize = errors.New("kernels: cannot quantize")
+
+// ParseQuantization maps a --quantize value to its weight format: "" and
+// "none" keep the checkpoint's dtype (0), "q8" is Q8_0.
+func ParseQuantization(s string) (DType, error) {
+	switch s {
+	case "", "none":
+		return 0, nil
+	case "q8", "q8_0", "Q8_0":
+		return Q8_0, nil
+	}
+	return 0, fmt.Errorf("%w: unknown format %q (known: q8)", ErrQuantize, s)
+}
+
+// Quantizer is a backend that converts loaded weights to a quantized
+// format, found by type assertion. The result serves as MatMul's weight
+// and as an Embedding table.
+type Quantizer interface {
+	// Quantize returns w [rows, cols] converted to dt; w is unchanged.
+	Quantize(w Tensor, dt DType) (Tensor, error)
 }
 
 // Tensor is a dense row-major array owned by a Backend. Only the backend

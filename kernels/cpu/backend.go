@@ -119,6 +119,9 @@ func (b *Backend) Rows(t kernels.Tensor, lo, hi int) kernels.Tensor {
 	if lo < 0 || hi < lo || hi > c.shape[0] {
 		panic(fmt.Sprintf("cpu.Rows: rows [%d,%d) out of range for %v", lo, hi, c))
 	}
+	if c.dtype == kernels.Q8_0 {
+		return q8Rows(c, lo, hi)
+	}
 	row := 1
 	for _, d := range c.shape[1:] {
 		row *= d
@@ -138,5 +141,8 @@ func (b *Backend) View(t kernels.Tensor, shape ...int) kernels.Tensor {
 	if n := numel("View", shape); n != c.Len() {
 		panic(fmt.Sprintf("cpu.View: shape %v has %d elements, tensor %v has %d", shape, n, c, c.Len()))
 	}
-	return &Tensor{dtype: c.dtype, shape: slices.Clone(shape), F32: c.F32, Half: c.Half}
+	if c.dtype == kernels.Q8_0 && !slices.Equal(shape, c.shape) {
+		panic(fmt.Sprintf("cpu.View: Q8_0 tensor %v cannot be reshaped to %v", c, shape))
+	}
+	return &Tensor{dtype: c.dtype, shape: slices.Clone(shape), F32: c.F32, Half: c.Half, Q8: c.Q8, Scales: c.Scales}
 }

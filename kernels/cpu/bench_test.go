@@ -24,22 +24,46 @@ func BenchmarkMatMul(b *testing.B) {
 		{"prefill-mlp", 128, 2816, 1024},
 		{"prefill-down", 128, 1024, 2816},
 	} {
-		for _, dt := range dtypes {
+		for _, dt := range append(dtypes, kernels.Q8_0) {
 			for _, impl := range impls() {
 				b.Run(fmt.Sprintf("%s/%dx%dx%d/%v/%s", sh.name, sh.n, sh.m, sh.k, dt, impl.name), func(b *testing.B) {
 					x := be.FromFloat32(randVec(r, sh.n*sh.k), sh.n, sh.k)
-					w, _ := upload(b, be, dt, randVec(r, sh.m*sh.k), sh.m, sh.k)
+					w := benchWeight(b, be, r, dt, sh.m, sh.k)
 					dst := be.Alloc(sh.n, sh.m)
 					defer impl.use()()
 					sec := measure(b, func() { be.MatMul(dst, x, w, nil) })
 					b.ReportMetric(2*float64(sh.n*sh.m*sh.k)/sec/1e9, "GFLOP/s")
 					if sh.n < gemmMinRows {
-						b.ReportMetric(float64(sh.m*sh.k*dt.Size())/sec/1e9, "weightGB/s")
+						b.ReportMetric(float64(weightBytes(dt, sh.m, sh.k))/sec/1e9, "weightGB/s")
 					}
 				})
 			}
 		}
 	}
+}
+
+// benchWeight is a random [m, k] weight of dtype dt (Q8_0: quantized
+// from F32).
+func benchWeight(b *testing.B, be *Backend, r *rand.Rand, dt kernels.DType, m, k int) kernels.Tensor {
+	if dt != kernels.Q8_0 {
+		w, _ := upload(b, be, dt, randVec(r, m*k), m, k)
+		return w
+	}
+	w, _ := upload(b, be, kernels.F32, randVec(r, m*k), m, k)
+	q, err := be.Quantize(w, dt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return q
+}
+
+// weightBytes is the storage of an [m, k] weight: Q8_0 keeps one byte per
+// weight and a float32 scale per 32.
+func weightBytes(dt kernels.DType, m, k int) int {
+	if dt == kernels.Q8_0 {
+		return m*k + 4*m*q8Blocks(k)
+	}
+	return m * k * dt.Size()
 }
 
 // BenchmarkAttend reports GB/s of KV cache read and GFLOP/s (4·hd per

@@ -42,14 +42,18 @@ func (b *Backend) MatMul(dst, x, w, bias kernels.Tensor) {
 		return
 	}
 	var j *job
-	if n < gemmMinRows {
+	if wt.dtype == kernels.Q8_0 && n < gemmMinRows {
+		j = b.pool.get(gemvQ8Kernel)
+	} else if n < gemmMinRows {
 		j = b.pool.get(gemvKernel)
 	} else {
 		j = b.pool.get(gemmKernel)
 	}
 	j.t[0], j.t[1], j.t[2], j.t[3] = d, xt, wt, bt
 	j.i[0], j.i[1], j.i[2] = n, m, k
-	if n < gemmMinRows {
+	if wt.dtype == kernels.Q8_0 && n < gemmMinRows {
+		b.pool.run(j, (m+q8Group-1)/q8Group, 4, n*m*k)
+	} else if n < gemmMinRows {
 		b.pool.run(j, m, 16, n*m*k)
 	} else {
 		b.pool.run(j, (m+3)/4, 1, n*m*k)
@@ -157,6 +161,9 @@ func (b *Backend) matMulSIMD(d, xt, wt, bt *Tensor, n, m, k int) {
 	if n < simdGemmRows {
 		var s *scratch
 		j := b.pool.get(gemvSIMDKernel)
+		if wt.dtype == kernels.Q8_0 {
+			j.fn = gemvQ8Kernel
+		}
 		if wt.dtype == kernels.BF16 {
 			// De-interleave x once for the even/odd bf16 kernels.
 			s = b.pool.scr.get()
@@ -186,6 +193,13 @@ func (b *Backend) matMulSIMD(d, xt, wt, bt *Tensor, n, m, k int) {
 	j.i[0], j.i[1], j.i[2] = n, m, k
 	b.pool.run(j, (m+gemmMR-1)/gemmMR, 1, n*m*k)
 	b.pool.scr.put(s)
+}
+
+// gemvQ8Kernel: items are groups of q8Group output columns of a Q8_0
+// weight, SIMD or not.
+func gemvQ8Kernel(j *job, _ *scratch, lo, hi int) {
+	n, m, k := j.i[0], j.i[1], j.i[2]
+	gemvQ8(j.t[0].F32, j.t[1].F32, j.t[2], j.t[3], n, m, k, q8Group*lo, min(q8Group*hi, m))
 }
 
 // gemvSIMDKernel: items are blocks of 4 output columns (weight rows).

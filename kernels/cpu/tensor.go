@@ -10,9 +10,10 @@ import (
 )
 
 // Tensor is the CPU backend's tensor: a dense row-major array in host
-// memory. Exactly one of F32 (for kernels.F32) or Half (for kernels.F16 and
-// kernels.BF16, raw IEEE half or bfloat16 bits) holds the elements. Views
-// made by Rows and View share storage with the tensor they came from.
+// memory. Exactly one of F32 (for kernels.F32), Half (for kernels.F16 and
+// kernels.BF16, raw IEEE half or bfloat16 bits) or Q8 with Scales (for
+// kernels.Q8_0, in the grouped layout q8.go describes) holds the elements.
+// Views made by Rows and View share storage with the tensor they came from.
 type Tensor struct {
 	dtype kernels.DType
 	shape []int
@@ -20,6 +21,9 @@ type Tensor struct {
 	F32 []float32
 	// Half holds the raw bits of a float16 or bfloat16 tensor.
 	Half []uint16
+	// Q8 and Scales hold a Q8_0 tensor's quants and block scales.
+	Q8     []int8
+	Scales []float32
 }
 
 var _ kernels.Tensor = (*Tensor)(nil)
@@ -32,8 +36,11 @@ func (t *Tensor) Shape() []int { return t.shape }
 
 // Len is the number of elements.
 func (t *Tensor) Len() int {
-	if t.dtype == kernels.F32 {
+	switch t.dtype {
+	case kernels.F32:
 		return len(t.F32)
+	case kernels.Q8_0:
+		return t.shape[0] * t.shape[1]
 	}
 	return len(t.Half)
 }
@@ -100,6 +107,12 @@ func widen(dst []float32, t *Tensor, off int) {
 		widenBF16(dst, t.Half[off:off+len(dst)])
 	case kernels.F16:
 		widenF16(dst, t.Half[off:off+len(dst)])
+	case kernels.Q8_0:
+		k := t.shape[1]
+		if off%k != 0 || len(dst)%k != 0 {
+			panic(fmt.Sprintf("cpu: Q8_0 tensor %v is read in whole rows, not [%d, %d)", t, off, off+len(dst)))
+		}
+		dequantRows(dst, t, off/k)
 	default:
 		panic(fmt.Sprintf("cpu: unsupported dtype %v", t.dtype))
 	}

@@ -1,0 +1,173 @@
+package cpu
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/tessera-llm/tessera/kernels"
+)
+
+// q8Shapes cover the group (4 rows) and block (32 columns) edges.
+var q8Shapes = []struct{ m, k int }{
+	{1, 1}, {1, 32}, {3, 31}, {4, 32}, {5, 33}, {8, 64}, {13, 100}, {17, 1027}, {64, 256},
+}
+
+// quantized uploads random weights of dtype dt, quantizes them and
+// returns the tensor and the values the checkpoint held.
+func quantized(t testing.TB, b *Backend, r *rand.Rand, dt kernels.DType, m, k int) (kernels.Tensor, []float64) {
+	t.Helper()
+	w, held := upload(t, b, dt, randVec(r, m*k), m, k)
+	q, err := b.Quantize(w, kernels.Q8_0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q, held
+}
+
+// TestQuantizeBound: each dequantized weight is within max|w|/254 of its
+// 32-weight block of the weight it came from (round to nearest of d = max|w|/127).
+func TestQuantizeBound(t *testing.T) {
+	r := rand.New(rand.NewPCG(81, 82))
+	b := New()
+	for _, dt := range dtypes {
+		for _, sh := range q8Shapes {
+			q, held := quantized(t, b, r, dt, sh.m, sh.k)
+			if q.DType() != kernels.Q8_0 || q.Len() != sh.m*sh.k {
+				t.Fatalf("Quantize gave %v with %d elements", q, q.Len())
+			}
+			got := read(b, q)
+			for row := range sh.m {
+				for b0 := 0; b0 < sh.k; b0 += q8Block {
+					blk := held[row*sh.k+b0 : row*sh.k+min(b0+q8Block, sh.k)]
+					var amax float64
+					for _, v := range blk {
+						amax = max(amax, math.Abs(v))
+					}
+					for i, v := range blk {
+						if d := math.Abs(float64(got[row*sh.k+b0+i]) - v); d > amax/254*(1+1e-5) {
+							t.Fatalf("%v %dx%d: w[%d,%d] = %g dequantizes to %g, off by %g > %g",
+								dt, sh.m, sh.k, row, b0+i, v, got[row*sh.k+b0+i], d, amax/254)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestMatMulQ8 checks the Q8_0 GEMV (few rows of x) and GEMM (many) against
+// a float64 product with the dequantized weights, with and without bias,
+// on every thread configuration.
+func TestMatMulQ8(t *testing.T) {
+	r := rand.New(rand.NewPCG(83, 84))
+	for _, b := range backends() {
+		for _, sh := range q8Shapes {
+			q, _ := quantized(t, b, r, kernels.BF16, sh.m, sh.k)
+			w := f64s(read(b, q))
+			bias := randVec(r, sh.m)
+			for _, n := range []int{1, 2, 3, 5, 8, 9, 33} {
+				xv := randVec(r, n*sh.k)
+				x := b.FromFloat32(xv, n, sh.k)
+				for _, withBias := range []bool{false, true} {
+					var bt kernels.Tensor
+					if withBias {
+						bt = b.FromFloat32(bias, sh.m)
+					}
+					want := make([]float64, n*sh.m)
+					for i := range n {
+						for o := range sh.m {
+							s := 0.0
+							for p := range sh.k {
+								s += float64(xv[i*sh.k+p]) * w[o*sh.k+p]
+							}
+							if withBias {
+								s += float64(bias[o])
+							}
+							want[i*sh.m+o] = s
+						}
+					}
+					dst := b.Alloc(n, sh.m)
+					b.MatMul(dst, x, q, bt)
+					assertClose(t, name("Q8 ", n, "x", sh.m, "x", sh.k, " bias ", withBias, " threads ", b.Threads()), read(b, dst), want, 1e-5)
+				}
+			}
+		}
+	}
+}
+
+// TestQ8RowsAndEmbedding: a Q8_0 row view multiplies and embeds like the
+// same rows of the whole tensor, and a view inside a group is refused.
+func TestQ8RowsAndEmbedding(t *testing.T) {
+	r := rand.New(rand.NewPCG(85, 86))
+	b := New()
+	const m, k = 23, 70
+	q, _ := quantized(t, b, r, kernels.F32, m, k)
+	all := read(b, q)
+
+	view := b.Rows(q, 8, 19)
+	if got := read(b, view); !slices.Equal(got, all[8*k:19*k]) {
+		t.Fatal("Rows(8, 19) of a Q8_0 tensor reads other values than the tensor's rows 8..18")
+	}
+	x := b.FromFloat32(randVec(r, k), 1, k)
+	whole, part := b.Alloc(1, m), b.Alloc(1, 11)
+	b.MatMul(whole, x, q, nil)
+	b.MatMul(part, x, view, nil)
+	if !slices.Equal(read(b, part), read(b, whole)[8:19]) {
+		t.Fatal("x · Rows(8, 19)ᵀ differs from columns 8..18 of x · Wᵀ")
+	}
+
+	ids := []int32{0, 22, 5, 5, 17}
+	dst := b.Alloc(len(ids), k)
+	b.Embedding(dst, q, ids)
+	got := read(b, dst)
+	for i, id := range ids {
+		if !slices.Equal(got[i*k:(i+1)*k], all[int(id)*k:int(id+1)*k]) {
+			t.Fatalf("Embedding row %d (id %d) differs from the dequantized table", i, id)
+		}
+	}
+
+	defer func() {
+		if recover() == nil {
+			t.Fatal("Rows(2, 9) of a Q8_0 tensor did not panic: its rows are interleaved in groups of 4")
+		}
+	}()
+	b.Rows(q, 2, 9)
+}
+
+func TestQuantizeRefuses(t *testing.T) {
+	b := New()
+	for _, tc := range []struct {
+		name string
+		w    kernels.Tensor
+		dt   kernels.DType
+	}{
+		{"not 2-D", b.Alloc(2, 3, 4), kernels.Q8_0},
+		{"vector", b.Alloc(8), kernels.Q8_0},
+		{"unknown format", b.Alloc(4, 32), kernels.BF16},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := b.Quantize(tc.w, tc.dt); !errors.Is(err, kernels.ErrQuantize) {
+				t.Fatalf("Quantize(%v, %v) = %v, want ErrQuantize", tc.w, tc.dt, err)
+			}
+		})
+	}
+}
+
+func TestParseQuantization(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want kernels.DType
+		ok   bool
+	}{
+		{"", 0, true}, {"none", 0, true}, {"q8", kernels.Q8_0, true}, {"Q8_0", kernels.Q8_0, true},
+		{"q4", 0, false}, {"int8", 0, false},
+	} {
+		got, err := kernels.ParseQuantization(tc.in)
+		if got != tc.want || (err == nil) != tc.ok {
+			t.Errorf("ParseQuantization(%q) = %v, %v; want %v, ok %v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
