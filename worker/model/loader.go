@@ -29,6 +29,8 @@ type Loader struct {
 	progress func(Progress)
 	p        Progress
 	err      error
+	// quant is the format Matrix and SplitMatrix convert to (0: none).
+	quant kernels.DType
 
 	// A shard's loader reads only the rank's slices.
 	spec  *spec.Spec
@@ -121,16 +123,28 @@ func (l *Loader) Optional(name string, shape ...int) kernels.Tensor {
 // Row numbers are local to what this rank loads: with a shard, row 0 is
 // the first row of the rank's slice.
 func (l *Loader) Split(name string, shape []int, parts ...[][2]int) []kernels.Tensor {
-	return l.split(name, shape, false, parts)
+	return l.split(name, shape, false, false, parts)
+}
+
+// Matrix is Tensor for a 2-D weight that feeds a matmul (a linear layer,
+// an LM head): with WithQuantize it is converted to the quantized format.
+func (l *Loader) Matrix(name string, shape ...int) kernels.Tensor {
+	return l.SplitMatrix(name, shape, nil)[0]
+}
+
+// SplitMatrix is Split for matmul weights, converted like Matrix.
+func (l *Loader) SplitMatrix(name string, shape []int, parts ...[][2]int) []kernels.Tensor {
+	return l.split(name, shape, false, true, parts)
 }
 
 // TensorWithZeroRow is Tensor with one zero row appended to the rank's
-// slice of a 2-D tensor (a vocabulary-parallel embedding's padding row).
-func (l *Loader) TensorWithZeroRow(name string, shape ...int) kernels.Tensor {
-	return l.split(name, shape, true, [][][2]int{nil})[0]
+// slice of a 2-D tensor (a vocabulary-parallel embedding's padding row);
+// matrix says whether it also feeds a matmul (a tied LM head).
+func (l *Loader) TensorWithZeroRow(name string, matrix bool, shape ...int) kernels.Tensor {
+	return l.split(name, shape, true, matrix, [][][2]int{nil})[0]
 }
 
-func (l *Loader) split(name string, shape []int, zeroRow bool, parts [][][2]int) []kernels.Tensor {
+func (l *Loader) split(name string, shape []int, zeroRow, matrix bool, parts [][][2]int) []kernels.Tensor {
 	out := make([]kernels.Tensor, len(parts))
 	info, dt, ok := l.info(name, shape)
 	if !ok {
@@ -166,6 +180,9 @@ func (l *Loader) split(name string, shape []int, zeroRow bool, parts [][][2]int)
 		}
 		out[i] = l.upload(dt, raw, append([]int{rows}, local[1:]...))
 		l.p.Bytes -= int64(pad) // progress counts checkpoint bytes
+		if matrix && l.quant != 0 && out[i] != nil {
+			out[i] = l.quantize(name, out[i])
+		}
 	}
 	l.tensorDone()
 	return out
@@ -233,6 +250,20 @@ func (l *Loader) upload(dt kernels.DType, raw []byte, shape []int) kernels.Tenso
 	}
 	l.p.Bytes += int64(len(raw))
 	return t
+}
+
+func (l *Loader) quantize(name string, t kernels.Tensor) kernels.Tensor {
+	q, ok := l.b.(kernels.Quantizer)
+	if !ok {
+		l.fail(fmt.Errorf("%w: %s: the %s backend has no quantized formats", kernels.ErrQuantize, name, l.b.Name()))
+		return nil
+	}
+	qt, err := q.Quantize(t, l.quant)
+	if err != nil {
+		l.fail(fmt.Errorf("%s: %w", name, err))
+		return nil
+	}
+	return qt
 }
 
 // LoadedBytes is how many weight bytes have been uploaded so far.

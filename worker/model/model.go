@@ -101,6 +101,10 @@ type Options struct {
 	Progress func(Progress)
 	// Shard, if set, loads one rank's slice of the model.
 	Shard *Shard
+	// Quantize, if set (kernels.Q8_0), converts every matrix that feeds a
+	// matmul to that format as it loads; norms, biases and embedding
+	// tables that only serve lookups keep the checkpoint's dtype.
+	Quantize kernels.DType
 }
 
 // Option is a functional option for Load.
@@ -113,6 +117,10 @@ func WithBackend(b kernels.Backend) Option { return func(o *Options) { o.Backend
 func WithCache(tokens, blockSize int) Option {
 	return func(o *Options) { o.CacheTokens, o.BlockSize = tokens, blockSize }
 }
+
+// WithQuantize converts the model's matrices to dt at load (0: keep the
+// checkpoint's dtype). The backend must implement kernels.Quantizer.
+func WithQuantize(dt kernels.DType) Option { return func(o *Options) { o.Quantize = dt } }
 
 // WithProgress reports loading progress.
 func WithProgress(f func(Progress)) Option { return func(o *Options) { o.Progress = f } }
@@ -151,6 +159,10 @@ func Load(dir string, opts ...Option) (Model, error) {
 		}
 		o.Backend = b
 	}
+	if _, ok := o.Backend.(kernels.Quantizer); o.Quantize != 0 && !ok {
+		return nil, fmt.Errorf("%w: the %s backend cannot convert weights to %v; load the checkpoint's dtype or use the cpu backend",
+			kernels.ErrQuantize, o.Backend.Name(), o.Quantize)
+	}
 	s, err := spec.Load(dir)
 	if err != nil {
 		return nil, err
@@ -181,6 +193,7 @@ func Load(dir string, opts ...Option) (Model, error) {
 	}
 	defer ckpt.Close()
 	l := newLoader(o.Backend, ckpt, o.Progress)
+	l.quant = o.Quantize
 	if o.Shard != nil {
 		l.spec, l.rules, l.rank = s, rules, o.Shard.rank()
 		l.shardTotals(o.Shard.Plan, o.Shard.Stage)

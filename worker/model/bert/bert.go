@@ -89,7 +89,7 @@ func New(l *model.Loader, s *spec.Spec, o *model.Options) (model.Model, error) {
 	if l.Has("cls.predictions.bias") {
 		dec := m.WordEmbeddings
 		if l.Has("cls.predictions.decoder.weight") {
-			dec = l.Tensor("cls.predictions.decoder.weight", s.Vocab, h)
+			dec = l.Matrix("cls.predictions.decoder.weight", s.Vocab, h)
 		}
 		m.MLM = &MLMHead{
 			Transform: linear(l, "cls.predictions.transform.dense", h, h),

@@ -30,7 +30,7 @@ func New(l *model.Loader, s *spec.Spec, o *model.Options) (model.Model, error) {
 	h, d, g := s.Hidden, s.HeadDim, o.Geometry(s)
 	m := &Model{}
 	if g.First || (g.Last && s.TiedEmbeddings) {
-		m.WordEmbeddings = nn.LoadEmbedding(l, "transformer.word_embeddings.weight", g, s.Vocab, h)
+		m.WordEmbeddings = nn.LoadEmbedding(l, "transformer.word_embeddings.weight", g, s.Vocab, h, s.TiedEmbeddings)
 	}
 	if g.First {
 		m.WordEmbeddingsLayerNorm = layerNorm(l, s, "transformer.word_embeddings_layernorm")

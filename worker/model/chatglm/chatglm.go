@@ -47,7 +47,7 @@ func New(l *model.Loader, s *spec.Spec, o *model.Options) (model.Model, error) {
 	h, d, g := s.Hidden, s.HeadDim, o.Geometry(s)
 	m := &Model{BOS: int32(s.BOS), GMask: int32(s.Extra["gmask_token_id"]), Mask: int32(s.Extra["mask_token_id"])}
 	if g.First || (g.Last && s.TiedEmbeddings) {
-		m.WordEmbeddings = nn.LoadEmbedding(l, "transformer.word_embeddings.weight", g, s.Vocab, h)
+		m.WordEmbeddings = nn.LoadEmbedding(l, "transformer.word_embeddings.weight", g, s.Vocab, h, s.TiedEmbeddings)
 	}
 	theta := float32(s.RopeTheta)
 	rope := []nn.Rotary{

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/tessera-llm/tessera/kernels"
 	"github.com/tessera-llm/tessera/worker/kvcache"
 	"github.com/tessera-llm/tessera/worker/model"
 	"github.com/tessera-llm/tessera/worker/model/modeltest"
@@ -14,10 +15,18 @@ import (
 // reference is the CPU reference shape of docs/benchmarks.md (200.8M parameters).
 var reference = modeltest.LlamaShape{Hidden: 1024, Layers: 12, Heads: 16, KVHeads: 4, Inter: 2816, Vocab: 32000}
 
-func loadRandom(b *testing.B, s modeltest.LlamaShape, dt weights.DType, cacheTokens int) model.CausalLM {
+// variants are the weight formats benchmarked: the checkpoint's F32 and
+// BF16, and BF16 converted to Q8_0 at load.
+var variants = []struct {
+	name  string
+	dt    weights.DType
+	quant kernels.DType
+}{{"F32", "F32", 0}, {"BF16", "BF16", 0}, {"Q8_0", "BF16", kernels.Q8_0}}
+
+func loadRandom(b *testing.B, s modeltest.LlamaShape, dt weights.DType, quant kernels.DType, cacheTokens int) model.CausalLM {
 	dir := b.TempDir()
 	modeltest.WriteRandomLlama(b, dir, s, dt)
-	m, err := model.Load(dir, model.WithCache(cacheTokens, 16))
+	m, err := model.Load(dir, model.WithCache(cacheTokens, 16), model.WithQuantize(quant))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -35,9 +44,9 @@ func prompt(n, vocab int) []int32 {
 // BenchmarkDecode measures single-sequence decode on the reference shape:
 // one op is one generated token, with the context between 16 and 272 tokens.
 func BenchmarkDecode(b *testing.B) {
-	for _, dt := range []weights.DType{"F32", "BF16"} {
-		b.Run(string(dt), func(b *testing.B) {
-			lm := loadRandom(b, reference, dt, 512)
+	for _, v := range variants {
+		b.Run(v.name, func(b *testing.B) {
+			lm := loadRandom(b, reference, v.dt, v.quant, 512)
 			logits := lm.Backend().Alloc(1, reference.Vocab)
 			var seq kvcache.Seq
 			ctx := context.Background()
@@ -74,9 +83,9 @@ func BenchmarkDecode(b *testing.B) {
 // BenchmarkPrefill measures a 128-token prompt on the reference shape.
 func BenchmarkPrefill(b *testing.B) {
 	const n = 128
-	for _, dt := range []weights.DType{"F32", "BF16"} {
-		b.Run(string(dt), func(b *testing.B) {
-			lm := loadRandom(b, reference, dt, 256)
+	for _, v := range variants {
+		b.Run(v.name, func(b *testing.B) {
+			lm := loadRandom(b, reference, v.dt, v.quant, 256)
 			logits := lm.Backend().Alloc(1, reference.Vocab)
 			p := prompt(n, reference.Vocab)
 			var seq kvcache.Seq
@@ -94,9 +103,14 @@ func BenchmarkPrefill(b *testing.B) {
 }
 
 // TestDecodeAllocatesNothing holds the decode loop to zero allocations per
-// token once its buffers exist.
+// token once its buffers exist, with the checkpoint's weights and with Q8_0.
 func TestDecodeAllocatesNothing(t *testing.T) {
-	m, err := model.Load(filepath.Join(modeltest.Root(t), "testdata/golden/llama"))
+	t.Run("checkpoint", func(t *testing.T) { decodeAllocs(t, 0) })
+	t.Run("Q8_0", func(t *testing.T) { decodeAllocs(t, kernels.Q8_0) })
+}
+
+func decodeAllocs(t *testing.T, quant kernels.DType) {
+	m, err := model.Load(filepath.Join(modeltest.Root(t), "testdata/golden/llama"), model.WithQuantize(quant))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func New(l *model.Loader, s *spec.Spec, o *model.Options) (model.Model, error) {
 	h, d, g := s.Hidden, s.HeadDim, o.Geometry(s)
 	m := &Model{}
 	if g.First || (g.Last && s.TiedEmbeddings) {
-		m.EmbedTokens = nn.LoadEmbedding(l, "model.embed_tokens.weight", g, s.Vocab, h)
+		m.EmbedTokens = nn.LoadEmbedding(l, "model.embed_tokens.weight", g, s.Vocab, h, s.TiedEmbeddings)
 	}
 	rope := []nn.Rotary{{Dim: d, Theta: float32(s.RopeTheta)}}
 	for i := g.Layers[0]; i < g.Layers[1]; i++ {

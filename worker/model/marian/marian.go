@@ -49,7 +49,7 @@ type Model struct {
 func New(l *model.Loader, s *spec.Spec, o *model.Options) (model.Model, error) {
 	h := s.Hidden
 	m := &Model{start: int32(s.Extra["decoder_start_token_id"]), sources: map[*kvcache.Seq]*kvcache.Seq{}}
-	m.Shared = l.Tensor("model.shared.weight", s.Vocab, h)
+	m.Shared = l.Matrix("model.shared.weight", s.Vocab, h)
 	m.EmbedScale = 1
 	if s.Extra["scale_embedding"] != 0 {
 		m.EmbedScale = float32(math.Sqrt(float64(h)))

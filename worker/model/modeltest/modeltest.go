@@ -92,16 +92,7 @@ func RelErr(got []float32, want []float64) float64 {
 // the last cached decode step.
 func CheckCausal(t *testing.T, dir string, opts ...model.Option) {
 	t.Helper()
-	g := LoadGolden(t, dir)
-	m, err := model.Load(dir, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lm, ok := m.(model.CausalLM)
-	if !ok {
-		t.Fatalf("%s is not a causal LM", g.Arch)
-	}
-	gen := engine.New(lm)
+	g, gen := loadCausal(t, dir, opts...)
 	ctx := context.Background()
 	for i, c := range g.Cases {
 		t.Run(caseName(i, c.PromptIDs), func(t *testing.T) {
@@ -137,6 +128,21 @@ func CheckCausal(t *testing.T, dir string, opts ...model.Option) {
 			}
 		})
 	}
+}
+
+// loadCausal reads dir's golden file and loads its causal LM.
+func loadCausal(t *testing.T, dir string, opts ...model.Option) (Golden, *engine.Generator) {
+	t.Helper()
+	g := LoadGolden(t, dir)
+	m, err := model.Load(dir, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lm, ok := m.(model.CausalLM)
+	if !ok {
+		t.Fatalf("%s is not a causal LM", g.Arch)
+	}
+	return g, engine.New(lm)
 }
 
 func caseName(i int, ids []int32) string {
@@ -248,4 +254,71 @@ func CheckDecodeAllocs(t *testing.T, lm model.CausalLM, seq *kvcache.Seq, prompt
 	if allocs != 0 {
 		t.Errorf("decode step allocates %.1f times per token, want 0", allocs)
 	}
+}
+
+// QuantTolerance bounds Q8_0 logits against the golden ones: per row,
+// max|got-want| / max|want| (RelErr). Every fixture measures under it
+// (docs/benchmarks.md lists each); the margin covers other prompts.
+const QuantTolerance = 0.05
+
+// CheckQuantized loads the causal LM in dir with opts (a quantized
+// format) and checks every prompt position of every golden case: the
+// logits within QuantTolerance, and the top token equal to the golden one
+// wherever the golden top-2 margin exceeds 2·QuantTolerance·max|want|, so
+// that no error within the bound could change it. It returns the largest
+// error and how many of all rows kept their top token.
+func CheckQuantized(t *testing.T, dir string, opts ...model.Option) (maxErr float64, top1, rows int) {
+	t.Helper()
+	g, gen := loadCausal(t, dir, opts...)
+	for i, c := range g.Cases {
+		got, err := gen.PromptLogits(context.Background(), c.PromptIDs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(c.PromptLogits) {
+			t.Fatalf("case %d: %d logit rows, golden has %d", i, len(got), len(c.PromptLogits))
+		}
+		for p, want := range c.PromptLogits {
+			e := RelErr(got[p], want)
+			maxErr = max(maxErr, e)
+			if e > QuantTolerance {
+				t.Errorf("case %d position %d: relative error %.3g > %g", i, p, e, QuantTolerance)
+			}
+			best, second, scale := top2(want)
+			rows++
+			if argmax32(got[p]) == best {
+				top1++
+			} else if want[best]-want[second] > 2*QuantTolerance*scale {
+				t.Errorf("case %d position %d: top token %d, golden %d leads by %.3g (> 2·bound)",
+					i, p, argmax32(got[p]), best, want[best]-want[second])
+			}
+		}
+	}
+	return maxErr, top1, rows
+}
+
+// top2 returns the indices of the two largest values and max|v|.
+func top2(v []float64) (best, second int, scale float64) {
+	best, second = 0, -1
+	for i, x := range v {
+		scale = max(scale, math.Abs(x))
+		switch {
+		case i == 0:
+		case x > v[best]:
+			best, second = i, best
+		case second < 0 || x > v[second]:
+			second = i
+		}
+	}
+	return best, max(second, 0), scale
+}
+
+func argmax32(v []float32) int {
+	best := 0
+	for i, x := range v {
+		if x > v[best] {
+			best = i
+		}
+	}
+	return best
 }

@@ -16,12 +16,16 @@ type Embedding struct {
 	local   []int32
 }
 
-// LoadEmbedding reads name [vocab, hidden] (the rank's slice of it).
-func LoadEmbedding(l *model.Loader, name string, g model.Geometry, vocab, hidden int) Embedding {
+// LoadEmbedding reads name [vocab, hidden] (the rank's slice of it). A
+// table tied to the LM head loads as a matrix (quantized with the model).
+func LoadEmbedding(l *model.Loader, name string, g model.Geometry, vocab, hidden int, tied bool) Embedding {
 	e := Embedding{Vocab: g.Vocab, sharded: g.Vocab != [2]int{0, vocab}}
-	if e.sharded {
-		e.Table = l.TensorWithZeroRow(name, vocab, hidden)
-	} else {
+	switch {
+	case e.sharded:
+		e.Table = l.TensorWithZeroRow(name, tied, vocab, hidden)
+	case tied:
+		e.Table = l.Matrix(name, vocab, hidden)
+	default:
 		e.Table = l.Tensor(name, vocab, hidden)
 	}
 	return e

@@ -9,7 +9,7 @@ import (
 // LoadLinear reads prefix.weight [out, in] and, when bias is set,
 // prefix.bias [out].
 func LoadLinear(l *model.Loader, prefix string, out, in int, bias bool) Linear {
-	lin := Linear{Weight: l.Tensor(prefix+".weight", out, in)}
+	lin := Linear{Weight: l.Matrix(prefix+".weight", out, in)}
 	if bias {
 		lin.Bias = l.Tensor(prefix+".bias", out)
 	}
@@ -35,7 +35,7 @@ func FusedQKV(l *model.Loader, prefix string, heads, localHeads, headDim, hidden
 			parts[j] = append(parts[j], [2]int{start, start + headDim})
 		}
 	}
-	w := l.Split(prefix+".weight", []int{rows, hidden}, parts[0], parts[1], parts[2])
+	w := l.SplitMatrix(prefix+".weight", []int{rows, hidden}, parts[0], parts[1], parts[2])
 	bias := l.Split(prefix+".bias", []int{rows}, parts[0], parts[1], parts[2])
 	var out [3]Linear
 	for j := range out {
@@ -51,7 +51,7 @@ func FusedQKV(l *model.Loader, prefix string, heads, localHeads, headDim, hidden
 // columns of each half.
 func FusedGLU(l *model.Loader, prefix string, inner, localInner, hidden int, bias bool) (gate, up Linear) {
 	first, second := [][2]int{{0, localInner}}, [][2]int{{localInner, 2 * localInner}}
-	w := l.Split(prefix+".weight", []int{2 * inner, hidden}, second, first)
+	w := l.SplitMatrix(prefix+".weight", []int{2 * inner, hidden}, second, first)
 	gate, up = Linear{Weight: w[0]}, Linear{Weight: w[1]}
 	if bias {
 		b := l.Split(prefix+".bias", []int{2 * inner}, second, first)
@@ -66,7 +66,7 @@ func FusedGLU(l *model.Loader, prefix string, inner, localInner, hidden int, bia
 func LoadLMHead(l *model.Loader, s *spec.Spec, norm Norm, embeddings kernels.Tensor) LMHead {
 	proj := embeddings
 	if !s.TiedEmbeddings {
-		proj = l.Tensor("lm_head.weight", s.Vocab, s.Hidden)
+		proj = l.Matrix("lm_head.weight", s.Vocab, s.Hidden)
 	}
 	return LMHead{Norm: norm, Proj: Linear{Weight: proj}}
 }
