@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tessera-llm/tessera/kernels"
 	"github.com/tessera-llm/tessera/kernels/cpu"
 	"github.com/tessera-llm/tessera/worker/kvcache"
 	"github.com/tessera-llm/tessera/worker/model"
@@ -29,11 +30,14 @@ type benchModelReport struct {
 	Model   string `json:"model"`
 	Threads int    `json:"threads"`
 	SIMD    bool   `json:"simd"`
+	// Weights is the matrices' format: the checkpoint's dtype, or Q8_0.
+	Weights string `json:"weights"`
 	Prompt  int    `json:"prompt_tokens"`
 	Gen     int    `json:"gen_tokens"`
 	// WeightBytes is what one decode step streams: every tensor of the
 	// checkpoint except an embedding table that lm_head does not share
-	// (decode reads one row of it).
+	// (decode reads one row of it); quantized, the 2-D tensors count at
+	// 1 byte per weight plus a 4-byte scale per 32.
 	WeightBytes    int64   `json:"weight_bytes"`
 	LoadSeconds    float64 `json:"load_seconds"`
 	PromptTokPerS  float64 `json:"prompt_tokens_per_s"`
@@ -48,11 +52,11 @@ func runBenchModel(args []string, stdout, stderr io.Writer) error {
 	promptN := fs.Int("prompt", 128, "prompt tokens (one prefill forward)")
 	gen := fs.Int("gen", 64, "decode steps timed after the prompt")
 	threads := fs.Int("threads", 0, "CPU threads (0: all cores)")
-	quantize := fs.String("quantize", "", "convert weights at load: q8 (not available yet)")
+	quantize := fs.String("quantize", "", quantizeUsage)
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	random := fs.String("random-llama", "", "") // hidden: write random LLaMA weights hidden,layers,heads,kv,inter,vocab[,dtype] into --model first
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: tessera bench-model --model DIR [--prompt 128] [--gen 64] [--threads N] [--json]")
+		fmt.Fprintln(stderr, "Usage: tessera bench-model --model DIR [--prompt 128] [--gen 64] [--threads N] [--quantize q8] [--json]")
 		fs.VisitAll(func(f *flag.Flag) {
 			if f.Usage != "" {
 				fmt.Fprintf(stderr, "  --%s\t%s (default %q)\n", f.Name, f.Usage, f.DefValue)
@@ -69,15 +73,17 @@ func runBenchModel(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: --model is required", errUsage)
 	case *promptN < 1 || *gen < 1:
 		return fmt.Errorf("%w: --prompt and --gen must be at least 1", errUsage)
-	case *quantize != "":
-		return fmt.Errorf("%w: --quantize %q is not available in this build", errUsage, *quantize)
+	}
+	quant, err := parseQuantize(*quantize)
+	if err != nil {
+		return err
 	}
 	if *random != "" {
 		if err := writeRandomLlama(*dir, *random); err != nil {
 			return err
 		}
 	}
-	rep, err := benchModel(*dir, *promptN, *gen, *threads)
+	rep, err := benchModel(*dir, *promptN, *gen, *threads, quant)
 	if err != nil {
 		return err
 	}
@@ -86,8 +92,8 @@ func runBenchModel(args []string, stdout, stderr io.Writer) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
-	fmt.Fprintf(stdout, "model %s, %d threads (simd %v), weights streamed per token %.1f MB, loaded in %.1fs\n",
-		rep.Model, rep.Threads, rep.SIMD, float64(rep.WeightBytes)/1e6, rep.LoadSeconds)
+	fmt.Fprintf(stdout, "model %s (%s), %d threads (simd %v), weights streamed per token %.1f MB, loaded in %.1fs\n",
+		rep.Model, rep.Weights, rep.Threads, rep.SIMD, float64(rep.WeightBytes)/1e6, rep.LoadSeconds)
 	fmt.Fprintf(stdout, "prompt  %4d tokens  %8.1f tok/s\n", rep.Prompt, rep.PromptTokPerS)
 	fmt.Fprintf(stdout, "decode  %4d tokens  %8.1f tok/s  %.1f GB/s of weights\n", rep.Gen, rep.DecodeTokPerS, rep.WeightGBPerSec)
 	return nil
@@ -95,14 +101,14 @@ func runBenchModel(args []string, stdout, stderr io.Writer) error {
 
 // benchModel loads dir and times one prompt of promptN tokens and gen
 // decode steps after it, following a short untimed warm-up.
-func benchModel(dir string, promptN, gen, threads int) (*benchModelReport, error) {
-	wb, err := streamedBytes(dir)
+func benchModel(dir string, promptN, gen, threads int, quant kernels.DType) (*benchModelReport, error) {
+	wb, dtype, err := streamedBytes(dir, quant)
 	if err != nil {
 		return nil, err
 	}
 	be := cpu.New(cpu.WithThreads(threads))
 	t0 := time.Now()
-	m, err := model.Load(dir, model.WithBackend(be), model.WithCache(promptN+gen+16, 16))
+	m, err := model.Load(dir, model.WithBackend(be), model.WithCache(promptN+gen+16, 16), model.WithQuantize(quant))
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +159,7 @@ func benchModel(dir string, promptN, gen, threads int) (*benchModelReport, error
 
 	dec := float64(gen) / decode.Seconds()
 	return &benchModelReport{
-		Model: dir, Threads: be.Threads(), SIMD: cpu.SIMD(), Prompt: promptN, Gen: gen,
+		Model: dir, Threads: be.Threads(), SIMD: cpu.SIMD(), Weights: dtype, Prompt: promptN, Gen: gen,
 		WeightBytes: wb, LoadSeconds: round(load.Seconds(), 2),
 		PromptTokPerS:  round(float64(promptN)/prompt.Seconds(), 1),
 		DecodeTokPerS:  round(dec, 2),
@@ -167,21 +173,31 @@ func round(v float64, digits int) float64 {
 }
 
 // streamedBytes sums the checkpoint's tensor bytes, less the token
-// embedding table when a separate lm_head exists.
-func streamedBytes(dir string) (int64, error) {
+// embedding table when a separate lm_head exists, with 2-D tensors at
+// quant's size when set. It also names the matrices' dtype.
+func streamedBytes(dir string, quant kernels.DType) (int64, string, error) {
 	c, err := weights.Open(dir)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	defer c.Close()
 	var total, embed int64
 	head := false
+	dtype := quant.String()
 	for _, n := range c.Names() {
 		info, _ := c.Info(n)
-		total += info.Size
+		size := info.Size
+		if len(info.Shape) == 2 {
+			if quant == kernels.Q8_0 {
+				size = int64(info.Shape[0]) * int64(info.Shape[1]+4*((info.Shape[1]+31)/32))
+			} else {
+				dtype = string(info.DType)
+			}
+		}
+		total += size
 		switch {
 		case strings.HasSuffix(n, "embed_tokens.weight"):
-			embed += info.Size
+			embed += size
 		case strings.HasSuffix(n, "lm_head.weight"):
 			head = true
 		}
@@ -189,7 +205,7 @@ func streamedBytes(dir string) (int64, error) {
 	if head {
 		total -= embed
 	}
-	return total, nil
+	return total, dtype, nil
 }
 
 // writeRandomLlama writes a LLaMA checkpoint of the given shape

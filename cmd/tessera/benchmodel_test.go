@@ -21,7 +21,7 @@ func TestBenchModelCLI(t *testing.T) {
 	// 2 layers of q,k,v,o (64·64·2 + 64·32·2) and gate/up/down (3·64·96),
 	// two norms each, the final norm and lm_head (300·64), 4 bytes each.
 	want := int64(4 * (2*(2*64*64+2*64*32+3*64*96+2*64) + 64 + 300*64))
-	if rep.WeightBytes != want || rep.Threads != 2 || rep.Prompt != 9 || rep.Gen != 5 {
+	if rep.WeightBytes != want || rep.Weights != "F32" || rep.Threads != 2 || rep.Prompt != 9 || rep.Gen != 5 {
 		t.Fatalf("report %+v, want weight_bytes %d, 2 threads, 9 prompt and 5 gen tokens", rep, want)
 	}
 	if rep.PromptTokPerS <= 0 || rep.DecodeTokPerS <= 0 || rep.WeightGBPerSec <= 0 {
@@ -32,6 +32,21 @@ func TestBenchModelCLI(t *testing.T) {
 	code, stdout, stderr = runCLI(t, "bench-model", "--model", dir, "--prompt", "4", "--gen", "2")
 	if code != 0 || !strings.Contains(stdout, "decode") || !strings.Contains(stdout, "GB/s of weights") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+
+	// --quantize q8: the matrices stream 1 byte per weight and a 4-byte
+	// scale per 32 (k=64: 72 bytes a row, k=96: 108); the f32 norms stay.
+	code, stdout, stderr = runCLI(t, "bench-model", "--model", dir, "--prompt", "4", "--gen", "2", "--quantize", "q8", "--json")
+	if code != 0 {
+		t.Fatalf("q8: exit %d: %s", code, stderr)
+	}
+	rep = benchModelReport{}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("%v in %q", err, stdout)
+	}
+	wantQ8 := int64(2*((2*64+2*32+2*96)*72+64*108+4*2*64) + 4*64 + 300*72)
+	if rep.Weights != "Q8_0" || rep.WeightBytes != wantQ8 || rep.DecodeTokPerS <= 0 {
+		t.Fatalf("q8 report %+v, want weights Q8_0 and weight_bytes %d", rep, wantQ8)
 	}
 
 	for _, args := range [][]string{

@@ -143,11 +143,13 @@ func runCoordinator(args []string, _, stderr io.Writer) error {
 // workerFlags configure a worker.
 type workerFlags struct {
 	listen, advertise, memory, device, id, modelRoot, httpListen string
+	quantize                                                     string
 	leaseTTL                                                     time.Duration
 }
 
 func (w *workerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&w.device, "device", "cpu", "compute device: cpu, or cuda:N in a build made with 'make cuda'")
+	fs.StringVar(&w.quantize, "quantize", "", quantizeUsage)
 	fs.StringVar(&w.memory, "memory", "8GiB", "memory this worker offers for weights; the planner places work in proportion")
 	fs.DurationVar(&w.leaseTTL, "lease-ttl", 5*time.Second, "etcd lease TTL: how soon a dead worker is noticed")
 }
@@ -157,12 +159,16 @@ func (w *workerFlags) config(cf clusterFlags, log *slog.Logger) (workerConfig, e
 	if err != nil {
 		return workerConfig{}, err
 	}
+	quant, err := parseQuantize(w.quantize)
+	if err != nil {
+		return workerConfig{}, err
+	}
 	id := w.id
 	if id == "" {
 		id, _ = os.Hostname()
 	}
 	return workerConfig{cluster: cf.cluster, id: id, etcd: cf.etcd, nats: cf.nats, sec: cf.sec, listen: w.listen, advertise: w.advertise, httpListen: w.httpListen,
-		memory: mem, device: w.device, modelRoot: w.modelRoot, leaseTTL: w.leaseTTL, log: log}, nil
+		memory: mem, device: w.device, quantize: quant, modelRoot: w.modelRoot, leaseTTL: w.leaseTTL, log: log}, nil
 }
 
 func runWorker(args []string, _, stderr io.Writer) error {

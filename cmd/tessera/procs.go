@@ -234,6 +234,7 @@ type workerConfig struct {
 	httpListen        string
 	memory            int64
 	device            string
+	quantize          kernels.DType
 	modelRoot         string
 	leaseTTL          time.Duration
 	sec               securityFlags
@@ -282,7 +283,7 @@ func startWorker(ctx context.Context, c workerConfig) (_ *proc, err error) {
 	if addr == "" {
 		addr = ln.Addr().String()
 	}
-	w := server.New(server.Config{Cluster: c.cluster, ID: c.id, ModelRoot: c.modelRoot, Backend: b, Logger: c.log}, cn.tr)
+	w := server.New(server.Config{Cluster: c.cluster, ID: c.id, ModelRoot: c.modelRoot, Backend: b, Quantize: c.quantize, Logger: c.log}, cn.tr)
 	info := &tesserav1.WorkerInfo{Id: c.id, Address: addr, Backend: b.Name(), Device: c.device, MemoryBytes: c.memory, Version: version}
 	ctx, cancel := context.WithCancel(ctx)
 	undo = append(undo, cancel)

@@ -38,7 +38,10 @@ type Config struct {
 	// ModelRoot is where relative model directories are resolved.
 	ModelRoot string
 	Backend   kernels.Backend
-	Logger    *slog.Logger
+	// Quantize converts every shard's matrices at load (0: keep the
+	// checkpoint's dtype).
+	Quantize kernels.DType
+	Logger   *slog.Logger
 }
 
 // Server is one worker's state. Its gRPC methods may run concurrently; a
@@ -172,6 +175,7 @@ func (s *Server) LoadShard(req *tesserav1.LoadShardRequest, stream tesserav1.Wor
 	opts := []model.Option{
 		model.WithShard(&model.Shard{Plan: p, Stage: stage, Rank: rank, Comm: comm}),
 		model.WithCache(int(sh.CacheTokens), int(sh.BlockSize)),
+		model.WithQuantize(s.cfg.Quantize),
 		model.WithProgress(func(pr model.Progress) {
 			last = pr
 			_ = stream.Send(&tesserav1.LoadProgress{Bytes: pr.Bytes, TotalBytes: pr.TotalBytes,
