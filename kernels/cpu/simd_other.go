@@ -26,4 +26,4 @@ func gemv1BF16EO(xp *float32, w *uint16, ldw, k int, out *float32) { panic("unre
 func gemv4BF16EO(xp *float32, w *uint16, ldw, k int, out *float32) { panic("unreachable") }
 
 func gemv4Q8(x *float32, q *int8, s *float32, nb int, out *float32) { panic("unreachable") }
-func dequantQ8(dst *float32, q *int8, s *float32, nb int)          { panic("unreachable") }
+func dequantQ8(dst *float32, q *int8, s *float32, nb int)           { panic("unreachable") }
