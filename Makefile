@@ -58,6 +58,9 @@ bench:
 	for dt in f32 bf16; do \
 		$$d/tessera bench-model --model $$d/$$dt --random-llama 1024,12,16,4,2816,32000,$$dt --prompt 128 --gen 64 --threads 1 && \
 		$$d/tessera bench-model --model $$d/$$dt --prompt 128 --gen 64 --threads 2 || exit 1; \
+	done && \
+	for th in 1 2; do \
+		$$d/tessera bench-model --model $$d/bf16 --quantize q8 --prompt 128 --gen 64 --threads $$th || exit 1; \
 	done
 
 # Regenerate proto/tessera/v1 with the pinned plugins (go.mod tool deps:
