@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -54,6 +55,7 @@ func runBenchModel(args []string, stdout, stderr io.Writer) error {
 	threads := fs.Int("threads", 0, "CPU threads (0: all cores)")
 	quantize := fs.String("quantize", "", quantizeUsage)
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the timed decode steps to this file (go tool pprof)")
 	random := fs.String("random-llama", "", "") // hidden: write random LLaMA weights hidden,layers,heads,kv,inter,vocab[,dtype] into --model first
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: tessera bench-model --model DIR [--prompt 128] [--gen 64] [--threads N] [--quantize q8] [--json]")
@@ -83,7 +85,7 @@ func runBenchModel(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	rep, err := benchModel(*dir, *promptN, *gen, *threads, quant)
+	rep, err := benchModel(*dir, *promptN, *gen, *threads, quant, *profile)
 	if err != nil {
 		return err
 	}
@@ -101,7 +103,7 @@ func runBenchModel(args []string, stdout, stderr io.Writer) error {
 
 // benchModel loads dir and times one prompt of promptN tokens and gen
 // decode steps after it, following a short untimed warm-up.
-func benchModel(dir string, promptN, gen, threads int, quant kernels.DType) (*benchModelReport, error) {
+func benchModel(dir string, promptN, gen, threads int, quant kernels.DType, profile string) (*benchModelReport, error) {
 	wb, dtype, err := streamedBytes(dir, quant)
 	if err != nil {
 		return nil, err
@@ -147,6 +149,16 @@ func benchModel(dir string, promptN, gen, threads int, quant kernels.DType) (*be
 		return nil, err
 	}
 	prompt := time.Since(t0)
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+	}
 	t0 = time.Now()
 	for i := range gen {
 		tok[0] = int32((i*31 + 7) % vocab)
@@ -155,6 +167,9 @@ func benchModel(dir string, promptN, gen, threads int, quant kernels.DType) (*be
 		}
 	}
 	decode := time.Since(t0)
+	if profile != "" {
+		pprof.StopCPUProfile()
+	}
 	lm.Cache().Release(&seq)
 
 	dec := float64(gen) / decode.Seconds()
