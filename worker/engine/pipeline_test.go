@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/tessera-llm/tessera/kernels"
 	_ "github.com/tessera-llm/tessera/kernels/cpu"
 	"github.com/tessera-llm/tessera/shard/merge"
 	"github.com/tessera-llm/tessera/shard/plan"
@@ -69,17 +70,10 @@ func TestShardedEqualsUnsharded(t *testing.T) {
 		t.Run(fx.name, func(t *testing.T) {
 			dir := filepath.Join(root, fx.dir)
 			g := modeltest.LoadGolden(t, dir)
-			s, err := spec.Load(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			whole, err := model.Load(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
+			s, whole := loadWhole(t, dir)
 			prompt := g.Cases[0].PromptIDs
 			steps := 6
-			want := run(t, whole.(model.CausalLM), prompt, steps)
+			want := run(t, whole, prompt, steps)
 			rng := rand.New(rand.NewPCG(7, uint64(len(fx.name))))
 			for _, shape := range shapes(s) {
 				pp, tp := shape[0], shape[1]
@@ -106,6 +100,57 @@ func TestShardedEqualsUnsharded(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestShardedQ8 runs Q8_0 shards, each quantizing its own slice (row
+// groups of a column-parallel split, a row-parallel split's input columns,
+// a vocabulary slice of a tied head with its padding row), and holds their
+// logits to the Q8_0 bound against the unquantized, unsharded model, as the
+// golden check holds the unsharded Q8_0 model.
+func TestShardedQ8(t *testing.T) {
+	root := modeltest.Root(t)
+	for _, name := range []string{"llama", "bloom", "chatglm"} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(root, "testdata/golden", name)
+			s, whole := loadWhole(t, dir)
+			prompt := modeltest.LoadGolden(t, dir).Cases[0].PromptIDs
+			want := run(t, whole, prompt, 1)
+			rng := rand.New(rand.NewPCG(9, uint64(len(name))))
+			for _, shape := range [][2]int{{1, 2}, {2, 1}, {2, 3}} {
+				pp, tp := shape[0], min(shape[1], s.Heads)
+				t.Run(fmt.Sprintf("pp%d_tp%d", pp, tp), func(t *testing.T) {
+					p, err := plan.New(s, workers(pp*tp, rng), plan.WithShape(pp, tp), plan.WithDTypeBytes(4))
+					if err != nil {
+						t.Fatal(err)
+					}
+					pl, err := engine.LoadPipeline(dir, p, model.WithCache(256, 4), model.WithQuantize(kernels.Q8_0))
+					if err != nil {
+						t.Fatal(err)
+					}
+					got := run(t, pl, prompt, 1)
+					for pos := range want.prompt {
+						if e := relErr(got.prompt[pos], want.prompt[pos]); e > modeltest.QuantTolerance {
+							t.Errorf("prompt position %d: relative error %.3g > %g", pos, e, modeltest.QuantTolerance)
+						}
+					}
+				})
+			}
+		})
+	}
+}
+
+// loadWhole reads dir's spec and loads its model unsharded.
+func loadWhole(t *testing.T, dir string) (*spec.Spec, model.CausalLM) {
+	t.Helper()
+	s, err := spec.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, m.(model.CausalLM)
 }
 
 // checkRanks asserts each rank's ALiBi slopes are the golden slice for its
