@@ -20,7 +20,9 @@ type Plan struct {
 // holds the leader key and no other plan was published since it read the
 // current version. It fails with ErrNotLeader when the leadership is lost,
 // ErrStalePlan when v is not newer than the current version, ErrInvalid
-// for v == 0 or a body that is not JSON.
+// for v == 0 or a body that is not JSON. Once v is current, plan keys older
+// than the version it replaced are deleted: readers follow the current
+// key, and a long-lived cluster re-plans on every membership change.
 func (l *Leadership) PutPlan(ctx context.Context, v uint64, planJSON []byte) error {
 	if v == 0 {
 		return fmt.Errorf("%w: plan version 0", ErrInvalid)
@@ -35,12 +37,14 @@ func (l *Leadership) PutPlan(ctx context.Context, v uint64, planJSON []byte) err
 			return fmt.Errorf("registry: read current plan: %w", err)
 		}
 		var curMod int64
+		var prev uint64 // the version v replaces
 		if len(resp.Kvs) == 1 {
 			curMod = resp.Kvs[0].ModRevision
 			cv, err := strconv.ParseUint(string(resp.Kvs[0].Value), 10, 64)
 			if err == nil && v <= cv {
 				return fmt.Errorf("%w: %d, current is %d", ErrStalePlan, v, cv)
 			}
+			prev = cv
 		}
 		tr, err := l.cli.Txn(ctx).
 			If(
@@ -57,6 +61,7 @@ func (l *Leadership) PutPlan(ctx context.Context, v uint64, planJSON []byte) err
 			return fmt.Errorf("registry: publish plan %d: %w", v, err)
 		}
 		if tr.Succeeded {
+			l.prunePlans(ctx, prev)
 			return nil
 		}
 		kvs := tr.Responses[0].GetResponseRange().GetKvs()
@@ -65,6 +70,27 @@ func (l *Leadership) PutPlan(ctx context.Context, v uint64, planJSON []byte) err
 		}
 		if attempt >= 3 {
 			return fmt.Errorf("registry: publish plan %d: current plan keeps changing", v)
+		}
+	}
+}
+
+// prunePlans deletes the plan keys older than prev, the version the new
+// current plan replaced; prev itself stays, since a watcher that read the
+// current key just before the switch may still be fetching it. It is best
+// effort: a key it misses goes at the next publication.
+func (l *Leadership) prunePlans(ctx context.Context, prev uint64) {
+	prefix := Prefix(l.cluster) + "plan/"
+	resp, err := l.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return
+	}
+	for _, kv := range resp.Kvs {
+		v, err := strconv.ParseUint(string(kv.Key[len(prefix):]), 10, 64)
+		if err != nil || v >= prev { // the current key, prev, or the new plan
+			continue
+		}
+		if _, err := l.cli.Delete(ctx, string(kv.Key)); err != nil {
+			return
 		}
 	}
 }

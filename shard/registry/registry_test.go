@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -460,9 +461,29 @@ func TestPlans(t *testing.T) {
 	if err != nil || v != 5 || string(js) != `{"stages":5}` {
 		t.Errorf("CurrentPlan = %d %s %v", v, js, err)
 	}
+	// Versions 1, 2 and 5 were published: only 5 and the one it replaced
+	// remain, beside the current key.
+	resp, err := cli.Get(ctx, Prefix(cluster)+"plan/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, kv := range resp.Kvs {
+		keys = append(keys, string(kv.Key))
+	}
+	if want := []string{PlanKey(cluster, 2), PlanKey(cluster, 5), CurrentPlanKey(cluster)}; !sameSet(keys, want) {
+		t.Errorf("plan keys after publishing 1, 2, 5: %v, want %v", keys, want)
+	}
 	wcancel()
 	for range ch {
 	}
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }
 
 // TestThousandWorkers registers 1,000 simulated workers and measures how
