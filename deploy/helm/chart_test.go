@@ -527,6 +527,7 @@ func TestCPUWorkersAskForNoGPU(t *testing.T) {
 worker:
   device: cpu
   memory: 16GiB
+  quantize: q8
   replicas: 3
   tolerations: []
   nodeSelector: {node-pool: cpu}
@@ -552,7 +553,7 @@ plan: pp=3,tp=1
 		t.Errorf("placement values not applied: %v %v", s.Spec.Template.Spec.NodeSelector, s.Spec.Template.Spec.Tolerations)
 	}
 	args := m.args(t, w)
-	checkFlags(t, "worker", args, map[string]string{"--device": "cpu", "--memory": "16GiB"})
+	checkFlags(t, "worker", args, map[string]string{"--device": "cpu", "--memory": "16GiB", "--quantize": "q8"})
 	if *s.Spec.Replicas != 3 {
 		t.Errorf("worker replicas %d", *s.Spec.Replicas)
 	}
@@ -832,6 +833,7 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		"string replicas":          `worker: {replicas: "3"}`,
 		"zero GPUs":                `worker: {gpusPerWorker: 0}`,
 		"memory without unit":      `worker: {memory: "80"}`,
+		"unknown quantization":     `worker: {quantize: q4}`,
 		"even etcd":                `etcd: {replicas: 2}`,
 		"bad plan":                 `plan: pp=0,tp=2`,
 		"unknown model source":     `model: {source: s3}`,
