@@ -175,7 +175,13 @@ func (b *Backend) matMulSIMD(d, xt, wt, bt *Tensor, n, m, k int) {
 		}
 		j.t[0], j.t[1], j.t[2], j.t[3] = d, xt, wt, bt
 		j.i[0], j.i[1], j.i[2] = n, m, k
-		b.pool.run(j, (m+3)/4, 16, n*m*k)
+		if wt.dtype == kernels.Q8_0 {
+			b.pool.run(j, (m+q8Group-1)/q8Group, 16, n*m*k)
+		} else {
+			blk := 4 * pageStride(k*wt.dtype.Size())
+			j.i[3] = blk
+			b.pool.run(j, (m+blk-1)/blk, max(1, 64/blk), n*m*k)
+		}
 		if s != nil {
 			b.pool.scr.put(s)
 		}
@@ -202,8 +208,9 @@ func gemvQ8Kernel(j *job, _ *scratch, lo, hi int) {
 	gemvQ8(j.t[0].F32, j.t[1].F32, j.t[2], j.t[3], n, m, k, q8Group*lo, min(q8Group*hi, m))
 }
 
-// gemvSIMDKernel: items are blocks of 4 output columns (weight rows).
+// gemvSIMDKernel: items are blocks of j.i[3] output columns (weight rows),
+// 4 page-strided passes' worth (pageStride).
 func gemvSIMDKernel(j *job, _ *scratch, lo, hi int) {
-	n, m, k := j.i[0], j.i[1], j.i[2]
-	gemvSIMD(j.t[0].F32, j.t[1].F32, j.fs, j.t[2], j.t[3], n, m, k, 4*lo, min(4*hi, m))
+	n, m, k, blk := j.i[0], j.i[1], j.i[2], j.i[3]
+	gemvSIMD(j.t[0].F32, j.t[1].F32, j.fs, j.t[2], j.t[3], n, m, k, blk*lo, min(blk*hi, m))
 }

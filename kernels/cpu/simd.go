@@ -32,26 +32,42 @@ const (
 // AVX-512 GEMV kernels: 4 weight rows per pass, widened in registers. For
 // bf16 weights xp holds the rows of x de-interleaved by deinterleave, each
 // eoLen(k) long (the even/odd kernels); other dtypes read x.
+//
+// A pass takes its 4 rows pageStride rows apart, so that rows shorter than
+// a page come from 4 different pages, and the passes of a block of
+// 4·pageStride rows cover it whole. The L2 streamer follows one stream per
+// 4 KiB page: 4 contiguous 2 KiB bf16 rows are 2 streams in each of 2
+// pages, and one core pulled 8–10 GB/s from DRAM that way against 11–14
+// GB/s with the rows in 4 pages (docs/benchmarks.md).
 func gemvSIMD(out, x, xp []float32, wt, bt *Tensor, n, m, k, lo, hi int) {
 	kp := eoLen(k)
+	stride := pageStride(k * wt.dtype.Size())
+	var o [4]float32
+	pass := func(i, r, ldw int) {
+		switch wt.dtype {
+		case kernels.F32:
+			gemv4F32(&x[i*k], &wt.F32[r*k], ldw, k, &o[0])
+		case kernels.BF16:
+			gemv4BF16EO(&xp[i*kp], &wt.Half[r*k], ldw, k, &o[0])
+		case kernels.F16:
+			gemv4F16(&x[i*k], &wt.Half[r*k], ldw, k, &o[0])
+		}
+		for q := range 4 {
+			row := r + q*ldw/k
+			out[i*m+row] = o[q] + biasAt(bt, row)
+		}
+	}
 	r := lo
+	for ; r+4*stride <= hi; r += 4 * stride {
+		for s := range stride {
+			for i := range n {
+				pass(i, r+s, stride*k)
+			}
+		}
+	}
 	for ; r+4 <= hi; r += 4 {
 		for i := range n {
-			o := out[i*m+r : i*m+r+4]
-			switch wt.dtype {
-			case kernels.F32:
-				gemv4F32(&x[i*k], &wt.F32[r*k], k, k, &o[0])
-			case kernels.BF16:
-				gemv4BF16EO(&xp[i*kp], &wt.Half[r*k], k, k, &o[0])
-			case kernels.F16:
-				gemv4F16(&x[i*k], &wt.Half[r*k], k, k, &o[0])
-			}
-			if bt != nil {
-				o[0] += biasAt(bt, r)
-				o[1] += biasAt(bt, r+1)
-				o[2] += biasAt(bt, r+2)
-				o[3] += biasAt(bt, r+3)
-			}
+			pass(i, r, k)
 		}
 	}
 	for ; r < hi; r++ {
@@ -68,6 +84,16 @@ func gemvSIMD(out, x, xp []float32, wt, bt *Tensor, n, m, k, lo, hi int) {
 			*o += biasAt(bt, r)
 		}
 	}
+}
+
+// pageStride is how many rows apart gemvSIMD takes the 4 rows of a pass:
+// enough that rows of rowBytes fall in different 4 KiB pages.
+func pageStride(rowBytes int) int {
+	const page = 4096
+	if rowBytes >= page || rowBytes <= 0 {
+		return 1
+	}
+	return (page + rowBytes - 1) / rowBytes
 }
 
 // eoLen is the length of a row of k values de-interleaved for the even/odd
