@@ -130,6 +130,11 @@ func benchModel(dir string, promptN, gen, threads int, quant kernels.DType, prof
 	for i := range ids {
 		ids[i] = int32((i*7919 + 13) % vocab)
 	}
+	// A GLM prompt must end with [gMASK] and <bos> (chatglm.go); the
+	// other architectures take any ids.
+	if gmask, ok := lm.Spec().Extra["gmask_token_id"]; ok && promptN >= 2 {
+		ids[promptN-2], ids[promptN-1] = int32(gmask), int32(lm.Spec().BOS)
+	}
 	var seq kvcache.Seq
 	forward := func(toks []int32) error {
 		b := model.Batch{Tokens: toks, Spans: []model.Span{{Seq: &seq, N: len(toks)}}}

@@ -49,6 +49,13 @@ func TestBenchModelCLI(t *testing.T) {
 		t.Fatalf("q8 report %+v, want weights Q8_0 and weight_bytes %d", rep, wantQ8)
 	}
 
+	// Any causal folder: ChatGLM's prompt must end with [gMASK] <bos>, which
+	// bench-model's synthetic prompt does for it.
+	glm := filepath.Join(repoRoot, "testdata/golden/chatglm")
+	if code, _, stderr := runCLI(t, "bench-model", "--model", glm, "--prompt", "8", "--gen", "2", "--quantize", "q8"); code != 0 {
+		t.Fatalf("chatglm: exit %d: %s", code, stderr)
+	}
+
 	for _, args := range [][]string{
 		{"bench-model"},
 		{"bench-model", "--model", dir, "--gen", "0"},
