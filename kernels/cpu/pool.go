@@ -17,6 +17,9 @@ type job struct {
 	chunk int // items claimed at a time
 	next  atomic.Int64
 	wg    sync.WaitGroup
+	// left counts helpers still working; the caller polls it before it
+	// blocks on wg (see awaitHelpers).
+	left atomic.Int32
 
 	// Operands, a union over the ops; each kernel documents what it reads.
 	t    [5]*Tensor
@@ -65,6 +68,9 @@ func worker(work <-chan *job) {
 			return
 		}
 		j.loop(s)
+		// left first: once the caller sees it reach zero it only waits for
+		// this Done, and this goroutine does not touch j after it.
+		j.left.Add(-1)
 		j.wg.Done()
 	}
 }
@@ -164,15 +170,35 @@ func (p *pool) run(j *job, n, grain int, work int) {
 		j.n = n
 		j.chunk = max(grain, (n+chunks-1)/chunks)
 		j.next.Store(0)
+		j.left.Store(int32(parts - 1))
 		j.wg.Add(parts - 1)
 		for range parts - 1 {
 			p.work <- j
 		}
 		j.loop(s)
-		j.wg.Wait()
+		awaitHelpers(j)
 	}
 	p.scr.put(s)
 	p.put(j)
+}
+
+// awaitHelpers returns once every helper has finished j. It polls for up
+// to workerSpin before blocking: a caller that parks on the WaitGroup is
+// woken 50–300µs after the last helper finishes in this VM (see
+// workerSpin), while a decode GEMV's last chunk ends microseconds apart on
+// the two cores.
+func awaitHelpers(j *job) {
+	var start time.Time
+	for i := 0; j.left.Load() > 0; i++ {
+		if i&255 == 0 {
+			if i == 0 {
+				start = time.Now()
+			} else if time.Since(start) > workerSpin {
+				break
+			}
+		}
+	}
+	j.wg.Wait()
 }
 
 // serialWork is the op size (in element operations) below which splitting
