@@ -139,12 +139,13 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func startWorkers(t *testing.T, in infra, cluster string, n, first int) []*process {
+func startWorkers(t *testing.T, in infra, cluster string, n, first int, extra ...string) []*process {
 	var ps []*process
 	for i := range n {
 		id := fmt.Sprintf("w%d", first+i)
-		ps = append(ps, spawn(t, cluster+"/"+id, "worker", "--cluster", cluster, "--etcd", in.etcd, "--nats", in.nats,
-			"--id", id, "--listen", "127.0.0.1:0", "--memory", "1GiB", "--lease-ttl", "2s"))
+		args := append([]string{"worker", "--cluster", cluster, "--etcd", in.etcd, "--nats", in.nats,
+			"--id", id, "--listen", "127.0.0.1:0", "--memory", "1GiB", "--lease-ttl", "2s"}, extra...)
+		ps = append(ps, spawn(t, cluster+"/"+id, args...))
 	}
 	return ps
 }
@@ -192,6 +193,9 @@ type completion struct {
 		Text         string  `json:"text"`
 		TokenIDs     []int32 `json:"token_ids"`
 		FinishReason string  `json:"finish_reason"`
+		Logprobs     *struct {
+			TokenLogprobs []float64 `json:"token_logprobs"`
+		} `json:"logprobs"`
 	} `json:"choices"`
 }
 
