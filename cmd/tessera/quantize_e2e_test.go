@@ -74,7 +74,9 @@ func greedyLogprobs(t *testing.T, dir string, quant kernels.DType) func(prompt [
 	return func(prompt []int32, n int) greedyRun {
 		var r greedyRun
 		ids, err := gen.Generate(context.Background(), prompt, n, engine.SamplerFunc(merge.Argmax), nil, func(s engine.Step) {
-			r.logprobs = append(r.logprobs, logSoftmaxAt(s.Logits, s.ID))
+			// The greedy token is the top one, so its logprob is the merge's first.
+			_, lps, _ := merge.Merge([]merge.Partial{merge.Local(s.Logits, 0, 1)}, 1)
+			r.logprobs = append(r.logprobs, lps[0])
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -82,16 +84,4 @@ func greedyLogprobs(t *testing.T, dir string, quant kernels.DType) func(prompt [
 		r.ids = ids
 		return r
 	}
-}
-
-func logSoftmaxAt(logits []float32, id int32) float64 {
-	top := math.Inf(-1)
-	for _, v := range logits {
-		top = max(top, float64(v))
-	}
-	var sum float64
-	for _, v := range logits {
-		sum += math.Exp(float64(v) - top)
-	}
-	return float64(logits[id]) - top - math.Log(sum)
 }
