@@ -37,23 +37,27 @@ func (b *Backend) MatMul(dst, x, w, bias kernels.Tensor) {
 			panic(fmt.Sprintf("cpu.MatMul: bias %v, want %d elements", bt, m))
 		}
 	}
+	if wt.dtype == kernels.Q8_0 && n < simdGemmRows {
+		// gemvQ8 picks the AVX-512 kernel or its Go fallback itself.
+		j := b.pool.get(gemvQ8Kernel)
+		j.t[0], j.t[1], j.t[2], j.t[3] = d, xt, wt, bt
+		j.i[0], j.i[1], j.i[2] = n, m, k
+		b.pool.run(j, (m+q8Group-1)/q8Group, 16, n*m*k)
+		return
+	}
 	if useSIMD && k > 0 {
 		b.matMulSIMD(d, xt, wt, bt, n, m, k)
 		return
 	}
 	var j *job
-	if wt.dtype == kernels.Q8_0 && n < gemmMinRows {
-		j = b.pool.get(gemvQ8Kernel)
-	} else if n < gemmMinRows {
+	if n < gemmMinRows {
 		j = b.pool.get(gemvKernel)
 	} else {
 		j = b.pool.get(gemmKernel)
 	}
 	j.t[0], j.t[1], j.t[2], j.t[3] = d, xt, wt, bt
 	j.i[0], j.i[1], j.i[2] = n, m, k
-	if wt.dtype == kernels.Q8_0 && n < gemmMinRows {
-		b.pool.run(j, (m+q8Group-1)/q8Group, 4, n*m*k)
-	} else if n < gemmMinRows {
+	if n < gemmMinRows {
 		b.pool.run(j, m, 16, n*m*k)
 	} else {
 		b.pool.run(j, (m+3)/4, 1, n*m*k)
@@ -161,9 +165,6 @@ func (b *Backend) matMulSIMD(d, xt, wt, bt *Tensor, n, m, k int) {
 	if n < simdGemmRows {
 		var s *scratch
 		j := b.pool.get(gemvSIMDKernel)
-		if wt.dtype == kernels.Q8_0 {
-			j.fn = gemvQ8Kernel
-		}
 		if wt.dtype == kernels.BF16 {
 			// De-interleave x once for the even/odd bf16 kernels.
 			s = b.pool.scr.get()
@@ -175,13 +176,9 @@ func (b *Backend) matMulSIMD(d, xt, wt, bt *Tensor, n, m, k int) {
 		}
 		j.t[0], j.t[1], j.t[2], j.t[3] = d, xt, wt, bt
 		j.i[0], j.i[1], j.i[2] = n, m, k
-		if wt.dtype == kernels.Q8_0 {
-			b.pool.run(j, (m+q8Group-1)/q8Group, 16, n*m*k)
-		} else {
-			blk := 4 * pageStride(k*wt.dtype.Size())
-			j.i[3] = blk
-			b.pool.run(j, (m+blk-1)/blk, max(1, 64/blk), n*m*k)
-		}
+		blk := 4 * pageStride(k*wt.dtype.Size())
+		j.i[3] = blk
+		b.pool.run(j, (m+blk-1)/blk, max(1, 64/blk), n*m*k)
 		if s != nil {
 			b.pool.scr.put(s)
 		}

@@ -87,23 +87,37 @@ const workerSpin = 300 * time.Microsecond
 // receive returns the next job, polling the channel for workerSpin before
 // blocking on it; ok is false once the channel is closed.
 func receive(work <-chan *job) (j *job, ok bool) {
-	var start time.Time
-	for i := 0; ; i++ {
+	if poll(func() bool {
 		select {
 		case j, ok = <-work:
-			return j, ok
+			return true
 		default:
+			return false
+		}
+	}) {
+		return j, ok
+	}
+	j, ok = <-work
+	return j, ok
+}
+
+// poll calls ready until it reports true or workerSpin has passed, and
+// says which. It is how pool goroutines wait for one another without
+// parking (see workerSpin).
+func poll(ready func() bool) bool {
+	var start time.Time
+	for i := 0; ; i++ {
+		if ready() {
+			return true
 		}
 		if i&255 == 0 {
 			if i == 0 {
 				start = time.Now()
 			} else if time.Since(start) > workerSpin {
-				break
+				return false
 			}
 		}
 	}
-	j, ok = <-work
-	return j, ok
 }
 
 func (p *pool) close() { close(p.work) }
@@ -188,16 +202,7 @@ func (p *pool) run(j *job, n, grain int, work int) {
 // workerSpin), while a decode GEMV's last chunk ends microseconds apart on
 // the two cores.
 func awaitHelpers(j *job) {
-	var start time.Time
-	for i := 0; j.left.Load() > 0; i++ {
-		if i&255 == 0 {
-			if i == 0 {
-				start = time.Now()
-			} else if time.Since(start) > workerSpin {
-				break
-			}
-		}
-	}
+	poll(func() bool { return j.left.Load() == 0 })
 	j.wg.Wait()
 }
 
