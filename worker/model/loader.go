@@ -252,13 +252,10 @@ func (l *Loader) upload(dt kernels.DType, raw []byte, shape []int) kernels.Tenso
 	return t
 }
 
+// quantize converts t to l.quant. Load sets l.quant only for a backend
+// that implements kernels.Quantizer.
 func (l *Loader) quantize(name string, t kernels.Tensor) kernels.Tensor {
-	q, ok := l.b.(kernels.Quantizer)
-	if !ok {
-		l.fail(fmt.Errorf("%w: %s: the %s backend has no quantized formats", kernels.ErrQuantize, name, l.b.Name()))
-		return nil
-	}
-	qt, err := q.Quantize(t, l.quant)
+	qt, err := l.b.(kernels.Quantizer).Quantize(t, l.quant)
 	if err != nil {
 		l.fail(fmt.Errorf("%s: %w", name, err))
 		return nil
