@@ -147,6 +147,37 @@ func (a *Attention) KVHead(h int) int {
 	return h / (a.Heads / a.KVHeads)
 }
 
+// Validate checks the descriptor for n queries: at least n keys, one
+// slope per head, a KVMap inside the kv heads (or heads that group evenly
+// over them) and a known mask. A bad descriptor is a programming error,
+// so backends panic with this error.
+func (a *Attention) Validate(n int) error {
+	if a.Keys < n {
+		return fmt.Errorf("%d queries but only %d keys", n, a.Keys)
+	}
+	if a.Slopes != nil && len(a.Slopes) != a.Heads {
+		return fmt.Errorf("%d ALiBi slopes for %d heads", len(a.Slopes), a.Heads)
+	}
+	if a.KVMap != nil {
+		if len(a.KVMap) != a.Heads {
+			return fmt.Errorf("KVMap has %d entries for %d heads", len(a.KVMap), a.Heads)
+		}
+		for _, kv := range a.KVMap {
+			if kv < 0 || int(kv) >= a.KVHeads {
+				return fmt.Errorf("KVMap entry %d outside %d kv heads", kv, a.KVHeads)
+			}
+		}
+	} else if a.Heads%a.KVHeads != 0 {
+		return fmt.Errorf("%d heads do not group over %d kv heads; set KVMap", a.Heads, a.KVHeads)
+	}
+	switch a.Mask {
+	case Causal, Bidirectional, Prefix:
+	default:
+		return fmt.Errorf("unknown mask %d", a.Mask)
+	}
+	return nil
+}
+
 // RoPE describes a rotate-half rotary embedding applied to dims
 // [Offset, Offset+Dim) of every head of a [n, Heads*HeadDim] tensor.
 // Pair (i, i+Dim/2) rotates by pos * Theta^(-2i/Dim).

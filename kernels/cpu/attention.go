@@ -105,28 +105,8 @@ func (b *Backend) Attend(dst, q, kCache, vCache kernels.Tensor, a *kernels.Atten
 	if overlaps(d, qt) || overlaps(d, kc) || overlaps(d, vc) {
 		panic("cpu.Attend: dst must not share storage with q or the caches")
 	}
-	if a.Keys < n {
-		panic(fmt.Sprintf("cpu.Attend: %d queries but only %d keys", n, a.Keys))
-	}
-	if a.Slopes != nil && len(a.Slopes) != a.Heads {
-		panic(fmt.Sprintf("cpu.Attend: %d ALiBi slopes for %d heads", len(a.Slopes), a.Heads))
-	}
-	if a.KVMap != nil {
-		if len(a.KVMap) != a.Heads {
-			panic(fmt.Sprintf("cpu.Attend: KVMap has %d entries for %d heads", len(a.KVMap), a.Heads))
-		}
-		for _, kv := range a.KVMap {
-			if kv < 0 || int(kv) >= a.KVHeads {
-				panic(fmt.Sprintf("cpu.Attend: KVMap entry %d outside %d kv heads", kv, a.KVHeads))
-			}
-		}
-	} else if a.Heads%a.KVHeads != 0 {
-		panic(fmt.Sprintf("cpu.Attend: %d heads do not group over %d kv heads; set KVMap", a.Heads, a.KVHeads))
-	}
-	switch a.Mask {
-	case kernels.Causal, kernels.Bidirectional, kernels.Prefix:
-	default:
-		panic(fmt.Sprintf("cpu.Attend: unknown mask %d", a.Mask))
+	if err := a.Validate(n); err != nil {
+		panic("cpu.Attend: " + err.Error())
 	}
 	if n == 0 {
 		return
