@@ -133,10 +133,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		s.streamChat(w, r, req, g, id)
 		return
 	}
-	seqs, err := s.generate(r.Context(), g, nil)
-	if err == nil {
-		err = firstErr(seqs)
-	}
+	seqs, err := s.generateAll(r.Context(), g)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -118,10 +118,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		s.streamCompletion(w, r, req, g, promptTexts, id)
 		return
 	}
-	seqs, err := s.generate(r.Context(), g, nil)
-	if err == nil {
-		err = firstErr(seqs)
-	}
+	seqs, err := s.generateAll(r.Context(), g)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -222,15 +219,6 @@ func (s *Server) text(ids []int32) string {
 }
 
 func (s *Server) tokenText(id int32) string { return s.text([]int32{id}) }
-
-func firstErr(seqs []*sequence) error {
-	for _, q := range seqs {
-		if q.err != nil {
-			return q.err
-		}
-	}
-	return nil
-}
 
 func tokenIDs(toks []scheduler.Token) []int32 {
 	ids := make([]int32, len(toks))

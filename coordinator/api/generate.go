@@ -84,6 +84,21 @@ func (s *Server) generate(ctx context.Context, g *genRequest, emit func(delta)) 
 	return out, nil
 }
 
+// generateAll runs g to the end without streaming and fails with the
+// first sequence's error, if any.
+func (s *Server) generateAll(ctx context.Context, g *genRequest) ([]*sequence, error) {
+	seqs, err := s.generate(ctx, g, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, q := range seqs {
+		if q.err != nil {
+			return nil, q.err
+		}
+	}
+	return seqs, nil
+}
+
 // follow reads one sequence's tokens, detokenizes them incrementally and
 // checks stop strings on the text.
 func (s *Server) follow(k int, g *genRequest, h *scheduler.Handle, cancel context.CancelFunc, emit func(delta)) *sequence {

@@ -107,31 +107,11 @@ func (g *GRPC) generate(req *tesserav1.GenerateRequest, stream grpc.ServerStream
 	}
 	p := &params{Temperature: req.Temperature, TopP: req.TopP, Seed: req.Seed, Stop: req.Stop, StopIDs: req.StopTokenIds,
 		RepetitionPenalty: req.RepetitionPenalty, IgnoreEOS: req.IgnoreEos}
-	intp := func(v int32) *int { x := int(v); return &x }
-	floatp := func(v float64) *float64 { return &v }
-	if req.MaxTokens != 0 {
-		p.MaxTokens = intp(req.MaxTokens)
-	}
-	if req.MinTokens != 0 {
-		p.MinTokens = intp(req.MinTokens)
-	}
-	if req.TopK != 0 {
-		p.TopK = intp(req.TopK)
-	}
-	if req.MinP != 0 {
-		p.MinP = floatp(req.MinP)
-	}
-	if req.N != 0 {
-		p.N = intp(req.N)
-	}
-	if req.PresencePenalty != 0 {
-		p.PresencePenalty = floatp(req.PresencePenalty)
-	}
-	if req.FrequencyPenalty != 0 {
-		p.FrequencyPenalty = floatp(req.FrequencyPenalty)
-	}
+	p.MaxTokens, p.MinTokens, p.TopK, p.N = nonZero(int(req.MaxTokens)), nonZero(int(req.MinTokens)), nonZero(int(req.TopK)), nonZero(int(req.N))
+	p.MinP, p.PresencePenalty, p.FrequencyPenalty = nonZero(req.MinP), nonZero(req.PresencePenalty), nonZero(req.FrequencyPenalty)
 	if req.Logprobs {
-		p.Logprobs = intp(req.TopLogprobs)
+		top := int(req.TopLogprobs)
+		p.Logprobs = &top
 	}
 	prompt := req.PromptIds
 	if len(prompt) == 0 {
@@ -265,4 +245,14 @@ func (g *GRPC) tokenize(req *tesserav1.TokenizeRequest) (*tesserav1.TokenizeResp
 		return nil, badRequest("text", "%v", err)
 	}
 	return &tesserav1.TokenizeResponse{Ids: ids}, nil
+}
+
+// nonZero is nil for v's zero value (a proto3 field left unset) and &v
+// otherwise, the JSON API's "absent" for an optional parameter.
+func nonZero[T comparable](v T) *T {
+	var zero T
+	if v == zero {
+		return nil
+	}
+	return &v
 }
