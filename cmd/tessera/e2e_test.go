@@ -22,6 +22,7 @@ import (
 
 	"github.com/tessera-llm/tessera/shard/registry"
 	"github.com/tessera-llm/tessera/shard/transport"
+	"github.com/tessera-llm/tessera/worker/model/modeltest"
 )
 
 // The end-to-end tests run the tessera binary as separate OS processes.
@@ -222,25 +223,6 @@ func greedyBody(prompt []int32, n int) map[string]any {
 	return map[string]any{"prompt": prompt, "max_tokens": n, "temperature": 0, "ignore_eos": true, "return_token_ids": true}
 }
 
-type golden struct {
-	Cases []struct {
-		PromptIDs []int32 `json:"prompt_ids"`
-		GreedyIDs []int32 `json:"greedy_ids"`
-	} `json:"cases"`
-}
-
-func readGolden(t *testing.T, dir string) golden {
-	raw, err := os.ReadFile(filepath.Join(dir, "golden.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g golden
-	if err := json.Unmarshal(raw, &g); err != nil {
-		t.Fatal(err)
-	}
-	return g
-}
-
 // TestClusterEndToEnd: one coordinator and three worker processes against
 // a real etcd and NATS; greedy generation through the HTTP API equals the
 // golden ids under pp=3 and tp=3. It also checks readiness: /ready is 503
@@ -260,7 +242,7 @@ func TestClusterEndToEnd(t *testing.T) {
 			}
 			startWorkers(t, in, cluster, 3, 0)
 			waitStatus(t, api+"/ready", 200, 30*time.Second)
-			for i, c := range readGolden(t, dir).Cases {
+			for i, c := range modeltest.LoadGolden(t, dir).Cases {
 				got := complete(t, api, greedyBody(c.PromptIDs, len(c.GreedyIDs)))
 				if fmt.Sprint(got.Choices[0].TokenIDs) != fmt.Sprint(c.GreedyIDs) {
 					t.Errorf("case %d: %v, golden %v", i, got.Choices[0].TokenIDs, c.GreedyIDs)
@@ -399,7 +381,7 @@ func failover(t *testing.T, sig syscall.Signal) {
 	if st := status(api2 + "/ready"); st != http.StatusServiceUnavailable {
 		t.Fatalf("standby /ready = %d, want 503", st)
 	}
-	g := readGolden(t, dir).Cases[0]
+	g := modeltest.LoadGolden(t, dir).Cases[0]
 	if c := complete(t, api1, greedyBody(g.PromptIDs, len(g.GreedyIDs))); fmt.Sprint(c.Choices[0].TokenIDs) != fmt.Sprint(g.GreedyIDs) {
 		t.Fatalf("leader: %v", c.Choices[0].TokenIDs)
 	}

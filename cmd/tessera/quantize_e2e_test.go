@@ -12,6 +12,7 @@ import (
 	"github.com/tessera-llm/tessera/shard/merge"
 	"github.com/tessera-llm/tessera/worker/engine"
 	"github.com/tessera-llm/tessera/worker/model"
+	"github.com/tessera-llm/tessera/worker/model/modeltest"
 )
 
 // TestQuantizedCluster: two worker processes started with --quantize q8
@@ -31,7 +32,7 @@ func TestQuantizedCluster(t *testing.T) {
 	q8 := greedyLogprobs(t, dir, kernels.Q8_0)
 	full := greedyLogprobs(t, dir, 0)
 	var apart float64 // the largest |q8 - unquantized| logprob seen
-	for i, c := range readGolden(t, dir).Cases {
+	for i, c := range modeltest.LoadGolden(t, dir).Cases {
 		n := len(c.GreedyIDs)
 		body := greedyBody(c.PromptIDs, n)
 		body["logprobs"] = 0

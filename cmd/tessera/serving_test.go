@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,8 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"go.uber.org/goleak"
+
+	"github.com/tessera-llm/tessera/worker/model/modeltest"
 )
 
 // servingCluster is one in-process `tessera local` (embedded etcd and
@@ -228,24 +231,16 @@ func TestEncoderEndpoints(t *testing.T) {
 	}
 	defer p.Close()
 	api := "http://" + p.addr
-	raw, _ := os.ReadFile(filepath.Join(dir, "golden.json"))
-	var g struct {
-		Cases []struct {
-			InputIDs        []int32     `json:"input_ids"`
-			TokenTypeIDs    []int32     `json:"token_type_ids"`
-			LastHiddenState [][]float64 `json:"last_hidden_state"`
-			MLMLogits       [][]float64 `json:"mlm_logits"`
-		} `json:"cases"`
+	var g modeltest.EncoderGolden
+	modeltest.ReadGolden(t, dir, &g)
+	// The API takes no segment ids, so the case must use segment 0 only.
+	i := slices.IndexFunc(g.Cases, func(c modeltest.EncoderCase) bool {
+		return !slices.ContainsFunc(c.TokenTypeIDs, func(tt int32) bool { return tt != 0 })
+	})
+	if i < 0 {
+		t.Fatal("no BERT golden case uses segment 0 only")
 	}
-	if err := json.Unmarshal(raw, &g); err != nil {
-		t.Fatal(err)
-	}
-	c := g.Cases[0]
-	for _, tt := range c.TokenTypeIDs {
-		if tt != 0 {
-			t.Skip("golden case uses segment ids")
-		}
-	}
+	c := g.Cases[i]
 	post := func(path string, body any) map[string]any {
 		b, _ := json.Marshal(body)
 		resp, err := http.Post(api+path, "application/json", bytes.NewReader(b))

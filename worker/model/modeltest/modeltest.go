@@ -206,12 +206,15 @@ func ReadGolden(t testing.TB, dir string, v any) {
 
 // EncoderGolden is golden.json of a BERT fixture.
 type EncoderGolden struct {
-	Cases []struct {
-		InputIDs        []int32     `json:"input_ids"`
-		TokenTypeIDs    []int32     `json:"token_type_ids"`
-		LastHiddenState [][]float64 `json:"last_hidden_state"`
-		MLMLogits       [][]float64 `json:"mlm_logits"`
-	} `json:"cases"`
+	Cases []EncoderCase `json:"cases"`
+}
+
+// EncoderCase is one input of a BERT fixture.
+type EncoderCase struct {
+	InputIDs        []int32     `json:"input_ids"`
+	TokenTypeIDs    []int32     `json:"token_type_ids"`
+	LastHiddenState [][]float64 `json:"last_hidden_state"`
+	MLMLogits       [][]float64 `json:"mlm_logits"`
 }
 
 // Seq2SeqGolden is golden.json of an encoder-decoder fixture. GreedyIDs
