@@ -29,8 +29,8 @@ const (
 // Bounds on what a schema may ask for; past them compilation fails with
 // ErrTooLarge rather than growing without limit.
 const (
-	maxRefDepth  = 3    // how deep $ref may recurse
-	maxRepeat    = 64   // minItems/maxItems, minLength/maxLength
+	maxRefDepth  = 3  // how deep $ref may recurse
+	maxRepeat    = 64 // minItems/maxItems, minLength/maxLength
 	maxRegexText = 1 << 20
 	anyDepth     = 3 // nesting of free-form JSON inside a schema
 )
