@@ -65,22 +65,23 @@ func NewVocab(size int, piece func(id int32) ([]byte, bool), eos []int32) *Vocab
 // Size is the number of logit columns the vocabulary covers.
 func (v *Vocab) Size() int { return v.size }
 
-// Mask is the set of tokens allowed in one automaton state, as a bitset
-// over the whole vocabulary.
+// Mask is the set of tokens allowed in one automaton state: a bitset over
+// the whole vocabulary, bit i of byte i/8 for token i, the layout a step
+// carries to the workers (SeqSpan.allow).
 type Mask struct {
-	Bits []uint64
+	Bits []byte
 	// N is how many tokens are allowed.
 	N int
 }
 
 // Has reports whether token id is allowed.
 func (m *Mask) Has(id int32) bool {
-	return id >= 0 && int(id)>>6 < len(m.Bits) && m.Bits[id>>6]&(1<<(id&63)) != 0
+	return id >= 0 && int(id)>>3 < len(m.Bits) && m.Bits[id>>3]&(1<<(id&7)) != 0
 }
 
 func (m *Mask) set(id int32) {
 	if !m.Has(id) {
-		m.Bits[id>>6] |= 1 << (id & 63)
+		m.Bits[id>>3] |= 1 << (id & 7)
 		m.N++
 	}
 }
@@ -137,7 +138,7 @@ func (m *Matcher) Allowed(s State) (*Mask, error) {
 	if mask, ok := m.masks[s]; ok {
 		return mask, nil
 	}
-	mask := &Mask{Bits: make([]uint64, (m.v.size+63)/64)}
+	mask := &Mask{Bits: make([]byte, (m.v.size+7)/8)}
 	if m.d.accept[s] {
 		for _, id := range m.v.eos {
 			mask.set(id)
@@ -169,9 +170,9 @@ func (m *Matcher) Allowed(s State) (*Mask, error) {
 			mask.set(id)
 		}
 	}
-	if m.maskBytes += 8 * len(mask.Bits); m.maskBytes > maxMaskBytes {
+	if m.maskBytes += len(mask.Bits); m.maskBytes > maxMaskBytes {
 		clear(m.masks)
-		m.maskBytes = 8 * len(mask.Bits)
+		m.maskBytes = len(mask.Bits)
 	}
 	m.masks[s] = mask
 	return mask, nil
@@ -234,7 +235,7 @@ func (v *Vocab) isEOS(id int32) bool { return slices.Contains(v.eos, id) }
 func (m *Mask) Count() int {
 	n := 0
 	for _, w := range m.Bits {
-		n += bits.OnesCount64(w)
+		n += bits.OnesCount8(w)
 	}
 	return n
 }

@@ -228,3 +228,18 @@ func Argmax(logits []float32) int32 {
 	}
 	return int32(best)
 }
+
+// Mask sets to -Inf the logits of a vocabulary slice starting at global id
+// offset whose tokens a constraint does not allow. allow is a bitset over
+// global ids (bit i of byte i/8); ids past its end are not allowed. A
+// masked row's top-k and log-sum-exp then cover the allowed tokens only,
+// so the merge of masked partials is the constrained distribution.
+func Mask(logits []float32, offset int, allow []byte) {
+	inf := float32(math.Inf(-1))
+	for j := range logits {
+		id := offset + j
+		if id>>3 >= len(allow) || allow[id>>3]&(1<<(id&7)) == 0 {
+			logits[j] = inf
+		}
+	}
+}

@@ -85,6 +85,7 @@ func (r *Runner) Step(ctx context.Context, st *tesserav1.Step, in []float32) (Re
 	}
 	host := r.host[:rows*width]
 	r.stage.Backend().Read(logits, host)
+	r.mask(st, host, width)
 	k := int(max(st.TopK, 1))
 	out := make([]*tesserav1.RowTopK, rows)
 	for i := range out {
@@ -92,6 +93,21 @@ func (r *Runner) Step(ctx context.Context, st *tesserav1.Step, in []float32) (Re
 		out[i] = &tesserav1.RowTopK{Ids: p.IDs, Logits: p.Logits, Lse: p.LSE}
 	}
 	return Result{Rows: out}, nil
+}
+
+// mask applies each constrained span's allowed set to its last row, the
+// one the coordinator samples.
+func (r *Runner) mask(st *tesserav1.Step, host []float32, width int) {
+	row := 0
+	for _, sp := range st.Spans {
+		row++
+		if sp.AllLogits {
+			row += int(sp.Tokens) - 1
+		}
+		if len(sp.Allow) > 0 {
+			merge.Mask(host[(row-1)*width:row*width], r.geo.Vocab[0], sp.Allow)
+		}
+	}
 }
 
 // prepare checks st against this rank and builds the batch, with each
@@ -109,6 +125,9 @@ func (r *Runner) prepare(st *tesserav1.Step) error {
 		n, cached := int(sp.Tokens), int(sp.Cached)
 		if n <= 0 || cached < 0 {
 			return fmt.Errorf("%w: span %d has %d tokens after %d cached", ErrBadStep, i, n, cached)
+		}
+		if maxAllow := (r.stage.Spec().Vocab + 7) / 8; len(sp.Allow) > maxAllow {
+			return fmt.Errorf("%w: span %d: a %d-byte token mask for a vocabulary of %d", ErrBadStep, i, len(sp.Allow), r.stage.Spec().Vocab)
 		}
 		if len(sp.BlockTable)*bs < cached+n {
 			return fmt.Errorf("%w: span %d: %d blocks of %d cannot hold %d tokens", ErrBadStep, i, len(sp.BlockTable), bs, cached+n)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -142,6 +143,42 @@ func TestRunnersBatchGolden(t *testing.T) {
 	}
 }
 
+// A token mask on a span leaves only allowed tokens in its last row, and a
+// vocabulary split over ranks picks what the whole row picks.
+func TestRunnersMaskedGreedy(t *testing.T) {
+	dir := filepath.Join(modeltest.Root(t), "testdata/golden/llama")
+	g := modeltest.LoadGolden(t, dir)
+	whole, split := newCoordinator(t, dir, 1, 1), newCoordinator(t, dir, 1, 2)
+	vocab := whole.runners[0][0].Geometry().Vocab[1]
+	rng := rand.New(rand.NewPCG(1, 2))
+	prompt := g.Cases[0].PromptIDs
+	for trial := range 6 {
+		allow := make([]byte, (vocab+7)/8)
+		for id := range vocab {
+			if rng.IntN(50) == 0 {
+				allow[id>>3] |= 1 << (id & 7)
+			}
+		}
+		var got [2]int32
+		for i, c := range []*coordinator{whole, split} {
+			seq := kvcache.Seq{}
+			if err := c.tables.Reserve(&seq, len(prompt)); err != nil {
+				t.Fatal(err)
+			}
+			st := &tesserav1.Step{StepId: uint64(trial + 1), TopK: 1, Tokens: prompt,
+				Spans: []*tesserav1.SeqSpan{{SeqId: uint64(100 + trial), Tokens: int32(len(prompt)), BlockTable: seq.Table, Allow: allow}}}
+			got[i] = c.run(t, st)[0]
+			c.tables.Release(&seq)
+		}
+		if got[0] != got[1] {
+			t.Fatalf("trial %d: whole row picks %d, split vocabulary %d", trial, got[0], got[1])
+		}
+		if allow[got[0]>>3]&(1<<(got[0]&7)) == 0 {
+			t.Fatalf("trial %d: picked %d, which the mask does not allow", trial, got[0])
+		}
+	}
+}
+
 func TestRunnerRejectsBadSteps(t *testing.T) {
 	c := newCoordinator(t, filepath.Join(modeltest.Root(t), "testdata/golden/bloom"), 1, 1)
 	r := c.runners[0][0]
@@ -161,6 +198,7 @@ func TestRunnerRejectsBadSteps(t *testing.T) {
 		{"cached past the table", func(st *tesserav1.Step) { st.Spans[0].Cached = 7 }},
 		{"token outside the vocabulary", func(st *tesserav1.Step) { st.Tokens[0] = 1 << 30 }},
 		{"huge top-k", func(st *tesserav1.Step) { st.TopK = 1 << 20 }},
+		{"oversized token mask", func(st *tesserav1.Step) { st.Spans[0].Allow = make([]byte, 1<<20) }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
