@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tessera-llm/tessera/coordinator/guide"
 	"github.com/tessera-llm/tessera/coordinator/sampling"
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
 	"github.com/tessera-llm/tessera/shard/blocks"
@@ -106,6 +107,10 @@ type Request struct {
 	PresencePenalty, FrequencyPenalty, RepetitionPenalty float64
 	// TopLogprobs asks for this many alternatives per token (≤ 20).
 	TopLogprobs int
+	// Guide, when set, constrains the output (structured outputs): each
+	// sampled row is masked to the tokens that keep the text completable,
+	// and the sequence stops once the text is a match nothing can extend.
+	Guide *guide.Matcher
 }
 
 // Token is one generated token with its log-probability (under the
@@ -174,6 +179,8 @@ type seq struct {
 	// made on first use.
 	counts map[int32]int
 	seen   map[int32]bool
+	// at is where the generated text is in req.Guide.
+	at guide.State
 }
 
 // Scheduler runs requests through a Stepper.
@@ -238,6 +245,9 @@ func (s *Scheduler) Submit(ctx context.Context, req Request) (*Handle, error) {
 	}
 	h := &Handle{tokens: make(chan Token, req.MaxTokens+1), done: make(chan struct{})}
 	q := &seq{id: s.nextID.Add(1), req: req, ctx: ctx, h: h, sampler: sm, tokens: slices.Clone(req.Prompt)}
+	if req.Guide != nil {
+		q.at = req.Guide.Start()
+	}
 	select {
 	case <-s.stopped:
 		return nil, ErrStopped
@@ -449,14 +459,28 @@ func (s *Scheduler) step(ctx context.Context) error {
 		if !fits {
 			continue
 		}
+		var allow []byte
+		if q.req.Guide != nil && q.fed+n == len(q.tokens) {
+			m, err := q.req.Guide.Allowed(q.at)
+			if err == nil && m.N == 0 {
+				err = fmt.Errorf("%w: no token of the vocabulary continues the constraint", guide.ErrUnsatisfiable)
+			}
+			if err != nil {
+				s.retire(q)
+				s.finish(q, "", err)
+				continue
+			}
+			allow = m.Bits
+		}
 		budget -= n
 		st.Tokens = append(st.Tokens, q.tokens[q.fed:q.fed+n]...)
 		st.Spans = append(st.Spans, &tesserav1.SeqSpan{SeqId: q.id, Tokens: int32(n), Cached: int32(q.fed),
-			BlockTable: slices.Clone(q.blocks.Table)})
+			BlockTable: slices.Clone(q.blocks.Table), Allow: allow})
 		rows = append(rows, q)
 		topK = max(topK, q.req.Sampling.TopK, q.req.TopLogprobs)
 	}
 	if len(rows) == 0 {
+		s.running = slices.DeleteFunc(s.running, func(q *seq) bool { return q.h.res.Finish != "" || q.h.res.Err != nil })
 		return nil
 	}
 	st.TopK = int32(min(topK, maxTopK))
@@ -507,6 +531,10 @@ func (s *Scheduler) sample(q *seq, parts []merge.Partial, k int) {
 		return
 	}
 	ids, logprobs, lse := merge.Merge(parts, k)
+	// Tokens a constraint masked come last, at -Inf: never candidates.
+	for len(ids) > 1 && math.IsInf(logprobs[len(ids)-1], -1) {
+		ids, logprobs = ids[:len(ids)-1], logprobs[:len(logprobs)-1]
+	}
 	logits := make([]float32, len(ids))
 	for i := range ids {
 		logits[i] = float32(logprobs[i] + lse) // the raw logit, for HF's repetition penalty
@@ -517,6 +545,18 @@ func (s *Scheduler) sample(q *seq, parts []merge.Partial, k int) {
 	tok := Token{ID: id, Logprob: logprobs[at]}
 	for i := range min(q.req.TopLogprobs, len(ids)) {
 		tok.Top = append(tok.Top, Candidate{ID: ids[i], Logprob: logprobs[i]})
+	}
+	final := false
+	if g := q.req.Guide; g != nil {
+		var err error
+		if q.at, err = g.Advance(q.at, id); err == nil {
+			final, err = g.Final(q.at)
+		}
+		if err != nil {
+			s.retire(q)
+			s.finish(q, "", err)
+			return
+		}
 	}
 	q.gen = append(q.gen, tok)
 	q.tokens = append(q.tokens, id)
@@ -529,7 +569,7 @@ func (s *Scheduler) sample(q *seq, parts []merge.Partial, k int) {
 	s.stats.generated.Add(1)
 	q.h.tokens <- tok // buffered for MaxTokens: never blocks
 	switch {
-	case len(q.gen) >= q.req.MinTokens && (slices.Contains(q.req.StopIDs, id) || (!q.req.IgnoreEOS && s.cfg.EOS >= 0 && id == s.cfg.EOS)):
+	case final || len(q.gen) >= q.req.MinTokens && (slices.Contains(q.req.StopIDs, id) || (!q.req.IgnoreEOS && s.cfg.EOS >= 0 && id == s.cfg.EOS)):
 		s.retire(q)
 		s.finish(q, "stop", nil)
 	case len(q.gen) >= q.req.MaxTokens:

@@ -102,6 +102,9 @@ func (f *fakeCluster) Step(ctx context.Context, st *tesserav1.Step) ([][]merge.P
 			logits[i] = float32(math.Sin(float64(i)))
 		}
 		logits[next(h)] = 10
+		if len(sp.Allow) > 0 {
+			merge.Mask(logits, 0, sp.Allow)
+		}
 		rows = append(rows, []merge.Partial{merge.Local(logits[:20], 0, int(st.TopK)), merge.Local(logits[20:], 20, int(st.TopK))})
 	}
 	return rows, nil
