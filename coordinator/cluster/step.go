@@ -8,8 +8,8 @@ import (
 
 	"github.com/tessera-llm/tessera/coordinator/scheduler"
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
-	"github.com/tessera-llm/tessera/shard/merge"
 	"github.com/tessera-llm/tessera/shard/plan"
+	"github.com/tessera-llm/tessera/shard/topk"
 	"github.com/tessera-llm/tessera/shard/transport"
 )
 
@@ -73,7 +73,7 @@ func (m *Manager) waitActive(ctx context.Context) (*active, error) {
 
 // Step publishes st on the serving plan and gathers the last stage's
 // top-k partials, per logit row. It waits while no plan serves.
-func (m *Manager) Step(ctx context.Context, st *tesserav1.Step) ([][]merge.Partial, error) {
+func (m *Manager) Step(ctx context.Context, st *tesserav1.Step) ([][]topk.Partial, error) {
 	a, err := m.waitActive(ctx)
 	if err != nil {
 		return nil, err
@@ -111,14 +111,14 @@ func (m *Manager) Step(ctx context.Context, st *tesserav1.Step) ([][]merge.Parti
 		got[r.Rank] = &r
 		n++
 	}
-	rows := make([][]merge.Partial, len(got[0].Rows))
+	rows := make([][]topk.Partial, len(got[0].Rows))
 	for ri, r := range got {
 		if len(r.Rows) != len(rows) {
 			return nil, fmt.Errorf("step %d: rank %d sent %d rows, rank 0 %d", st.StepId, ri, len(r.Rows), len(rows))
 		}
 		v := last.Ranks[ri].Vocab
 		for i, row := range r.Rows {
-			rows[i] = append(rows[i], merge.Partial{Offset: v[0], Len: v[1] - v[0], IDs: row.Ids, Logits: row.Logits, LSE: row.Lse})
+			rows[i] = append(rows[i], topk.Partial{Offset: v[0], Len: v[1] - v[0], IDs: row.Ids, Logits: row.Logits, LSE: row.Lse})
 		}
 	}
 	return rows, nil

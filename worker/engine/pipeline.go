@@ -7,9 +7,9 @@ import (
 	"sync"
 
 	"github.com/tessera-llm/tessera/kernels"
-	"github.com/tessera-llm/tessera/shard/merge"
 	"github.com/tessera-llm/tessera/shard/plan"
 	"github.com/tessera-llm/tessera/shard/spec"
+	"github.com/tessera-llm/tessera/shard/topk"
 	"github.com/tessera-llm/tessera/shard/transport"
 	"github.com/tessera-llm/tessera/worker/kvcache"
 	"github.com/tessera-llm/tessera/worker/model"
@@ -122,13 +122,13 @@ func (p *Pipeline) Forward(ctx context.Context, batch *model.Batch, logits kerne
 // TopK is what the last stage's ranks return to a coordinator for the
 // most recent Forward: per logit row, each rank's best k candidates and
 // the log-sum-exp of its vocabulary slice. Merging them is exact.
-func (p *Pipeline) TopK(k int) [][]merge.Partial {
+func (p *Pipeline) TopK(k int) [][]topk.Partial {
 	last := p.plan.Stages[len(p.plan.Stages)-1]
-	out := make([][]merge.Partial, p.rows)
+	out := make([][]topk.Partial, p.rows)
 	for row := range p.rows {
 		for ri, r := range last.Ranks {
 			w := r.Vocab[1] - r.Vocab[0]
-			out[row] = append(out[row], merge.Local(p.local[ri][row*w:(row+1)*w], r.Vocab[0], k))
+			out[row] = append(out[row], topk.Local(p.local[ri][row*w:(row+1)*w], r.Vocab[0], k))
 		}
 	}
 	return out

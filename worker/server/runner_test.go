@@ -10,9 +10,9 @@ import (
 
 	_ "github.com/tessera-llm/tessera/kernels/cpu"
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
-	"github.com/tessera-llm/tessera/shard/merge"
 	"github.com/tessera-llm/tessera/shard/plan"
 	"github.com/tessera-llm/tessera/shard/spec"
+	"github.com/tessera-llm/tessera/shard/topk"
 	"github.com/tessera-llm/tessera/worker/engine"
 	"github.com/tessera-llm/tessera/worker/kvcache"
 	"github.com/tessera-llm/tessera/worker/model"
@@ -33,7 +33,7 @@ type coordinator struct {
 func (c *coordinator) run(t *testing.T, st *tesserav1.Step) []int32 {
 	t.Helper()
 	var in []float32
-	var rows [][]merge.Partial
+	var rows [][]topk.Partial
 	for si, ranks := range c.runners {
 		results := make([]server.Result, len(ranks))
 		errs := make([]error, len(ranks))
@@ -49,18 +49,18 @@ func (c *coordinator) run(t *testing.T, st *tesserav1.Step) []int32 {
 		}
 		in = results[0].Hidden
 		if si == len(c.runners)-1 {
-			rows = make([][]merge.Partial, len(results[0].Rows))
+			rows = make([][]topk.Partial, len(results[0].Rows))
 			for ri, res := range results {
 				v := ranks[ri].Geometry().Vocab
 				for i, row := range res.Rows {
-					rows[i] = append(rows[i], merge.Partial{Offset: v[0], Len: v[1] - v[0], IDs: row.Ids, Logits: row.Logits, LSE: row.Lse})
+					rows[i] = append(rows[i], topk.Partial{Offset: v[0], Len: v[1] - v[0], IDs: row.Ids, Logits: row.Logits, LSE: row.Lse})
 				}
 			}
 		}
 	}
 	var ids []int32
 	for _, parts := range rows {
-		top, _, _ := merge.Merge(parts, 1)
+		top, _, _ := topk.Merge(parts, 1)
 		ids = append(ids, top[0])
 	}
 	return ids
