@@ -1,4 +1,4 @@
-package engine
+package server
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 
 	"github.com/tessera-llm/tessera/kernels"
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
-	"github.com/tessera-llm/tessera/shard/merge"
+	"github.com/tessera-llm/tessera/shard/topk"
 	"github.com/tessera-llm/tessera/worker/kvcache"
 	"github.com/tessera-llm/tessera/worker/model"
 )
@@ -89,7 +89,7 @@ func (r *Runner) Step(ctx context.Context, st *tesserav1.Step, in []float32) (Re
 	k := int(max(st.TopK, 1))
 	out := make([]*tesserav1.RowTopK, rows)
 	for i := range out {
-		p := merge.Local(host[i*width:(i+1)*width], r.geo.Vocab[0], k)
+		p := topk.Local(host[i*width:(i+1)*width], r.geo.Vocab[0], k)
 		out[i] = &tesserav1.RowTopK{Ids: p.IDs, Logits: p.Logits, Lse: p.LSE}
 	}
 	return Result{Rows: out}, nil
@@ -105,7 +105,7 @@ func (r *Runner) mask(st *tesserav1.Step, host []float32, width int) {
 			row += int(sp.Tokens) - 1
 		}
 		if len(sp.Allow) > 0 {
-			merge.Mask(host[(row-1)*width:row*width], r.geo.Vocab[0], sp.Allow)
+			topk.Mask(host[(row-1)*width:row*width], r.geo.Vocab[0], sp.Allow)
 		}
 	}
 }
