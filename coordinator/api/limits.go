@@ -1,0 +1,148 @@
+package api
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Limits bound what one client can hold of the HTTP server; zero fields
+// take the defaults. There is deliberately no write timeout: a streamed
+// completion may run for minutes.
+type Limits struct {
+	// ReadHeader is how long a client may take to send a request's
+	// headers (default 10 s).
+	ReadHeader time.Duration
+	// BodyIdle is how long a request body may go without a byte
+	// (default 10 s); a slower body is cut with 408.
+	BodyIdle time.Duration
+	// Idle is how long a keep-alive connection may wait for its next
+	// request (default 60 s).
+	Idle time.Duration
+	// ConnsPerClient caps the open connections from one client address
+	// (default 64); more are closed as soon as they are accepted.
+	ConnsPerClient int
+}
+
+func (l *Limits) defaults() {
+	if l.ReadHeader <= 0 {
+		l.ReadHeader = 10 * time.Second
+	}
+	if l.BodyIdle <= 0 {
+		l.BodyIdle = 10 * time.Second
+	}
+	if l.Idle <= 0 {
+		l.Idle = 60 * time.Second
+	}
+	if l.ConnsPerClient <= 0 {
+		l.ConnsPerClient = 64
+	}
+}
+
+// HTTPServer is an http.Server for s with its Limits' timeouts; serve it
+// on Listener(ln) for the per-client cap.
+func (s *Server) HTTPServer() *http.Server {
+	l := s.cfg.Limits
+	return &http.Server{Handler: s, ReadHeaderTimeout: l.ReadHeader, IdleTimeout: l.Idle}
+}
+
+// Listener caps ln's connections per client address at
+// Limits.ConnsPerClient.
+func (s *Server) Listener(ln net.Listener) net.Listener {
+	return &capListener{Listener: ln, max: s.cfg.Limits.ConnsPerClient, open: map[string]int{}}
+}
+
+// capListener closes a connection at once when its client already holds
+// max: Serve never sees it, so it costs one accept.
+type capListener struct {
+	net.Listener
+	max  int
+	mu   sync.Mutex
+	open map[string]int
+}
+
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		l.mu.Lock()
+		ok := l.open[host] < l.max
+		if ok {
+			l.open[host]++
+		}
+		l.mu.Unlock()
+		if !ok {
+			c.Close()
+			continue
+		}
+		return &cappedConn{Conn: c, release: sync.OnceFunc(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if l.open[host]--; l.open[host] == 0 {
+				delete(l.open, host)
+			}
+		})}, nil
+	}
+}
+
+type cappedConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *cappedConn) Close() error {
+	c.release()
+	return c.Conn.Close()
+}
+
+// idleBody cuts a body that goes BodyIdle without a byte: each Read
+// moves the connection's read deadline, and the end of the body clears
+// it, so a streamed response after it is never cut.
+type idleBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
+// errBodyTimeout answers a body that stalled past Limits.BodyIdle.
+func errBodyTimeout(idle time.Duration) error {
+	return &apiError{status: http.StatusRequestTimeout, msg: "the request body stalled for over " + idle.String() + ": send it faster"}
+}
+
+func isTimeout(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// checkJSON refuses a body that is not declared application/json: a web
+// page can send text/plain (or untyped) bodies cross-site without asking,
+// so accepting them would let any page drive an unauthenticated server.
+func checkJSON(r *http.Request) error {
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || !strings.EqualFold(mt, "application/json") {
+		if ct == "" {
+			ct = "none"
+		}
+		return &apiError{status: http.StatusUnsupportedMediaType, param: "Content-Type",
+			msg: "Content-Type must be application/json, got " + ct}
+	}
+	return nil
+}
