@@ -65,7 +65,8 @@ func (s *servingFlags) register(fs *flag.FlagSet, listen string) {
 	s.api.register(fs)
 	fs.DurationVar(&s.stepTimeout, "step-timeout", 5*time.Second, "a step taking longer is retried on a new plan (a lost worker)")
 	fs.DurationVar(&s.limits.ReadHeader, "http-header-timeout", 10*time.Second, "longest an API client may take to send a request's headers")
-	fs.DurationVar(&s.limits.BodyIdle, "http-body-timeout", 10*time.Second, "longest a request body may go without a byte (then 408)")
+	fs.DurationVar(&s.limits.BodyIdle, "http-body-idle-timeout", 10*time.Second, "longest a request body may go without a byte (then 408)")
+	fs.DurationVar(&s.limits.Body, "http-body-timeout", 60*time.Second, "longest a whole request body may take (then 408)")
 	fs.DurationVar(&s.limits.Idle, "http-idle-timeout", 60*time.Second, "longest a keep-alive API connection may wait for its next request")
 	fs.IntVar(&s.limits.ConnsPerClient, "http-max-conns", 64, "open API connections one client address may hold")
 }

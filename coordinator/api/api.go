@@ -163,7 +163,8 @@ func (s *Server) handle(pattern string, h http.HandlerFunc, needReady bool) {
 				writeError(rec, err)
 				return
 			}
-			r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: s.cfg.Limits.BodyIdle}
+			l := s.cfg.Limits
+			r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: l.BodyIdle, end: time.Now().Add(l.Body)}
 		}
 		if needReady && !s.cfg.Ready() {
 			writeError(rec, errNotReady)
@@ -217,7 +218,8 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 			return nil, &apiError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body over %d bytes", s.cfg.MaxBody)}
 		}
 		if isTimeout(err) {
-			return nil, errBodyTimeout(s.cfg.Limits.BodyIdle)
+			w.Header().Set("Connection", "close")
+			return nil, errBodyTimeout(s.cfg.Limits)
 		}
 		return nil, badRequest("", "reading the body: %v", err)
 	}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net"
@@ -20,8 +21,10 @@ type Limits struct {
 	// headers (default 10 s).
 	ReadHeader time.Duration
 	// BodyIdle is how long a request body may go without a byte
-	// (default 10 s); a slower body is cut with 408.
-	BodyIdle time.Duration
+	// (default 10 s), and Body how long a whole body may take (default
+	// 60 s, which a byte a second no longer stretches); a body past
+	// either is cut with 408.
+	BodyIdle, Body time.Duration
 	// Idle is how long a keep-alive connection may wait for its next
 	// request (default 60 s).
 	Idle time.Duration
@@ -36,6 +39,9 @@ func (l *Limits) defaults() {
 	}
 	if l.BodyIdle <= 0 {
 		l.BodyIdle = 10 * time.Second
+	}
+	if l.Body <= 0 {
+		l.Body = 60 * time.Second
 	}
 	if l.Idle <= 0 {
 		l.Idle = 60 * time.Second
@@ -104,27 +110,36 @@ func (c *cappedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// idleBody cuts a body that goes BodyIdle without a byte: each Read
-// moves the connection's read deadline, and the end of the body clears
-// it, so a streamed response after it is never cut.
+// idleBody cuts a body that goes BodyIdle without a byte or takes longer
+// than Body in all: each Read moves the connection's read deadline, and
+// the end of the body clears it, so a streamed response after it is
+// never cut.
 type idleBody struct {
 	io.ReadCloser
 	rc   *http.ResponseController
 	idle time.Duration
+	end  time.Time
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
-	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	deadline := time.Now().Add(b.idle)
+	if b.end.Before(deadline) {
+		deadline = b.end
+	}
+	_ = b.rc.SetReadDeadline(deadline)
 	n, err := b.ReadCloser.Read(p)
-	if err != nil {
+	if err == io.EOF {
+		// A cut body keeps its past deadline, so the server's own
+		// reads of the rest fail at once too.
 		_ = b.rc.SetReadDeadline(time.Time{})
 	}
 	return n, err
 }
 
-// errBodyTimeout answers a body that stalled past Limits.BodyIdle.
-func errBodyTimeout(idle time.Duration) error {
-	return &apiError{status: http.StatusRequestTimeout, msg: "the request body stalled for over " + idle.String() + ": send it faster"}
+// errBodyTimeout answers a body cut by Limits.BodyIdle or Limits.Body.
+func errBodyTimeout(l Limits) error {
+	return &apiError{status: http.StatusRequestTimeout,
+		msg: fmt.Sprintf("the request body was too slow: it must not pause for %v nor take over %v in all", l.BodyIdle, l.Body)}
 }
 
 func isTimeout(err error) bool {
