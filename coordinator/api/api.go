@@ -12,8 +12,12 @@
 // Streaming is SSE: data: {...} chunks, usage in the last one, then
 // data: [DONE]. Errors use OpenAI's body ({"error": {"message", "type",
 // "param", "code"}}): 400 invalid values, 401 a missing or wrong API key,
-// 404 an unknown model, 429 (with Retry-After) a full queue, 503 not
-// ready. The gRPC Inference service (GRPC) shares all of this.
+// 404 an unknown model, 405 (with Allow) a wrong method, 408 a body too
+// slow, 413 a body too big, 415 a body not declared application/json,
+// 429 (with Retry-After) a full queue, 503 not ready. docs/api.md lists
+// every field and refusal. The API turns input into requests that pass
+// scheduler.Check and sampling.Params.Validate, the one rule each. The
+// gRPC Inference service (GRPC) shares all of this.
 package api
 
 import (

@@ -5,6 +5,9 @@
 // is sampled per sequence. A step that fails (a lost worker, a new plan)
 // is recovered by replaying each sequence's tokens into fresh KV blocks, so
 // requests pause instead of failing.
+//
+// request.go is what a valid request is (Check); admit.go admission and
+// preemption; step.go step building and sampling; replay.go recovery.
 package scheduler
 
 import (
