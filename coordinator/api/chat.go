@@ -141,23 +141,11 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := newID("chatcmpl-")
-	promptTokens := len(g.prompts[0])
 	if g.stream {
 		s.streamChat(w, r, req, g, id)
 		return
 	}
-	seqs, err := s.generateAll(r.Context(), g)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	completionTokens := 0
-	for _, q := range seqs {
-		completionTokens += len(q.tokens)
-	}
-	chosen := best(g, seqs)
-	choices := make([]any, len(chosen))
-	for i, q := range chosen {
+	s.respond(w, r, g, id, "chat.completion", func(i int, q *sequence) map[string]any {
 		c := map[string]any{"index": i, "message": map[string]any{"role": "assistant", "content": q.text},
 			"finish_reason": q.finish, "logprobs": nil}
 		if g.logprobs >= 0 {
@@ -166,14 +154,8 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		if g.returnTokenIDs {
 			c["token_ids"] = tokenIDs(q.tokens)
 		}
-		choices[i] = c
-	}
-	resp := map[string]any{"id": id, "object": "chat.completion", "created": unixNow(), "model": s.cfg.Model,
-		"choices": choices, "usage": usage(promptTokens, completionTokens)}
-	if g.consistency != nil {
-		resp["self_consistency"] = vote(g.consistency, chosen)
-	}
-	writeJSON(w, http.StatusOK, resp)
+		return c
+	})
 }
 
 // streamChat sends chat.completion.chunk deltas: the role first, then

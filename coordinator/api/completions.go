@@ -116,32 +116,15 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := newID("cmpl-")
-	promptTokens := 0
-	for _, p := range g.prompts {
-		promptTokens += len(p)
-	}
 	if g.stream {
 		s.streamCompletion(w, r, req, g, promptTexts, id)
 		return
 	}
-	seqs, err := s.generateAll(r.Context(), g)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	completionTokens := 0
-	for _, q := range seqs {
-		completionTokens += len(q.tokens)
-	}
-	chosen := best(g, seqs)
-	choices := make([]any, len(chosen))
-	for i, q := range chosen {
+	s.respond(w, r, g, id, "text_completion", func(i int, q *sequence) map[string]any {
 		text := q.text
-		var echo string
 		var echoIDs []int32
 		if g.echo {
-			echo, echoIDs = promptTexts[q.prompt], g.prompts[q.prompt]
-			text = echo + text
+			text, echoIDs = promptTexts[q.prompt]+text, g.prompts[q.prompt]
 		}
 		c := map[string]any{"index": i, "text": text, "finish_reason": q.finish, "logprobs": nil}
 		if g.logprobs >= 0 {
@@ -151,14 +134,8 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 			c["token_ids"] = tokenIDs(q.tokens)
 			c["prompt_token_ids"] = g.prompts[q.prompt]
 		}
-		choices[i] = c
-	}
-	resp := map[string]any{"id": id, "object": "text_completion", "created": unixNow(), "model": s.cfg.Model,
-		"choices": choices, "usage": usage(promptTokens, completionTokens)}
-	if g.consistency != nil {
-		resp["self_consistency"] = vote(g.consistency, chosen)
-	}
-	writeJSON(w, http.StatusOK, resp)
+		return c
+	})
 }
 
 // streamCompletion sends text_completion chunks as tokens arrive.
