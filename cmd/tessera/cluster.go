@@ -68,7 +68,7 @@ func (s *servingFlags) register(fs *flag.FlagSet, listen string) {
 	fs.DurationVar(&s.limits.BodyIdle, "http-body-idle-timeout", 10*time.Second, "longest a request body may go without a byte (then 408)")
 	fs.DurationVar(&s.limits.Body, "http-body-timeout", 60*time.Second, "longest a whole request body may take (then 408)")
 	fs.DurationVar(&s.limits.Idle, "http-idle-timeout", 60*time.Second, "longest a keep-alive API connection may wait for its next request")
-	fs.IntVar(&s.limits.ConnsPerClient, "http-max-conns", 64, "open API connections one client address may hold")
+	fs.IntVar(&s.limits.ConnsPerClient, "http-max-conns", 256, "open API connections one client address may hold (more get 429; raise it behind a proxy)")
 }
 
 func (s *servingFlags) config(cf clusterFlags, log *slog.Logger) (coordinatorConfig, error) {

@@ -197,8 +197,17 @@ func (s *Server) authorize(header string) error {
 	return nil
 }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler. A request on a connection past
+// Limits.ConnsPerClient gets 429 and the connection is closed.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if overCap(r) {
+		w.Header().Set("Connection", "close")
+		writeError(w, &apiError{status: http.StatusTooManyRequests,
+			msg: fmt.Sprintf("your address holds more than %d connections to this server: reuse or close some", s.cfg.Limits.ConnsPerClient)})
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
 	if !s.cfg.Ready() {

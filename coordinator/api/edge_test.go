@@ -189,8 +189,9 @@ func TestSlowBody(t *testing.T) {
 	}
 }
 
-// One client address holds at most ConnsPerClient connections; a
-// closed one frees its place.
+// One client address holds at most ConnsPerClient connections: a
+// request on one more is answered 429 and its connection closed, and a
+// closed connection frees its place.
 func TestConnsPerClient(t *testing.T) {
 	s := New(Config{Model: "m", Limits: Limits{ConnsPerClient: 2}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -200,46 +201,37 @@ func TestConnsPerClient(t *testing.T) {
 	srv := s.HTTPServer()
 	go srv.Serve(s.Listener(ln))
 	t.Cleanup(func() { srv.Close() })
-	get := func(c net.Conn) error {
+	get := func(c net.Conn) int {
 		fmt.Fprintf(c, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		return nil
+		return resp.StatusCode
 	}
-	var conns []net.Conn
-	for range 3 {
+	dial := func() net.Conn {
 		c, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
-		conns = append(conns, c)
+		t.Cleanup(func() { c.Close() })
+		return c
 	}
-	for i, c := range conns[:2] {
-		if err := get(c); err != nil {
-			t.Fatalf("connection %d of 2: %v", i, err)
+	conns := []net.Conn{dial(), dial()}
+	for i, c := range conns {
+		if st := get(c); st != 200 {
+			t.Fatalf("connection %d of 2: %d", i, st)
 		}
 	}
-	if err := get(conns[2]); err == nil {
-		t.Fatal("a third connection from one address was served")
+	if st := get(dial()); st != http.StatusTooManyRequests {
+		t.Fatalf("a third connection from one address: %d, want 429", st)
 	}
 	conns[0].Close()
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = get(c)
-		c.Close()
-		if err == nil {
-			break
-		}
+	for get(dial()) != 200 {
 		if time.Now().After(deadline) {
 			t.Fatal("a closed connection never freed its place")
 		}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -29,7 +30,9 @@ type Limits struct {
 	// request (default 60 s).
 	Idle time.Duration
 	// ConnsPerClient caps the open connections from one client address
-	// (default 64); more are closed as soon as they are accepted.
+	// (default 256); a request on a connection past it is answered 429
+	// and the connection closed. Behind a proxy every client shares its
+	// address: raise it there.
 	ConnsPerClient int
 }
 
@@ -47,7 +50,7 @@ func (l *Limits) defaults() {
 		l.Idle = 60 * time.Second
 	}
 	if l.ConnsPerClient <= 0 {
-		l.ConnsPerClient = 64
+		l.ConnsPerClient = 256
 	}
 }
 
@@ -55,17 +58,27 @@ func (l *Limits) defaults() {
 // on Listener(ln) for the per-client cap.
 func (s *Server) HTTPServer() *http.Server {
 	l := s.cfg.Limits
-	return &http.Server{Handler: s, ReadHeaderTimeout: l.ReadHeader, IdleTimeout: l.Idle}
+	return &http.Server{Handler: s, ReadHeaderTimeout: l.ReadHeader, IdleTimeout: l.Idle,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if cc := capped(c); cc != nil && cc.over {
+				return context.WithValue(ctx, overCapKey{}, true)
+			}
+			return ctx
+		}}
 }
 
-// Listener caps ln's connections per client address at
+// overCapKey marks, in a request's context, a connection past
 // Limits.ConnsPerClient.
+type overCapKey struct{}
+
+func overCap(r *http.Request) bool { return r.Context().Value(overCapKey{}) != nil }
+
+// Listener counts ln's connections per client address, so that
+// HTTPServer answers those past Limits.ConnsPerClient with 429.
 func (s *Server) Listener(ln net.Listener) net.Listener {
 	return &capListener{Listener: ln, max: s.cfg.Limits.ConnsPerClient, open: map[string]int{}}
 }
 
-// capListener closes a connection at once when its client already holds
-// max: Serve never sees it, so it costs one accept.
 type capListener struct {
 	net.Listener
 	max  int
@@ -74,40 +87,49 @@ type capListener struct {
 }
 
 func (l *capListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-		l.mu.Lock()
-		ok := l.open[host] < l.max
-		if ok {
-			l.open[host]++
-		}
-		l.mu.Unlock()
-		if !ok {
-			c.Close()
-			continue
-		}
-		return &cappedConn{Conn: c, release: sync.OnceFunc(func() {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			if l.open[host]--; l.open[host] == 0 {
-				delete(l.open, host)
-			}
-		})}, nil
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
 	}
+	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+	l.mu.Lock()
+	l.open[host]++
+	over := l.open[host] > l.max
+	l.mu.Unlock()
+	return &cappedConn{Conn: c, over: over, release: sync.OnceFunc(func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.open[host]--; l.open[host] == 0 {
+			delete(l.open, host)
+		}
+	})}, nil
 }
 
+// cappedConn is a connection counted against its client's cap; over is
+// set when it came past the cap.
 type cappedConn struct {
 	net.Conn
+	over    bool
 	release func()
 }
 
 func (c *cappedConn) Close() error {
 	c.release()
 	return c.Conn.Close()
+}
+
+// capped finds the cappedConn under c (a TLS connection wraps it).
+func capped(c net.Conn) *cappedConn {
+	for {
+		switch x := c.(type) {
+		case *cappedConn:
+			return x
+		case interface{ NetConn() net.Conn }:
+			c = x.NetConn()
+		default:
+			return nil
+		}
+	}
 }
 
 // idleBody cuts a body that goes BodyIdle without a byte or takes longer
