@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/tessera-llm/tessera/coordinator/api"
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
 	"github.com/tessera-llm/tessera/shard/plan"
 	"github.com/tessera-llm/tessera/shard/registry"
@@ -49,6 +50,7 @@ type servingFlags struct {
 	tlsCert, tlsKey                                                string
 	cacheTokens, blockSize, maxQueue, maxBatch                     int
 	stepTimeout, leaderTTL                                         time.Duration
+	limits                                                         api.Limits
 }
 
 func (s *servingFlags) register(fs *flag.FlagSet, listen string) {
@@ -62,6 +64,11 @@ func (s *servingFlags) register(fs *flag.FlagSet, listen string) {
 	fs.IntVar(&s.maxBatch, "max-batch", 64, "sequences that may run in one step")
 	s.api.register(fs)
 	fs.DurationVar(&s.stepTimeout, "step-timeout", 5*time.Second, "a step taking longer is retried on a new plan (a lost worker)")
+	fs.DurationVar(&s.limits.ReadHeader, "http-header-timeout", 10*time.Second, "longest an API client may take to send a request's headers")
+	fs.DurationVar(&s.limits.BodyIdle, "http-body-idle-timeout", 10*time.Second, "longest a request body may go without a byte (then 408)")
+	fs.DurationVar(&s.limits.Body, "http-body-timeout", 60*time.Second, "longest a whole request body may take (then 408)")
+	fs.DurationVar(&s.limits.Idle, "http-idle-timeout", 60*time.Second, "longest a keep-alive API connection may wait for its next request")
+	fs.IntVar(&s.limits.ConnsPerClient, "http-max-conns", 256, "open API connections one client address may hold (more get 429; raise it behind a proxy)")
 }
 
 func (s *servingFlags) config(cf clusterFlags, log *slog.Logger) (coordinatorConfig, error) {
@@ -96,7 +103,7 @@ func (s *servingFlags) config(cf clusterFlags, log *slog.Logger) (coordinatorCon
 	return coordinatorConfig{apiKey: key, cluster: cf.cluster, id: id, etcd: cf.etcd, nats: cf.nats, sec: cf.sec, tlsCert: s.tlsCert, tlsKey: s.tlsKey,
 		model: s.model, modelName: name,
 		workerModelDir: workerDir, listen: s.listen, grpcListen: s.grpcListen, pp: pp, tp: tp,
-		cacheTokens: s.cacheTokens, blockSz: s.blockSize, maxQueue: s.maxQueue, maxBatch: s.maxBatch, leaderTTL: s.leaderTTL, stepTimeout: s.stepTimeout, log: log}, nil
+		cacheTokens: s.cacheTokens, blockSz: s.blockSize, maxQueue: s.maxQueue, maxBatch: s.maxBatch, leaderTTL: s.leaderTTL, stepTimeout: s.stepTimeout, limits: s.limits, log: log}, nil
 }
 
 func logger(w io.Writer) *slog.Logger {

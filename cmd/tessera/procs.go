@@ -108,6 +108,7 @@ type coordinatorConfig struct {
 	apiKey               string
 	sec                  securityFlags
 	tlsCert, tlsKey      string // the API's TLS key pair; empty serves plain HTTP
+	limits               api.Limits
 	log                  *slog.Logger
 }
 
@@ -188,11 +189,12 @@ type apiServers struct {
 
 // listenAPI binds the API's listeners; nothing serves until serve.
 func listenAPI(c coordinatorConfig, a *api.Server) (*apiServers, error) {
-	s := &apiServers{http: &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second}}
-	var err error
-	if s.ln, err = net.Listen("tcp", c.listen); err != nil {
+	s := &apiServers{http: a.HTTPServer()}
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
 		return nil, fmt.Errorf("HTTP listen on %s: %w", c.listen, err)
 	}
+	s.ln = a.Listener(ln)
 	if c.grpcListen != "" {
 		if s.gln, err = net.Listen("tcp", c.grpcListen); err != nil {
 			s.ln.Close()

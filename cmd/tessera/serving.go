@@ -56,7 +56,7 @@ func apiServer(c coordinatorConfig, tok api.Tokenizer, sched *scheduler.Schedule
 		return nil, err
 	}
 	return api.New(api.Config{Model: c.modelName, Scheduler: sched, Tokenizer: tok, Chat: chat, Ready: ready,
-		APIKey: c.apiKey, Metrics: metrics, Logger: c.log}), nil
+		APIKey: c.apiKey, Metrics: metrics, Logger: c.log, Limits: c.limits}), nil
 }
 
 // grpcServer is the coordinator's gRPC server with the Inference service
@@ -124,7 +124,7 @@ func startEncoderCoordinator(ctx context.Context, c coordinatorConfig, s *spec.S
 	if le.max <= 0 {
 		le.max = 512
 	}
-	a := api.New(api.Config{Model: c.modelName, Tokenizer: tok, Encoder: le, APIKey: c.apiKey, Logger: c.log})
+	a := api.New(api.Config{Model: c.modelName, Tokenizer: tok, Encoder: le, APIKey: c.apiKey, Logger: c.log, Limits: c.limits})
 	srv, err := listenAPI(c, a)
 	if err != nil {
 		return nil, err

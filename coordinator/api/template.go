@@ -36,9 +36,23 @@ type ChatTemplate struct {
 	bos, eos string
 }
 
-// ErrTemplate marks a template that failed to render (raise_exception,
-// an undefined call): a client error, since messages drive templates.
+// ErrTemplate marks messages a template refused with raise_exception: a
+// client error, since the messages drove it there.
 var ErrTemplate = errors.New("chat template")
+
+// ErrTemplateBroken marks a template that failed by itself (a call to an
+// undefined function, a type error): a server fault. NewChatTemplate
+// catches what a sample conversation reaches.
+var ErrTemplateBroken = errors.New("chat template is broken")
+
+// sampleChat is the conversation NewChatTemplate renders to find a
+// broken template at load rather than on every request.
+var sampleChat = []map[string]any{
+	{"role": "system", "content": "s"},
+	{"role": "user", "content": "u"},
+	{"role": "assistant", "content": "a"},
+	{"role": "user", "content": "u"},
+}
 
 // NewChatTemplate parses a Jinja chat template; bos and eos are the
 // values of bos_token and eos_token inside it.
@@ -56,21 +70,31 @@ func NewChatTemplate(source, bos, eos string) (*ChatTemplate, error) {
 	}
 	tpl, err := exec.NewTemplate("chat_template", cfg, shifted, gonja.DefaultEnvironment)
 	if err != nil {
-		return nil, fmt.Errorf("%w: parsing: %v", ErrTemplate, err)
+		return nil, fmt.Errorf("%w: parsing: %v", ErrTemplateBroken, err)
 	}
-	return &ChatTemplate{tpl: tpl, bos: bos, eos: eos}, nil
+	c := &ChatTemplate{tpl: tpl, bos: bos, eos: eos}
+	for _, addGen := range []bool{true, false} {
+		if _, err := c.Render(sampleChat, addGen); errors.Is(err, ErrTemplateBroken) {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 // Render applies the template to messages (each a map with at least role
 // and content).
 func (c *ChatTemplate) Render(messages []map[string]any, addGenerationPrompt bool) (string, error) {
+	// gonja does not wrap a function's error: remember it to tell a
+	// raise_exception from a broken template.
+	var raised error
 	ctx := exec.NewContext(map[string]any{
 		"messages":              messages,
 		"add_generation_prompt": addGenerationPrompt,
 		"bos_token":             c.bos,
 		"eos_token":             c.eos,
 		"raise_exception": func(msg string) (string, error) {
-			return "", fmt.Errorf("%w: %s", ErrTemplate, msg)
+			raised = fmt.Errorf("%w: %s", ErrTemplate, msg)
+			return "", raised
 		},
 		"strftime_now": func(layout string) string { return strftime(time.Now(), layout) },
 	})
@@ -78,11 +102,11 @@ func (c *ChatTemplate) Render(messages []map[string]any, addGenerationPrompt boo
 	c.mu.Lock()
 	err := c.tpl.Execute(&buf, ctx)
 	c.mu.Unlock()
+	if raised != nil {
+		return "", raised
+	}
 	if err != nil {
-		if errors.Is(err, ErrTemplate) {
-			return "", err
-		}
-		return "", fmt.Errorf("%w: %v", ErrTemplate, err)
+		return "", fmt.Errorf("%w: %v", ErrTemplateBroken, err)
 	}
 	return buf.String(), nil
 }
