@@ -7,6 +7,9 @@ import (
 	"testing"
 )
 
+// pipelines are the tokenizer.json files of testdata/pipelines.
+var pipelines = []string{"llama3", "qwen2", "mistral"}
+
 // TestPipelines checks the Llama 3, Qwen2 and Mistral v0.3 pipelines
 // (testdata/pipelines, see its README) against Hugging Face tokenizers on
 // the golden strings and a few hundred random and adversarial ones: ids,
@@ -23,7 +26,7 @@ func TestPipelines(t *testing.T) {
 	if err := json.Unmarshal(b, &ref); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"llama3", "qwen2", "mistral"} {
+	for _, name := range pipelines {
 		set, ok := ref.Tokenizers[name]
 		if !ok || len(set.Cases) < 600 {
 			t.Fatalf("ref.json has %d cases for %s, want the full set", len(set.Cases), name)
