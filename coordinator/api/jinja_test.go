@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 // TestJinjaExtensions checks what chatEnvironment adds to gonja: tojson as
@@ -58,5 +59,15 @@ func TestRenderChatErrors(t *testing.T) {
 		if _, err := tpl.RenderChat(in); !errors.Is(err, ErrTemplate) {
 			t.Errorf("%s: err = %v, want ErrTemplate", name, err)
 		}
+	}
+}
+
+// TestStrftime: the wants are python3's datetime.strftime of the same time.
+func TestStrftime(t *testing.T) {
+	at := time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC)
+	layout := "Date 1 2 Jan: %d %b %Y %% %B %H:%M:%S %y %a %A %I %p %j %m %q %"
+	want := "Date 1 2 Jan: 02 Jan 2026 % January 15:04:05 26 Fri Friday 03 PM 002 01 %q %"
+	if got := strftime(at, layout); got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
 	}
 }

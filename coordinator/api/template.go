@@ -127,11 +127,54 @@ func (c *ChatTemplate) RenderChat(in ChatInput) (string, error) {
 	return buf.String(), nil
 }
 
-// strftime covers the directives chat templates use (Llama 3's
-// "%d %b %Y").
+// strftime is Python's strftime for the directives chat templates use
+// (Llama 3.2's "%d %b %Y", Granite's "%B %d, %Y") and a few more; text
+// between directives, and unknown directives, stay as they are.
 func strftime(t time.Time, layout string) string {
-	r := strings.NewReplacer("%d", "02", "%b", "Jan", "%B", "January", "%Y", "2006", "%m", "01", "%H", "15", "%M", "04", "%S", "05", "%y", "06", "%a", "Mon", "%A", "Monday")
-	return t.Format(r.Replace(layout))
+	var sb strings.Builder
+	for i := 0; i < len(layout); i++ {
+		if layout[i] != '%' || i+1 == len(layout) {
+			sb.WriteByte(layout[i])
+			continue
+		}
+		i++
+		switch c := layout[i]; c {
+		case 'Y':
+			fmt.Fprintf(&sb, "%d", t.Year())
+		case 'y':
+			fmt.Fprintf(&sb, "%02d", t.Year()%100)
+		case 'm':
+			fmt.Fprintf(&sb, "%02d", int(t.Month()))
+		case 'd':
+			fmt.Fprintf(&sb, "%02d", t.Day())
+		case 'j':
+			fmt.Fprintf(&sb, "%03d", t.YearDay())
+		case 'H':
+			fmt.Fprintf(&sb, "%02d", t.Hour())
+		case 'I':
+			fmt.Fprintf(&sb, "%02d", (t.Hour()+11)%12+1)
+		case 'M':
+			fmt.Fprintf(&sb, "%02d", t.Minute())
+		case 'S':
+			fmt.Fprintf(&sb, "%02d", t.Second())
+		case 'p':
+			sb.WriteString(t.Format("PM"))
+		case 'b':
+			sb.WriteString(t.Format("Jan"))
+		case 'B':
+			sb.WriteString(t.Format("January"))
+		case 'a':
+			sb.WriteString(t.Format("Mon"))
+		case 'A':
+			sb.WriteString(t.Format("Monday"))
+		case '%':
+			sb.WriteByte('%')
+		default:
+			sb.WriteByte('%')
+			sb.WriteByte(c)
+		}
+	}
+	return sb.String()
 }
 
 // LoadChatTemplate reads chat_template, bos_token and eos_token from a
