@@ -98,6 +98,7 @@ type Server struct {
 	tokenizing chan struct{} // a slot per request tokenizing now
 	// allow lists the methods each /v1 path serves, for 405's Allow.
 	allow map[string][]string
+	guides guides
 }
 
 // New builds the handlers.

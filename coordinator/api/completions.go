@@ -32,6 +32,7 @@ type commonRequest struct {
 	ReturnTokenIDs    bool               `json:"return_token_ids"`
 	SelfConsistency   *selfConsistency   `json:"self_consistency"`
 	User              string             `json:"user"`
+	guidedFields
 }
 
 func (c *commonRequest) params() (*params, error) {
@@ -43,10 +44,14 @@ func (c *commonRequest) params() (*params, error) {
 	if err != nil {
 		return nil, err
 	}
+	gd, err := c.guided()
+	if err != nil {
+		return nil, err
+	}
 	return &params{MaxTokens: c.MaxTokens, MinTokens: c.MinTokens, Temperature: c.Temperature, TopP: c.TopP, TopK: c.TopK,
 		MinP: c.MinP, N: c.N, BestOf: c.BestOf, Seed: c.Seed, Stop: stops, StopIDs: append(stopIDs, c.StopTokenIDs...), LogitBias: bias,
 		PresencePenalty: c.PresencePenalty, FrequencyPenalty: c.FrequencyPenalty, RepetitionPenalty: c.RepetitionPenalty,
-		IgnoreEOS: c.IgnoreEOS, ReturnTokenIDs: c.ReturnTokenIDs, Stream: c.Stream, Consistency: c.SelfConsistency}, nil
+		IgnoreEOS: c.IgnoreEOS, ReturnTokenIDs: c.ReturnTokenIDs, Stream: c.Stream, Consistency: c.SelfConsistency, Guided: gd}, nil
 }
 
 // completionRequest is OpenAI's completion request with vLLM's sampling

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 
+	"github.com/tessera-llm/tessera/coordinator/guide"
 	"github.com/tessera-llm/tessera/coordinator/sampling"
 	"github.com/tessera-llm/tessera/coordinator/scheduler"
 )
@@ -48,6 +49,8 @@ type params struct {
 	ReturnTokenIDs bool
 	Stream         bool
 	Consistency    *selfConsistency
+	// Guided constrains the output (structured outputs); nil: free text.
+	Guided *guided
 }
 
 // selfConsistency is the request's "self_consistency" object.
@@ -167,6 +170,11 @@ func (s *Server) build(p *params, prompts [][]int32, defaultMax int, maxLP int, 
 	if p.MinTokens != nil {
 		r.MinTokens = *p.MinTokens
 	}
+	if p.Guided != nil {
+		if r.Guide, err = s.matcher(p.Guided); err != nil {
+			return nil, err
+		}
+	}
 	for i := range prompts {
 		if err := sched.Check(g.seqRequest(i, 0)); err != nil {
 			var re *scheduler.RequestError
@@ -202,8 +210,13 @@ func (g *genRequest) choices(p *params, hasTokenizer bool) error {
 		if c.Samples < 1 || c.Samples > maxChoices {
 			return badRequest("self_consistency.samples", "self_consistency.samples must be in [1, %d], got %d", maxChoices, c.Samples)
 		}
+		if c.AnswerPattern == "" && p.Guided != nil && p.Guided.spec.Kind == guide.Choice {
+			// The chains answer with one of the choices: the vote is over
+			// the allowed answers.
+			c.AnswerPattern = `(?s)^(.*)$`
+		}
 		if c.AnswerPattern == "" {
-			return badRequest("self_consistency.answer_pattern", "self_consistency.answer_pattern is required")
+			return badRequest("self_consistency.answer_pattern", "self_consistency.answer_pattern is required (or guided_choice, whose choices are the answers)")
 		}
 		re, err := regexp.Compile(c.AnswerPattern)
 		if err != nil {

@@ -55,8 +55,8 @@ const (
 	objectDepth = 5
 )
 
-// key identifies a Spec for caching.
-func (s Spec) key() string {
+// Key identifies a Spec, for caching compiled matchers.
+func (s Spec) Key() string {
 	switch s.Kind {
 	case Regex:
 		return "r" + s.Pattern
