@@ -97,7 +97,7 @@ type Server struct {
 	keyHash    [32]byte
 	tokenizing chan struct{} // a slot per request tokenizing now
 	// allow lists the methods each /v1 path serves, for 405's Allow.
-	allow map[string][]string
+	allow  map[string][]string
 	guides guides
 }
 
