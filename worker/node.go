@@ -39,7 +39,8 @@ type Options struct {
 	Listen, Advertise string
 	// HTTPListen serves /health, /ready and /metrics; empty: off.
 	HTTPListen string
-	// Backend runs the kernels; Device names it in the registration.
+	// Backend runs the kernels (nil: kernels.Open(Device)); Device names
+	// it in the registration and the default id.
 	Backend kernels.Backend
 	Device  string
 	// Memory is what the worker offers the planner for weights.
@@ -83,6 +84,11 @@ func Start(ctx context.Context, cli *clientv3.Client, nc *nats.Conn, o Options) 
 	}
 	if o.Listen == "" {
 		o.Listen = DefaultListen
+	}
+	if o.Backend == nil {
+		if o.Backend, err = kernels.Open(o.Device); err != nil {
+			return nil, err
+		}
 	}
 	// Undo in reverse on failure.
 	var undo []func()
