@@ -21,6 +21,8 @@ import (
 	"github.com/openai/openai-go/v3/option"
 	"go.uber.org/goleak"
 
+	"github.com/tessera-llm/tessera/coordinator"
+	"github.com/tessera-llm/tessera/local"
 	"github.com/tessera-llm/tessera/worker/model/modeltest"
 )
 
@@ -46,12 +48,15 @@ func localAPI(t *testing.T) string {
 		if servingErr = fs.Parse([]string{"--model", filepath.Join(repoRoot, "models/docbloom-3m"), "--cache-tokens", "16384"}); servingErr != nil {
 			return
 		}
-		var lc *local
-		lc, servingErr = startLocal(context.Background(), sf, wf, 2, "", logger(io.Discard))
-		if servingErr != nil {
+		o, err := localOptions(sf, wf, 2, "", io.Discard)
+		if servingErr = err; err != nil {
 			return
 		}
-		servingAPI = "http://" + lc.api
+		lc, err := local.Start(context.Background(), o)
+		if servingErr = err; err != nil {
+			return
+		}
+		servingAPI = "http://" + lc.API
 		deadline := time.Now().Add(30 * time.Second)
 		for status(servingAPI+"/ready") != 200 && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
@@ -225,12 +230,17 @@ func TestConcurrentStreamsOnLocalCluster(t *testing.T) {
 // MLM logits.
 func TestEncoderEndpoints(t *testing.T) {
 	dir := filepath.Join(repoRoot, "testdata/golden/bert")
-	p, err := startCoordinator(context.Background(), coordinatorConfig{model: dir, modelName: "bert", listen: "127.0.0.1:0", log: logger(io.Discard)})
+	sf := servingFlags{model: dir, modelName: "bert", listen: "127.0.0.1:0", cacheTokens: 1, blockSize: 1}
+	o, err := sf.options(clusterFlags{}, logger(io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := coordinator.Start(context.Background(), nil, nil, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	api := "http://" + p.addr
+	api := "http://" + p.Addr()
 	var g modeltest.EncoderGolden
 	modeltest.ReadGolden(t, dir, &g)
 	// The API takes no segment ids, so the case must use segment 0 only.
