@@ -10,6 +10,15 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
+// ownerTest checks for leaked goroutines and gives a test a client
+// (closed at its end), a context and its own cluster name.
+func ownerTest(t *testing.T) (*clientv3.Client, context.Context, string) {
+	checkGoroutines(t)
+	cli := client(t)
+	t.Cleanup(func() { cli.Close() })
+	return cli, context.Background(), clusterName(t)
+}
+
 func holder(t *testing.T, cli *clientv3.Client, key string) (lease clientv3.LeaseID, created int64, addr string) {
 	t.Helper()
 	resp, err := cli.Get(context.Background(), key)
@@ -26,11 +35,7 @@ func holder(t *testing.T, cli *clientv3.Client, key string) (lease clientv3.Leas
 // A live worker's id is refused to a second claimant, whose exit (even
 // with a revoke of everything it owns) leaves the entry alone.
 func TestRegisterRefusesLiveID(t *testing.T) {
-	checkGoroutines(t)
-	cli := client(t)
-	defer cli.Close()
-	ctx := context.Background()
-	cluster := clusterName(t)
+	cli, ctx, cluster := ownerTest(t)
 	live := worker("w", 1)
 	live.Address = "127.0.0.1:7001"
 	r, err := Register(ctx, cli, cluster, live, 2*time.Second)
@@ -58,11 +63,7 @@ func TestRegisterRefusesLiveID(t *testing.T) {
 // An id whose worker died (its lease is no longer renewed) is taken over
 // once the lease runs out, and the new registration says from whom.
 func TestRegisterTakesOverExpiredID(t *testing.T) {
-	checkGoroutines(t)
-	cli := client(t)
-	defer cli.Close()
-	ctx := context.Background()
-	cluster := clusterName(t)
+	cli, ctx, cluster := ownerTest(t)
 	dead := client(t)
 	old := worker("w", 1)
 	old.Address = "127.0.0.1:7001"
@@ -87,11 +88,7 @@ func TestRegisterTakesOverExpiredID(t *testing.T) {
 // same moment, exactly one of them holds it afterwards and the member's
 // re-register loop never overwrites the other.
 func TestMemberNeverStealsID(t *testing.T) {
-	checkGoroutines(t)
-	cli := client(t)
-	defer cli.Close()
-	ctx := context.Background()
-	cluster := clusterName(t)
+	cli, ctx, cluster := ownerTest(t)
 	key := WorkerKey(cluster, "w")
 	m, err := Join(ctx, cli, cluster, worker("w", 1), 2*time.Second, nil)
 	if err != nil {
@@ -129,11 +126,7 @@ func TestMemberNeverStealsID(t *testing.T) {
 
 // The member registers again by itself after its lease is revoked.
 func TestMemberRegistersAgain(t *testing.T) {
-	checkGoroutines(t)
-	cli := client(t)
-	defer cli.Close()
-	ctx := context.Background()
-	cluster := clusterName(t)
+	cli, ctx, cluster := ownerTest(t)
 	m, err := Join(ctx, cli, cluster, worker("w", 1), 2*time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
