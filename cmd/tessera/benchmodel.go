@@ -70,4 +70,3 @@ func runBenchModel(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "decode  %4d tokens  %8.1f tok/s  %.1f GB/s of weights\n", rep.Gen, rep.DecodeTokPerS, rep.WeightGBPerSec)
 	return nil
 }
-
