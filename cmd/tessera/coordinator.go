@@ -15,6 +15,7 @@ import (
 	"github.com/tessera-llm/tessera/coordinator"
 	"github.com/tessera-llm/tessera/coordinator/api"
 	"github.com/tessera-llm/tessera/worker"
+	"github.com/tessera-llm/tessera/worker/weights"
 )
 
 func init() {
@@ -104,7 +105,7 @@ func (s *servingFlags) options(cf clusterFlags, log *slog.Logger) (coordinator.O
 	if o.WorkerTLS, err = cf.sec.grpcMutual(); err != nil {
 		return o, err
 	}
-	if o.DTypeBytes, err = weightBytes(s.model); err != nil {
+	if o.DTypeBytes, err = weights.ElementSize(s.model); err != nil {
 		return o, err
 	}
 	o.ModelName = s.modelName
