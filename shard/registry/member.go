@@ -63,12 +63,13 @@ func (m *Member) keep(ctx context.Context, cli *clientv3.Client, cluster string,
 		}
 		m.registered.Store(false)
 		log.Warn("registration lost; registering again", "id", w.GetId(), "err", reg.Err())
-		// Our own lease may outlive the keepalive that gave up on it;
-		// revoking it frees the id for us and deletes nothing else.
-		_ = reg.Close()
+		// Our own lease may outlive the keepalive that gave up on it: the
+		// entry then moves to the new lease without being deleted, and
+		// the old lease is revoked after (it holds nothing else).
 		for {
-			r, err := Register(ctx, cli, cluster, w, ttl)
+			r, err := register(ctx, cli, cluster, w, ttl, reg.Lease())
 			if err == nil {
+				_ = reg.Close()
 				reg = r
 				logTakeover(log, w, reg)
 				m.registered.Store(true)

@@ -151,3 +151,28 @@ func TestMemberRegistersAgain(t *testing.T) {
 		t.Errorf("entry still there after Close (lease %x)", l)
 	}
 }
+
+// Re-registering under a new lease moves an entry still held under the
+// caller's own old lease without deleting it (no leave for the watchers).
+func TestRegisterMovesOwnEntry(t *testing.T) {
+	cli, ctx, cluster := ownerTest(t)
+	old, err := Register(ctx, cli, cluster, worker("w", 1), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	key := WorkerKey(cluster, "w")
+	_, created, _ := holder(t, cli, key)
+	r, err := register(ctx, cli, cluster, worker("w", 2), 2*time.Second, old.Lease())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if lease, c, _ := holder(t, cli, key); lease != r.Lease() || c != created {
+		t.Fatalf("entry under lease %x created at %d, want lease %x and the original create revision %d", lease, c, r.Lease(), created)
+	}
+	old.Close() // revoking the old lease leaves the moved entry alone
+	if lease, _, _ := holder(t, cli, key); lease != r.Lease() {
+		t.Fatalf("entry under lease %x after the old lease was revoked, want %x", lease, r.Lease())
+	}
+}

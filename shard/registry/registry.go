@@ -149,6 +149,13 @@ type Registration struct {
 // holder's address; a lease that runs out belonged to a dead one, and
 // Register takes the id over (TookOver names the previous address).
 func Register(ctx context.Context, cli *clientv3.Client, cluster string, w *tesserav1.WorkerInfo, ttl time.Duration) (*Registration, error) {
+	return register(ctx, cli, cluster, w, ttl, clientv3.NoLease)
+}
+
+// register is Register that may also move an entry still held under prev,
+// the caller's own earlier lease, to the new lease in one transaction:
+// re-registering after a lost keepalive then never deletes the entry.
+func register(ctx context.Context, cli *clientv3.Client, cluster string, w *tesserav1.WorkerInfo, ttl time.Duration, prev clientv3.LeaseID) (*Registration, error) {
 	if err := checkName("cluster", cluster); err != nil {
 		return nil, err
 	}
@@ -171,7 +178,7 @@ func Register(ctx context.Context, cli *clientv3.Client, cluster string, w *tess
 		return nil, fmt.Errorf("registry: grant lease for worker %s: %w", w.GetId(), err)
 	}
 	key := WorkerKey(cluster, w.GetId())
-	tookOver, err := claim(ctx, cli, key, string(val), grant.ID)
+	tookOver, err := claim(ctx, cli, key, string(val), grant.ID, prev)
 	if err != nil {
 		revokeQuietly(cli, grant.ID)
 		return nil, fmt.Errorf("registry: register worker %s: %w", w.GetId(), err)
@@ -202,10 +209,10 @@ func Register(ctx context.Context, cli *clientv3.Client, cluster string, w *tess
 	return r, nil
 }
 
-// claim puts val at key under lease if no key exists, waiting out a holder
-// whose lease is not renewed. It returns the address of the holder it
-// replaced ("" if the key was free).
-func claim(ctx context.Context, cli *clientv3.Client, key, val string, lease clientv3.LeaseID) (string, error) {
+// claim puts val at key under lease if no key exists or the key is held
+// under prev, waiting out a holder whose lease is not renewed. It returns
+// the address of the holder it replaced ("" if the key was free or ours).
+func claim(ctx context.Context, cli *clientv3.Client, key, val string, lease, prev clientv3.LeaseID) (string, error) {
 	tookOver := ""
 	for {
 		resp, err := cli.Txn(ctx).
@@ -222,6 +229,19 @@ func claim(ctx context.Context, cli *clientv3.Client, key, val string, lease cli
 		kvs := resp.Responses[0].GetResponseRange().GetKvs()
 		if len(kvs) == 0 {
 			continue // deleted between the compare and the get
+		}
+		if prev != clientv3.NoLease && clientv3.LeaseID(kvs[0].Lease) == prev {
+			moved, err := cli.Txn(ctx).
+				If(clientv3.Compare(clientv3.LeaseValue(key), "=", prev)).
+				Then(clientv3.OpPut(key, val, clientv3.WithLease(lease))).
+				Commit()
+			if err != nil {
+				return "", err
+			}
+			if moved.Succeeded {
+				return "", nil
+			}
+			continue
 		}
 		addr := "an unknown address"
 		if h, ok := decodeWorker(kvs[0].Value); ok && h.GetAddress() != "" {
