@@ -70,7 +70,7 @@ func grpcServer(a *api.Server) *grpc.Server {
 // isEncoder reports a model the coordinator serves itself (embeddings and
 // fill-mask) instead of planning it over workers: BERT is not a causal LM
 // and does not shard.
-func isEncoder(s *spec.Spec) bool { return s.Arch == "bert" }
+func isEncoder(s *spec.Spec) bool { return s.Serving() == spec.Encoder }
 
 // localEncoder runs an encoder model in this process for the API, one
 // request at a time.

@@ -2,7 +2,30 @@ package spec
 
 import "fmt"
 
-func init() { Register("llama", parseLlama) }
+func init() {
+	Register(Card{ModelType: "llama", Parse: parseLlama, Serving: Causal, Tensors: LlamaTensors})
+}
+
+// LlamaTensors is LLaMA's checkpoint layout, which most decoders since
+// share (the planner estimates architectures without a card from it).
+var LlamaTensors = concat(
+	[]Rule{weight("model.embed_tokens.weight", VocabParallel, AxisVocab, Embeddings)},
+	norm("model.layers.{layer}.input_layernorm", EveryLayer, false),
+	[]Rule{
+		weight("model.layers.{layer}.self_attn.q_proj.weight", ColumnParallel, AxisHeads, EveryLayer),
+		weight("model.layers.{layer}.self_attn.k_proj.weight", ColumnParallel, AxisKVHeads, EveryLayer),
+		weight("model.layers.{layer}.self_attn.v_proj.weight", ColumnParallel, AxisKVHeads, EveryLayer),
+		weight("model.layers.{layer}.self_attn.o_proj.weight", RowParallel, AxisHeads, EveryLayer),
+	},
+	norm("model.layers.{layer}.post_attention_layernorm", EveryLayer, false),
+	[]Rule{
+		weight("model.layers.{layer}.mlp.gate_proj.weight", ColumnParallel, AxisMLP, EveryLayer),
+		weight("model.layers.{layer}.mlp.up_proj.weight", ColumnParallel, AxisMLP, EveryLayer),
+		weight("model.layers.{layer}.mlp.down_proj.weight", RowParallel, AxisMLP, EveryLayer),
+	},
+	norm("model.norm", LastStage, false),
+	[]Rule{weight("lm_head.weight", VocabParallel, AxisVocab, LMHead)},
+)
 
 func parseLlama(c Config) (*Spec, error) {
 	r := &Reader{C: c}

@@ -1,6 +1,8 @@
 // Package spec turns a Hugging Face config.json into a Spec: the shape and
 // semantics of a model, independent of where its weights live. Each
-// architecture registers a parser for its model_type in init.
+// architecture registers one Card for its model_type: its config parser,
+// the tensors its checkpoint holds and how they are sliced, and how it is
+// served. The planner, the loader, the models and the server all read it.
 package spec
 
 import (
@@ -9,9 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"sync"
 )
 
 // Norm names a normalisation.
@@ -84,36 +84,6 @@ var (
 	ErrInvalidConfig   = errors.New("invalid model config")
 )
 
-// Parser turns a decoded config.json into a Spec.
-type Parser func(c Config) (*Spec, error)
-
-var (
-	mu      sync.Mutex
-	parsers = map[string]Parser{}
-)
-
-// Register adds a parser for a model_type. Architectures call it from init.
-func Register(modelType string, p Parser) {
-	mu.Lock()
-	defer mu.Unlock()
-	if _, dup := parsers[modelType]; dup {
-		panic("spec: model_type registered twice: " + modelType)
-	}
-	parsers[modelType] = p
-}
-
-// Supported lists the model_types with a registered parser, sorted.
-func Supported() []string {
-	mu.Lock()
-	defer mu.Unlock()
-	out := make([]string, 0, len(parsers))
-	for k := range parsers {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // Load reads config.json from a model directory (or the file itself).
 func Load(path string) (*Spec, error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
@@ -140,13 +110,11 @@ func Parse(raw []byte) (*Spec, error) {
 	if !ok || mt == "" {
 		return nil, fmt.Errorf("%w: no model_type (supported: %s)", ErrInvalidConfig, strings.Join(Supported(), ", "))
 	}
-	mu.Lock()
-	p, ok := parsers[mt]
-	mu.Unlock()
-	if !ok {
-		return nil, fmt.Errorf("%w: model_type %q (supported: %s)", ErrUnsupportedArch, mt, strings.Join(Supported(), ", "))
+	card, err := CardOf(mt)
+	if err != nil {
+		return nil, err
 	}
-	s, err := p(c)
+	s, err := card.Parse(c)
 	if err != nil {
 		return nil, fmt.Errorf("%s config: %w", mt, err)
 	}
