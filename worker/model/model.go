@@ -197,6 +197,9 @@ func Load(dir string, opts ...Option) (Model, error) {
 		return nil, err
 	}
 	defer ckpt.Close()
+	if err := checkSizes(s, card, ckpt); err != nil {
+		return nil, fmt.Errorf("loading %s model from %s: %w", s.Arch, dir, err)
+	}
 	l := newLoader(o.Backend, ckpt, o.Progress)
 	l.quant = o.Quantize
 	l.spec, l.rules = s, card.Tensors
