@@ -63,6 +63,14 @@ type Spec struct {
 	Gated     bool      `json:"gated"`
 	Positions Positions `json:"positions"`
 	RopeTheta float64   `json:"rope_theta,omitempty"`
+	// RopeInvFreq are the RoPE pair frequencies of a scaled RoPE
+	// (rope_scaling); nil for the plain RopeTheta series.
+	RopeInvFreq []float32 `json:"rope_inv_freq,omitempty"`
+	// RopeMscale scales RoPE's cos and sin (yarn's attention factor); 0
+	// or 1 is none.
+	RopeMscale float64 `json:"rope_mscale,omitempty"`
+	// QKVBias marks q, k and v projections with a bias (Qwen2).
+	QKVBias bool `json:"qkv_bias,omitempty"`
 	// MaxPositions is the longest sequence the model supports; 0 is unbounded
 	// (ALiBi extrapolates).
 	MaxPositions   int  `json:"max_positions,omitempty"`
