@@ -7,13 +7,42 @@ import (
 	"testing"
 
 	_ "github.com/tessera-llm/tessera/kernels/cpu"
+	"github.com/tessera-llm/tessera/shard/plan"
 	"github.com/tessera-llm/tessera/shard/spec"
+	"github.com/tessera-llm/tessera/worker/engine"
+	"github.com/tessera-llm/tessera/worker/model"
 	_ "github.com/tessera-llm/tessera/worker/model/llama"
 	"github.com/tessera-llm/tessera/worker/model/modeltest"
 )
 
 func TestGoldenLlama(t *testing.T) {
 	modeltest.CheckCausal(t, filepath.Join(modeltest.Root(t), "testdata/golden/llama"))
+}
+
+// TestGoldenFamily holds the LLaMA-family variants to llama.cpp's logits
+// (testdata/golden/README.md), whole and split pp=2 × tp=2.
+func TestGoldenFamily(t *testing.T) {
+	for _, name := range []string{"llama3-scaled", "llama-yarn", "llama-linear", "qwen2"} {
+		dir := filepath.Join(modeltest.Root(t), "testdata/golden", name)
+		t.Run(name, func(t *testing.T) {
+			modeltest.CheckCausal(t, dir)
+		})
+		t.Run(name+"/pp2_tp2", func(t *testing.T) {
+			s, err := spec.Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := plan.New(s, []plan.Worker{{ID: "a"}, {ID: "b"}, {ID: "c"}, {ID: "d"}}, plan.WithShape(2, 2), plan.WithDTypeBytes(4))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pl, err := engine.LoadPipeline(dir, p, model.WithCache(512, 16))
+			if err != nil {
+				t.Fatal(err)
+			}
+			modeltest.CheckCausalLM(t, dir, pl)
+		})
+	}
 }
 
 // TestUnsupportedConfig: what a LLaMA-family config asks for and Tessera
