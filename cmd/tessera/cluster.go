@@ -332,9 +332,13 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		health[w.Id] = workerHealth(ctx, dialWorker, w.Address)
 	}
 	version, raw, planErr := registry.CurrentPlan(ctx, cli, cf.cluster)
+	report, err := registry.Report(ctx, cli, cf.cluster)
+	if err != nil {
+		return err
+	}
 	if asJSON {
 		return json.NewEncoder(stdout).Encode(map[string]any{"cluster": cf.cluster, "leader": leader, "workers": ws,
-			"health": health, "plan_version": version, "plan": json.RawMessage(orNull(raw))})
+			"health": health, "plan_version": version, "plan": json.RawMessage(orNull(raw)), "planning": report})
 	}
 	fmt.Fprintf(stdout, "cluster %s, leader %q\n\n", cf.cluster, leader)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
@@ -343,6 +347,12 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f GiB\t%s\n", w.Id, w.Address, w.Backend, w.Device, float64(w.MemoryBytes)/(1<<30), health[w.Id])
 	}
 	tw.Flush()
+	for _, l := range report.LeftOut {
+		fmt.Fprintf(stdout, "left out: %s: %s\n", l.WorkerId, l.Reason)
+	}
+	if report.Error != "" {
+		fmt.Fprintf(stdout, "last re-plan failed: %s\n", report.Error)
+	}
 	if planErr != nil {
 		fmt.Fprintf(stdout, "\nno plan yet (%v)\n", planErr)
 		return nil

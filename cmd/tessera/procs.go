@@ -147,6 +147,7 @@ func startCoordinator(ctx context.Context, c coordinatorConfig) (*proc, error) {
 		LeaderTTL: c.leaderTTL, Logger: c.log}, cn.cli, cn.tr)
 	blocks := (c.cacheTokens + c.blockSz - 1) / c.blockSz
 	metrics := api.NewMetrics()
+	metrics.Registry().MustRegister(mgr.Collector())
 	sched := scheduler.New(scheduler.Config{Blocks: blocks, BlockSize: c.blockSz, Vocab: s.Vocab, MaxContext: s.MaxPositions,
 		MaxQueue: c.maxQueue, MaxBatch: c.maxBatch, EOS: int32(s.EOS), Logger: c.log,
 		// A prefix LM's early keys depend on its whole prefix: no sharing.
