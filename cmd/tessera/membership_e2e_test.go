@@ -37,24 +37,13 @@ func currentPlan(t *testing.T, in infra, cluster string) *plan.Plan {
 	return p
 }
 
-func planWorkerIDs(p *plan.Plan) []string {
-	var ids []string
-	for _, st := range p.Stages {
-		for _, r := range st.Ranks {
-			ids = append(ids, r.Worker)
-		}
-	}
-	slices.Sort(ids)
-	return ids
-}
-
 // waitServing waits until the published plan is over exactly ids and the
 // coordinator serves it.
 func waitServing(t *testing.T, in infra, cluster, api string, ids ...string) *plan.Plan {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if p := currentPlan(t, in, cluster); p != nil && slices.Equal(planWorkerIDs(p), ids) && status(api+"/ready") == 200 {
+		if p := currentPlan(t, in, cluster); p != nil && slices.Equal(p.Workers(), ids) && status(api+"/ready") == 200 {
 			return p
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -44,7 +44,7 @@ func (m *Manager) reconcile(ctx context.Context, lead *registry.Leadership) erro
 	if p == nil {
 		return nil // nothing to do until a worker registers
 	}
-	if cur != nil && slices.Equal(planWorkers(cur.plan), planWorkers(p)) {
+	if cur != nil && slices.Equal(cur.plan.Workers(), p.Workers()) {
 		return nil
 	}
 	m.deactivate() // steps wait from here until the new plan serves
@@ -52,7 +52,7 @@ func (m *Manager) reconcile(ctx context.Context, lead *registry.Leadership) erro
 	if err != nil {
 		return err
 	}
-	m.log.Info("loading plan", "version", p.Version, "workers", len(planWorkers(p)), "plan", "\n"+p.String())
+	m.log.Info("loading plan", "version", p.Version, "workers", len(p.Workers()), "plan", "\n"+p.String())
 	if err := m.load(ctx, p, raw, ws); err != nil {
 		return err
 	}
@@ -168,21 +168,9 @@ func (m *Manager) store(ctx context.Context, lead *registry.Leadership, p *plan.
 	return raw, lead.PutPlan(ctx, p.Version, raw)
 }
 
-// planWorkers are the ids of the workers p uses, sorted.
-func planWorkers(p *plan.Plan) []string {
-	var ids []string
-	for _, st := range p.Stages {
-		for _, r := range st.Ranks {
-			ids = append(ids, r.Worker)
-		}
-	}
-	slices.Sort(ids)
-	return ids
-}
-
 // registered reports whether every worker of p is among ws.
 func registered(p *plan.Plan, ws []*tesserav1.WorkerInfo) bool {
-	for _, id := range planWorkers(p) {
+	for _, id := range p.Workers() {
 		if !slices.ContainsFunc(ws, func(w *tesserav1.WorkerInfo) bool { return w.Id == id }) {
 			return false
 		}

@@ -58,7 +58,7 @@ func TestPlaceLeavesOutTinyWorkers(t *testing.T) {
 			}
 			var placed []string
 			if p != nil {
-				placed = planWorkers(p)
+				placed = p.Workers()
 			}
 			if !slices.Equal(placed, tc.placed) {
 				t.Errorf("placed %v, want %v", placed, tc.placed)
