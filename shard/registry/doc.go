@@ -9,9 +9,14 @@
 //	/tessera/<cluster>/plan/current    the current version, decimal
 //	/tessera/<cluster>/planning        the leader's PlanningReport as protojson, under its session lease
 //
-// A worker calls Register and watches Registration.Done: when it closes the
-// lease was lost (etcd unreachable for longer than the TTL) and the worker
-// should register again. A coordinator calls Campaign, which blocks until it
+// A worker's entry is owned by its lease: Register creates it only where no
+// entry exists (compare on the key in the same transaction) and only that
+// lease's revocation or expiry deletes it, so no other process can replace
+// or remove it. An id held by a live worker is refused with ErrIDTaken; an
+// id whose holder stopped renewing is taken over when its lease runs out.
+// A worker process calls Join, which registers and registers again whenever
+// the lease is lost (etcd unreachable for longer than the TTL), through the
+// same rules. A coordinator calls Campaign, which blocks until it
 // leads; the leader watches the workers with Watch and publishes plans with
 // Leadership.PutPlan, which commits only while the leadership holds; it
 // stores what its planning left out, and why, with Leadership.PutReport
@@ -26,11 +31,9 @@
 //
 //	cli, err := registry.Dial(ctx, *etcdFlag)
 //	...
-//	for ctx.Err() == nil {
-//		reg, err := registry.Register(ctx, cli, "prod", info, 5*time.Second)
-//		if err != nil { /* log, back off, retry */ }
-//		<-reg.Done() // lease lost or ctx done: register again
-//	}
+//	m, err := registry.Join(ctx, cli, "prod", info, 5*time.Second, log)
+//	if errors.Is(err, registry.ErrIDTaken) { /* another live worker has the id */ }
+//	defer m.Close() // revokes: the entry goes at once
 //
 // A typical coordinator:
 //
