@@ -78,8 +78,8 @@ func (n *Node) GRPCAddr() string { return n.grpcAddr }
 func (n *Node) Close() { n.stop() }
 
 // isEncoder reports a model served by the in-process encoder engine
-// instead of planned over workers.
-func isEncoder(s *spec.Spec) bool { return s.Arch == "bert" }
+// instead of planned over workers: its card says it is an encoder.
+func isEncoder(s *spec.Spec) bool { return s.Serving() == spec.Encoder }
 
 // ServesInProcess reports whether the model in dir is served by this
 // process alone (an encoder), so that Start needs no etcd or NATS.
