@@ -12,7 +12,7 @@ import (
 	"math/rand/v2"
 	"slices"
 
-	"github.com/tessera-llm/tessera/shard/merge"
+	"github.com/tessera-llm/tessera/shard/topk"
 )
 
 // ErrParams reports impossible sampling parameters.
@@ -225,7 +225,7 @@ func SortCandidates(ids []int32, logits []float32) {
 
 // Greedy returns the index of the largest logit (the first on ties, as
 // torch.argmax does).
-func Greedy(logits []float32) int32 { return merge.Argmax(logits) }
+func Greedy(logits []float32) int32 { return topk.Argmax(logits) }
 
 // Sample picks a token id.
 func (s *Sampler) Sample(logits []float32) int32 {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/tessera-llm/tessera/coordinator/sampling"
-	"github.com/tessera-llm/tessera/shard/merge"
+	"github.com/tessera-llm/tessera/shard/topk"
 )
 
 // Request is one generation.
@@ -56,12 +56,12 @@ func (s *Scheduler) Check(req Request) error {
 			c.MaxContext, len(req.Prompt), req.MaxTokens, len(req.Prompt)+req.MaxTokens)}
 	case req.MinTokens < 0 || req.MinTokens > req.MaxTokens:
 		return invalid("min_tokens", "min_tokens must be in [0, max_tokens=%d], got %d", req.MaxTokens, req.MinTokens)
-	case req.TopLogprobs < 0 || req.TopLogprobs > merge.MaxTopK:
-		return invalid("top_logprobs", "top_logprobs must be in [0, %d], got %d", merge.MaxTopK, req.TopLogprobs)
-	case req.Sampling.TopK > merge.MaxTopK:
-		return invalid("top_k", "top_k must be at most %d (0 for no limit), got %d", merge.MaxTopK, req.Sampling.TopK)
-	case s.width(req) > merge.MaxTopK:
-		return invalid("logit_bias", "%d logit_bias entries widen the candidates past %d: use fewer", req.Sampling.Widen(), merge.MaxTopK)
+	case req.TopLogprobs < 0 || req.TopLogprobs > topk.MaxTopK:
+		return invalid("top_logprobs", "top_logprobs must be in [0, %d], got %d", topk.MaxTopK, req.TopLogprobs)
+	case req.Sampling.TopK > topk.MaxTopK:
+		return invalid("top_k", "top_k must be at most %d (0 for no limit), got %d", topk.MaxTopK, req.Sampling.TopK)
+	case s.width(req) > topk.MaxTopK:
+		return invalid("logit_bias", "%d logit_bias entries widen the candidates past %d: use fewer", req.Sampling.Widen(), topk.MaxTopK)
 	}
 	for i, id := range req.Prompt {
 		if id < 0 || int(id) >= c.Vocab {

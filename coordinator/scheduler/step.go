@@ -9,7 +9,7 @@ import (
 
 	"github.com/tessera-llm/tessera/coordinator/sampling"
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
-	"github.com/tessera-llm/tessera/shard/merge"
+	"github.com/tessera-llm/tessera/shard/topk"
 )
 
 // step builds one step from the running sequences, runs it and samples.
@@ -70,7 +70,7 @@ func (s *Scheduler) step(ctx context.Context) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	st.TopK = int32(topK) // Check keeps every width within merge.MaxTopK
+	st.TopK = int32(topK) // Check keeps every width within topk.MaxTopK
 	parts, err := s.stepper.Step(ctx, st)
 	if err == nil && len(parts) != len(rows) {
 		err = fmt.Errorf("step %d: %d result rows for %d spans", st.StepId, len(parts), len(rows))
@@ -109,13 +109,13 @@ func (s *Scheduler) step(ctx context.Context) error {
 // sample picks q's next token from the merged candidates of its row,
 // after the logit bias, the penalties and the min_tokens rule. k is the
 // step's candidate count, at least width(q.req).
-func (s *Scheduler) sample(q *seq, parts []merge.Partial, k int) {
-	if err := merge.Check(parts, k); err != nil {
+func (s *Scheduler) sample(q *seq, parts []topk.Partial, k int) {
+	if err := topk.Check(parts, k); err != nil {
 		s.retire(q)
 		s.finish(q, "", err)
 		return
 	}
-	ids, logprobs, lse := merge.Merge(parts, k)
+	ids, logprobs, lse := topk.Merge(parts, k)
 	cands := slices.Clone(ids)
 	logits := make([]float32, len(ids))
 	for i := range ids {
