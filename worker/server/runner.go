@@ -17,9 +17,6 @@ import (
 // it is answered with an error, never a crash.
 var ErrBadStep = errors.New("invalid step")
 
-// maxTopK bounds the candidates a step may ask each rank for.
-const maxTopK = 1024
-
 // Runner runs the steps a coordinator sends to one rank of one pipeline
 // stage. The coordinator owns the block tables; the runner keeps, per
 // sequence id, the rank's view of each sequence (what the model learned of
@@ -133,8 +130,8 @@ func (r *Runner) prepare(st *tesserav1.Step) error {
 	total := 0
 	r.batch.Tokens = st.Tokens
 	r.batch.Spans = r.batch.Spans[:0]
-	if st.TopK < 0 || st.TopK > maxTopK {
-		return fmt.Errorf("%w: top_k %d outside [0, %d]", ErrBadStep, st.TopK, maxTopK)
+	if st.TopK < 0 || st.TopK > topk.MaxTopK {
+		return fmt.Errorf("%w: top_k %d outside [0, %d]", ErrBadStep, st.TopK, topk.MaxTopK)
 	}
 	for i, sp := range st.Spans {
 		n, cached := int(sp.Tokens), int(sp.Cached)
