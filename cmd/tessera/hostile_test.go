@@ -47,7 +47,9 @@ func TestHostileInputs(t *testing.T) {
 	const cluster = "e2e-hostile"
 	coord, api := startCoordinatorProc(t, in, cluster, filepath.Join(repoRoot, "models/docbloom-3m"), "c1",
 		"--http-body-idle-timeout", "1s")
-	startWorkers(t, in, cluster, 2, 0)
+	// Long leases: a worker losing its lease to a loaded machine would
+	// answer the probe's checks with 503 while it re-plans.
+	startWorkers(t, in, cluster, 2, 0, "--lease-ttl", "15s")
 	waitStatus(t, api+"/ready", 200, 30*time.Second)
 
 	pid := coord.cmd.Process.Pid

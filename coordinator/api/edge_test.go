@@ -154,15 +154,21 @@ func TestSlowBody(t *testing.T) {
 		return resp.StatusCode, time.Since(start)
 	}
 	var served, failed atomic.Int64
-	done := make(chan struct{})
+	done, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(stopped)
 		for {
 			select {
 			case <-done:
 				return
 			default:
 			}
-			if st, _ := ts.post(t, "/v1/completions", greedy("a", 2)); st == 200 {
+			resp, err := http.Post(ts.URL+"/v1/completions", "application/json", strings.NewReader(`{"prompt": "a", "max_tokens": 2}`))
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			if err == nil && resp.StatusCode == 200 {
 				served.Add(1)
 			} else {
 				failed.Add(1)
@@ -178,6 +184,7 @@ func TestSlowBody(t *testing.T) {
 	go func() { st, d := slow(100 * time.Millisecond); trickle <- result{st, d} }()
 	s, tr := <-stalled, <-trickle
 	close(done)
+	<-stopped
 	if s.status != 408 || s.elapsed < 300*time.Millisecond || s.elapsed > 5*time.Second {
 		t.Errorf("stalled body: %d after %v, want 408 after the 300ms idle limit", s.status, s.elapsed)
 	}

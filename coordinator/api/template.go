@@ -45,6 +45,15 @@ var ErrTemplate = errors.New("chat template")
 // catches what a sample conversation reaches.
 var ErrTemplateBroken = errors.New("chat template is broken")
 
+// undefinedCall reports gonja's errors for a function or filter the
+// template names but nobody defines: the template's fault, whatever the
+// messages. (gonja does not type its errors; these are its words.)
+func undefinedCall(err error) bool {
+	m := err.Error()
+	return (strings.Contains(m, "is not callable") && !strings.Contains(m, "invalid call to method")) ||
+		(strings.Contains(m, "filter '") && strings.Contains(m, "' not found"))
+}
+
 // sampleChat is the conversation NewChatTemplate renders to find a
 // broken template at load rather than on every request.
 var sampleChat = []map[string]any{
@@ -150,13 +159,15 @@ func (c *ChatTemplate) RenderChat(in ChatInput) (string, error) {
 	c.mu.Lock()
 	err = c.tpl.Execute(&buf, exec.NewContext(vars))
 	c.mu.Unlock()
-	if raised != nil {
+	switch {
+	case raised != nil:
 		return "", raised
-	}
-	if err != nil {
+	case err == nil:
+		return buf.String(), nil
+	case undefinedCall(err):
 		return "", fmt.Errorf("%w: %v", ErrTemplateBroken, err)
 	}
-	return buf.String(), nil
+	return "", fmt.Errorf("%w: %v", ErrTemplate, err)
 }
 
 // strftime is Python's strftime for the directives chat templates use

@@ -112,6 +112,18 @@ func (p *Plan) Find(worker string) (stage, rank int, ok bool) {
 	return 0, 0, false
 }
 
+// Workers are the ids of the workers the plan uses, sorted.
+func (p *Plan) Workers() []string {
+	var ids []string
+	for _, s := range p.Stages {
+		for _, r := range s.Ranks {
+			ids = append(ids, r.Worker)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
 // Errors from New; each is wrapped with the numbers that broke the plan.
 var (
 	// ErrImpossible: the shape cannot divide this model over these workers.
