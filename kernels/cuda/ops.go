@@ -1,5 +1,3 @@
-//go:build cuda
-
 package cuda
 
 import (
@@ -7,7 +5,6 @@ import (
 	"runtime"
 
 	"github.com/tessera-llm/tessera/kernels"
-	"gorgonia.org/cu"
 )
 
 const rowThreads = 256 // threads per block of the row-wise kernels (a multiple of 32)
@@ -93,11 +90,11 @@ func (b *Backend) MatMul(dst, x, w, bias kernels.Tensor) {
 	}
 	b.run(func(dv *device) error {
 		if k == 0 {
-			if err := memsetZero(d); err != nil {
+			if err := dv.drv.memsetD32(d.ptr(), int64(d.n)); err != nil {
 				return err
 			}
 		} else if wt.dtype == kernels.F32 {
-			if err := dv.blas.gemm(m, n, k, wt.ptr(), xt.ptr(), kernels.F32, d.ptr()); err != nil {
+			if err := dv.drv.gemm(m, n, k, wt.ptr(), xt.ptr(), kernels.F32, d.ptr()); err != nil {
 				return err
 			}
 		} else {
@@ -108,12 +105,12 @@ func (b *Backend) MatMul(dst, x, w, bias kernels.Tensor) {
 				pPtr(dv.half.ptr), pPtr(xt.ptr()), pDType(wt), pI64(n*k)); err != nil {
 				return err
 			}
-			if err := dv.blas.gemm(m, n, k, wt.ptr(), dv.half.ptr, wt.dtype, d.ptr()); err != nil {
+			if err := dv.drv.gemm(m, n, k, wt.ptr(), dv.half.ptr, wt.dtype, d.ptr()); err != nil {
 				return err
 			}
 		}
 		if dv.syncEach {
-			if err := syncErr("MatMul"); err != nil {
+			if err := dv.syncErr("MatMul"); err != nil {
 				return err
 			}
 		}
@@ -168,15 +165,6 @@ func (b *Backend) GLU(dst, gate, up kernels.Tensor, a kernels.Activation) {
 	}, d, g, u)
 }
 
-// Softmax over the last dim; dst may alias x.
-func (b *Backend) Softmax(dst, x kernels.Tensor) {
-	d, xt := f32("Softmax", dst), tensor("Softmax", x)
-	n, dim := rowOp("Softmax", d, xt)
-	b.run(func(dv *device) error {
-		return dv.launch("ts_softmax", n, 1, rowThreads, 0, pPtr(d.ptr()), pPtr(xt.ptr()), pDType(xt), pInt(dim))
-	}, d, xt)
-}
-
 // ApplyRoPE rotates dims [Offset, Offset+Dim) of every head of x in place
 // with cos/sin tables built like kernels/cpu's and kept on the device.
 func (b *Backend) ApplyRoPE(x kernels.Tensor, pos []int32, r kernels.RoPE) {
@@ -210,26 +198,6 @@ func (b *Backend) ApplyRoPE(x kernels.Tensor, pos []int32, r kernels.RoPE) {
 		return dv.launch("ts_rope", len(pos), 1, 128, 0, pPtr(xt.ptr()), pPtr(pp), pPtr(tab.cos), pPtr(tab.sin),
 			pInt(r.Heads), pInt(r.HeadDim), pInt(r.Offset), pInt(r.Dim/2))
 	}, xt)
-}
-
-// ALiBi adds slopes[h]*(keyOffset+j) to scores [heads, nq, nk] in place.
-func (b *Backend) ALiBi(scores kernels.Tensor, slopes []float32, keyOffset int) {
-	st := f32("ALiBi", scores)
-	if len(st.shape) != 3 || st.shape[0] != len(slopes) {
-		panic(fmt.Sprintf("cuda.ALiBi: scores %v, want [%d nq nk]", st, len(slopes)))
-	}
-	nq, nk := st.shape[1], st.shape[2]
-	if st.n == 0 {
-		return
-	}
-	b.run(func(dv *device) error {
-		sp, err := dv.upload("slopes", float32Bytes(slopes))
-		if err != nil {
-			return err
-		}
-		return dv.launch("ts_alibi", elemBlocks(st.n), 1, 256, 0, pPtr(st.ptr()), pPtr(sp), pInt(nq), pInt(nk),
-			pInt(keyOffset), pI64(st.n))
-	}, st)
 }
 
 // Embedding gathers rows ids of table [vocab, d] (any dtype) into dst.
@@ -406,17 +374,3 @@ const (
 	maxHeadDim  = 256
 	prefillRows = 16
 )
-
-func memsetZero(t *Tensor) error {
-	if t.n == 0 {
-		return nil
-	}
-	return cu.MemsetD32(t.ptr(), 0, int64(t.n))
-}
-
-func syncErr(op string) error {
-	if err := cu.Synchronize(); err != nil {
-		return fmt.Errorf("cuda: %s failed: %w", op, err)
-	}
-	return nil
-}
