@@ -20,6 +20,7 @@ import (
 	"github.com/tessera-llm/tessera/shard/plan"
 	"github.com/tessera-llm/tessera/shard/registry"
 	"github.com/tessera-llm/tessera/shard/transport"
+	"github.com/tessera-llm/tessera/worker/devexec"
 )
 
 func init() {
@@ -184,6 +185,9 @@ func runWorker(args []string, _, stderr io.Writer) error {
 	fs.StringVar(&wf.httpListen, "http-listen", "", "HTTP address of /health and /ready probes (empty: off)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if err := devexec.Handoff(wf.device, append([]string{"worker"}, args...)); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	log := logger(stderr)
 	cfg, err := wf.config(cf, log)
