@@ -134,21 +134,9 @@ func must(err error) {
 	}
 }
 
-func tensor(op string, t kernels.Tensor) *Tensor {
-	c, ok := t.(*Tensor)
-	if !ok || c == nil {
-		panic(fmt.Sprintf("cuda.%s: %T is not a CUDA tensor", op, t))
-	}
-	return c
-}
+func tensor(op string, t kernels.Tensor) *Tensor { return kernels.Own[*Tensor]("cuda", op, t) }
 
-func f32(op string, t kernels.Tensor) *Tensor {
-	c := tensor(op, t)
-	if c.dtype != kernels.F32 {
-		panic(fmt.Sprintf("cuda.%s: want an F32 tensor, got %v", op, c))
-	}
-	return c
-}
+func f32(op string, t kernels.Tensor) *Tensor { return kernels.OwnF32[*Tensor]("cuda", op, t) }
 
 // optTensor is tensor for an optional argument (nil stays nil).
 func optTensor(op string, t kernels.Tensor) *Tensor {
@@ -167,13 +155,8 @@ func optDType(t *Tensor) uint64 {
 }
 
 func numel(op string, shape []int) int {
-	n := 1
-	for _, d := range shape {
-		if d < 0 {
-			panic(fmt.Sprintf("cuda.%s: negative dimension in shape %v", op, shape))
-		}
-		n *= d
-	}
+	n, err := kernels.Numel(shape)
+	check(op, err)
 	return n
 }
 
@@ -226,21 +209,12 @@ func (b *Backend) FromFloat32(data []float32, shape ...int) kernels.Tensor {
 // Upload copies little-endian raw bytes of dtype dt into a new device
 // tensor that keeps dt: bf16 and f16 weights stay half on the device.
 func (b *Backend) Upload(dt kernels.DType, raw []byte, shape ...int) (kernels.Tensor, error) {
-	n := 1
-	for _, d := range shape {
-		if d < 0 {
-			return nil, fmt.Errorf("cuda.Upload: negative dimension in shape %v", shape)
-		}
-		n *= d
-	}
-	if dt.Size() == 0 {
-		return nil, fmt.Errorf("cuda.Upload: unsupported dtype %v", dt)
-	}
-	if len(raw) != n*dt.Size() {
-		return nil, fmt.Errorf("cuda.Upload: %d bytes for %v%v, want %d", len(raw), dt, shape, n*dt.Size())
+	n, err := kernels.UploadLen(dt, raw, shape)
+	if err != nil {
+		return nil, fmt.Errorf("cuda.Upload: %w", err)
 	}
 	var t *Tensor
-	err := b.dev.do(func() error {
+	err = b.dev.do(func() error {
 		var err error
 		if t, err = b.newTensor(dt, shape, n); err != nil || n == 0 {
 			return err
@@ -296,12 +270,7 @@ func (b *Backend) Write(t kernels.Tensor, src []float32) {
 // Rows is a view of rows [lo, hi) of t seen as [Shape[0], rest...].
 func (b *Backend) Rows(t kernels.Tensor, lo, hi int) kernels.Tensor {
 	c := tensor("Rows", t)
-	if len(c.shape) == 0 {
-		panic(fmt.Sprintf("cuda.Rows: scalar tensor %v has no rows", c))
-	}
-	if lo < 0 || hi < lo || hi > c.shape[0] {
-		panic(fmt.Sprintf("cuda.Rows: rows [%d,%d) out of range for %v", lo, hi, c))
-	}
+	check("Rows", kernels.CheckRows(c, lo, hi))
 	row := 1
 	for _, d := range c.shape[1:] {
 		row *= d

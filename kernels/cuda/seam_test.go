@@ -290,7 +290,7 @@ func TestArgumentChecks(t *testing.T) {
 		{"Write: length", "src has 2 elements", func() { b.Write(x, []float32{1, 2}) }},
 		{"Rows: range", "rows [2,5) out of range", func() { b.Rows(x, 2, 5) }},
 		{"View: element count", "has 25 elements", func() { b.View(x, 5, 5) }},
-		{"a foreign tensor", "is not a CUDA tensor", func() { b.Add(x, x, foreign{}) }},
+		{"a foreign tensor", "is not a cuda tensor", func() { b.Add(x, x, foreign{}) }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
