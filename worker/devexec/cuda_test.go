@@ -123,10 +123,20 @@ func TestCUDABuildStartsWithoutGPU(t *testing.T) {
 	api := strings.TrimPrefix(waitFor(t, lines, "api: http://"), "api: ")
 	join := strings.Fields(strings.TrimPrefix(waitFor(t, lines, "join: "), "join: tessera "))
 	t.Run("local", func(t *testing.T) {
+		// The API answers 503 until the workers have loaded their shards.
 		body := `{"prompt": "Parameters", "max_tokens": 4, "temperature": 0}`
-		resp, err := http.Post(api+"/v1/completions", "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
+		var resp *http.Response
+		for deadline := time.Now().Add(2 * time.Minute); ; {
+			var err error
+			resp, err = http.Post(api+"/v1/completions", "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
+				break
+			}
+			resp.Body.Close()
+			time.Sleep(200 * time.Millisecond)
 		}
 		defer resp.Body.Close()
 		var got struct {
