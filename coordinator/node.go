@@ -78,8 +78,8 @@ func (n *Node) GRPCAddr() string { return n.grpcAddr }
 func (n *Node) Close() { n.stop() }
 
 // isEncoder reports a model served by the in-process encoder engine
-// instead of planned over workers.
-func isEncoder(s *spec.Spec) bool { return s.Arch == "bert" }
+// instead of planned over workers: its card says it is an encoder.
+func isEncoder(s *spec.Spec) bool { return s.Serving() == spec.Encoder }
 
 // ServesInProcess reports whether the model in dir is served by this
 // process alone (an encoder), so that Start needs no etcd or NATS.
@@ -124,6 +124,7 @@ func Start(ctx context.Context, cli *clientv3.Client, nc *nats.Conn, o Options) 
 		DTypeBytes: o.DTypeBytes, PP: o.PP, TP: o.TP, CacheTokens: o.CacheTokens, BlockSize: o.BlockSize, StepTimeout: o.StepTimeout,
 		LeaderTTL: o.LeaderTTL, Logger: o.Logger}, cli, tr)
 	metrics := api.NewMetrics()
+	metrics.Registry().MustRegister(mgr.Collector())
 	sched := scheduler.New(scheduler.Config{Blocks: (o.CacheTokens + o.BlockSize - 1) / o.BlockSize, BlockSize: o.BlockSize,
 		Vocab: s.Vocab, MaxContext: s.MaxPositions, MaxQueue: o.MaxQueue, MaxBatch: o.MaxBatch, EOS: int32(s.EOS), Logger: o.Logger,
 		// A prefix LM's early keys depend on its whole prefix: no sharing.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/tessera-llm/tessera/kernels"
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
@@ -31,6 +32,10 @@ type Runner struct {
 	logits kernels.Tensor
 	host   []float32
 	out    []float32
+	// inUse marks the blocks the held sequences' tables name; used is
+	// their count, read by Stats while steps run.
+	inUse []bool
+	used  atomic.Int32
 }
 
 // NewRunner wraps a loaded stage.
@@ -43,6 +48,31 @@ func (r *Runner) Geometry() model.Geometry { return r.geo }
 
 // Sequences is how many sequences the rank currently holds views of.
 func (r *Runner) Sequences() int { return len(r.views) }
+
+// KVBlocks is how many blocks of the rank's pool the tables of the
+// sequences it holds name, as of the last step, and the pool's size. It
+// may be called while a step runs.
+func (r *Runner) KVBlocks() (used, total int) {
+	return int(r.used.Load()), r.stage.Cache().Blocks()
+}
+
+// count recomputes used from the held sequences' tables.
+func (r *Runner) count() {
+	if r.inUse == nil {
+		r.inUse = make([]bool, r.stage.Cache().Blocks())
+	}
+	clear(r.inUse)
+	n := 0
+	for _, v := range r.views {
+		for _, b := range v.Table {
+			if !r.inUse[b] {
+				r.inUse[b] = true
+				n++
+			}
+		}
+	}
+	r.used.Store(int32(n))
+}
 
 // Result is a step's output on this rank: the hidden states for the next
 // stage, or on the last stage each logit row's top-k over the rank's
@@ -58,6 +88,7 @@ func (r *Runner) Step(ctx context.Context, st *tesserav1.Step, in []float32) (Re
 	for _, id := range st.GetRelease() {
 		delete(r.views, id)
 	}
+	defer r.count()
 	if len(st.GetSpans()) == 0 {
 		return Result{}, nil // a release-only step
 	}

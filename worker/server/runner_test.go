@@ -219,3 +219,23 @@ func FuzzRunnerStep(f *testing.F) {
 }
 
 func protoUnmarshal(raw []byte, st *tesserav1.Step) error { return proto.Unmarshal(raw, st) }
+
+// KVBlocks counts the blocks the held sequences' tables name, and none
+// once they are released.
+func TestRunnerKVBlocks(t *testing.T) {
+	c := newCoordinator(t, filepath.Join(modeltest.Root(t), "testdata/golden/bloom"), 1, 1)
+	r := c.runners[0][0]
+	prompts := [][]int32{{5, 6, 7, 8, 9, 10, 11, 12, 13}, {14, 15}}
+	c.generate(t, prompts, 2)
+	// 9+2 tokens in blocks of 8 take 2 blocks, 2+2 take 1.
+	if used, total := r.KVBlocks(); used != 3 || total != 64 {
+		t.Fatalf("KVBlocks = %d of %d, want 3 of 64", used, total)
+	}
+	c.step++
+	if _, err := r.Step(context.Background(), &tesserav1.Step{StepId: c.step, Release: []uint64{1, 2}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if used, _ := r.KVBlocks(); used != 0 {
+		t.Fatalf("KVBlocks after release = %d, want 0", used)
+	}
+}

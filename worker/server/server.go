@@ -260,6 +260,8 @@ func (s *Server) Stats(context.Context, *tesserav1.StatsRequest) (*tesserav1.Sta
 	if s.shard != nil {
 		resp.WeightBytes = s.shard.bytes
 		resp.BadFrames += s.shard.comm.dropped()
+		used, total := s.shard.runner.KVBlocks()
+		resp.KvBlocksUsed, resp.KvBlocksTotal = int32(used), int32(total)
 	}
 	return resp, nil
 }

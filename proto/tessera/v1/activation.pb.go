@@ -277,7 +277,6 @@ type SeqSpan struct {
 	Tokens int32                  `protobuf:"varint,2,opt,name=tokens,proto3" json:"tokens,omitempty"`
 	// cached is how many tokens of the sequence are already in the KV cache.
 	Cached        int32   `protobuf:"varint,3,opt,name=cached,proto3" json:"cached,omitempty"`
-	PrefixLen     int32   `protobuf:"varint,4,opt,name=prefix_len,json=prefixLen,proto3" json:"prefix_len,omitempty"`
 	AllLogits     bool    `protobuf:"varint,5,opt,name=all_logits,json=allLogits,proto3" json:"all_logits,omitempty"`
 	BlockTable    []int32 `protobuf:"varint,6,rep,packed,name=block_table,json=blockTable,proto3" json:"block_table,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -331,13 +330,6 @@ func (x *SeqSpan) GetTokens() int32 {
 func (x *SeqSpan) GetCached() int32 {
 	if x != nil {
 		return x.Cached
-	}
-	return 0
-}
-
-func (x *SeqSpan) GetPrefixLen() int32 {
-	if x != nil {
-		return x.PrefixLen
 	}
 	return 0
 }
@@ -602,17 +594,15 @@ const file_tessera_v1_activation_proto_rawDesc = "" +
 	"\x05dtype\x18\t \x01(\x0e2\x11.tessera.v1.DTypeR\x05dtype\x12\x14\n" +
 	"\x05shape\x18\n" +
 	" \x03(\x03R\x05shape\x12\x12\n" +
-	"\x04data\x18\v \x01(\fR\x04data\"\xaf\x01\n" +
+	"\x04data\x18\v \x01(\fR\x04data\"\x96\x01\n" +
 	"\aSeqSpan\x12\x15\n" +
 	"\x06seq_id\x18\x01 \x01(\x04R\x05seqId\x12\x16\n" +
 	"\x06tokens\x18\x02 \x01(\x05R\x06tokens\x12\x16\n" +
 	"\x06cached\x18\x03 \x01(\x05R\x06cached\x12\x1d\n" +
 	"\n" +
-	"prefix_len\x18\x04 \x01(\x05R\tprefixLen\x12\x1d\n" +
-	"\n" +
 	"all_logits\x18\x05 \x01(\bR\tallLogits\x12\x1f\n" +
 	"\vblock_table\x18\x06 \x03(\x05R\n" +
-	"blockTable\"\xb4\x01\n" +
+	"blockTableJ\x04\b\x04\x10\x05\"\xb4\x01\n" +
 	"\x04Step\x12!\n" +
 	"\fplan_version\x18\x01 \x01(\x04R\vplanVersion\x12\x17\n" +
 	"\astep_id\x18\x02 \x01(\x04R\x06stepId\x12\x16\n" +
