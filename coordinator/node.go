@@ -58,7 +58,9 @@ type Options struct {
 	WorkerTLS *tls.Config
 	// Encoders loads an encoder model; nil refuses one.
 	Encoders EncoderLoader
-	Logger   *slog.Logger
+	// Limits are the HTTP API's timeouts and per-client connection cap.
+	Limits api.Limits
+	Logger *slog.Logger
 }
 
 // Node is a running coordinator.
@@ -135,7 +137,7 @@ func Start(ctx context.Context, cli *clientv3.Client, nc *nats.Conn, o Options) 
 		return nil, err
 	}
 	a := api.New(api.Config{Model: o.ModelName, Scheduler: sched, Tokenizer: tok, Chat: chat, Ready: mgr.Ready,
-		APIKey: o.APIKey, Metrics: metrics, Logger: o.Logger})
+		APIKey: o.APIKey, Metrics: metrics, Logger: o.Logger, Limits: o.Limits})
 	srv, err := listen(o, a)
 	if err != nil {
 		tr.Close()
@@ -167,7 +169,7 @@ func startEncoder(o Options, s *spec.Spec, tok api.Tokenizer) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := api.New(api.Config{Model: o.ModelName, Tokenizer: tok, Encoder: enc, APIKey: o.APIKey, Logger: o.Logger})
+	a := api.New(api.Config{Model: o.ModelName, Tokenizer: tok, Encoder: enc, APIKey: o.APIKey, Logger: o.Logger, Limits: o.Limits})
 	srv, err := listen(o, a)
 	if err != nil {
 		return nil, err
@@ -191,11 +193,13 @@ type servers struct {
 
 // listen binds the API's listeners; nothing serves until serve.
 func listen(o Options, a *api.Server) (*servers, error) {
-	s := &servers{http: &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second, TLSConfig: o.TLS}}
-	var err error
-	if s.ln, err = net.Listen("tcp", o.Listen); err != nil {
+	s := &servers{http: a.HTTPServer()}
+	s.http.TLSConfig = o.TLS
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
 		return nil, fmt.Errorf("HTTP listen on %s: %w", o.Listen, err)
 	}
+	s.ln = a.Listener(ln)
 	if o.GRPCListen != "" {
 		if s.gln, err = net.Listen("tcp", o.GRPCListen); err != nil {
 			s.ln.Close()

@@ -36,9 +36,32 @@ type ChatTemplate struct {
 	bos, eos string
 }
 
-// ErrTemplate marks a template that failed to render (raise_exception,
-// an undefined call): a client error, since messages drive templates.
+// ErrTemplate marks messages a template refused with raise_exception: a
+// client error, since the messages drove it there.
 var ErrTemplate = errors.New("chat template")
+
+// ErrTemplateBroken marks a template that failed by itself (a call to an
+// undefined function, a type error): a server fault. NewChatTemplate
+// catches what a sample conversation reaches.
+var ErrTemplateBroken = errors.New("chat template is broken")
+
+// undefinedCall reports gonja's errors for a function or filter the
+// template names but nobody defines: the template's fault, whatever the
+// messages. (gonja does not type its errors; these are its words.)
+func undefinedCall(err error) bool {
+	m := err.Error()
+	return (strings.Contains(m, "is not callable") && !strings.Contains(m, "invalid call to method")) ||
+		(strings.Contains(m, "filter '") && strings.Contains(m, "' not found"))
+}
+
+// sampleChat is the conversation NewChatTemplate renders to find a
+// broken template at load rather than on every request.
+var sampleChat = []map[string]any{
+	{"role": "system", "content": "s"},
+	{"role": "user", "content": "u"},
+	{"role": "assistant", "content": "a"},
+	{"role": "user", "content": "u"},
+}
 
 // NewChatTemplate parses a Jinja chat template; bos and eos are the
 // values of bos_token and eos_token inside it.
@@ -56,9 +79,15 @@ func NewChatTemplate(source, bos, eos string) (*ChatTemplate, error) {
 	}
 	tpl, err := exec.NewTemplate("chat_template", cfg, shifted, chatEnvironment)
 	if err != nil {
-		return nil, fmt.Errorf("%w: parsing: %v", ErrTemplate, err)
+		return nil, fmt.Errorf("%w: parsing: %v", ErrTemplateBroken, err)
 	}
-	return &ChatTemplate{tpl: tpl, bos: bos, eos: eos}, nil
+	c := &ChatTemplate{tpl: tpl, bos: bos, eos: eos}
+	for _, addGen := range []bool{true, false} {
+		if _, err := c.Render(sampleChat, addGen); errors.Is(err, ErrTemplateBroken) {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 // ChatInput is one apply_chat_template call. Messages and Tools are JSON in
@@ -110,21 +139,27 @@ func (c *ChatTemplate) RenderChat(in ChatInput) (string, error) {
 	vars["add_generation_prompt"] = in.AddGenerationPrompt
 	vars["bos_token"] = c.bos
 	vars["eos_token"] = c.eos
+	// gonja does not wrap a function's error: remember it to tell a
+	// raise_exception from a broken template.
+	var raised error
 	vars["raise_exception"] = func(msg string) (string, error) {
-		return "", fmt.Errorf("%w: %s", ErrTemplate, msg)
+		raised = fmt.Errorf("%w: %s", ErrTemplate, msg)
+		return "", raised
 	}
 	vars["strftime_now"] = func(layout string) string { return strftime(time.Now(), layout) }
 	var buf bytes.Buffer
 	c.mu.Lock()
 	err = c.tpl.Execute(&buf, exec.NewContext(vars))
 	c.mu.Unlock()
-	if err != nil {
-		if errors.Is(err, ErrTemplate) {
-			return "", err
-		}
-		return "", fmt.Errorf("%w: %v", ErrTemplate, err)
+	switch {
+	case raised != nil:
+		return "", raised
+	case err == nil:
+		return buf.String(), nil
+	case undefinedCall(err):
+		return "", fmt.Errorf("%w: %v", ErrTemplateBroken, err)
 	}
-	return buf.String(), nil
+	return "", fmt.Errorf("%w: %v", ErrTemplate, err)
 }
 
 // strftime is Python's strftime for the directives chat templates use

@@ -2,8 +2,10 @@ package tokenizer
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 	"unicode"
 
@@ -79,6 +81,21 @@ type pattern struct {
 	scan func(s string, i int) int
 }
 
+// regexError tells a regex Go cannot run because RE2 lacks the feature
+// (look-around, back-references, possessive repeats: Oniguruma has them)
+// from one that is simply invalid.
+func regexError(src string, err error) error {
+	var se *syntax.Error
+	if errors.As(err, &se) {
+		switch {
+		case se.Code == syntax.ErrInvalidPerlOp, se.Code == syntax.ErrInvalidRepeatOp,
+			se.Code == syntax.ErrInvalidEscape && len(se.Expr) == 2 && se.Expr[1] >= '1' && se.Expr[1] <= '9':
+			return fmt.Errorf("%w: regex %q (Go's RE2 has no look-around, back-references or possessive repeats): %v", ErrUnsupported, src, err)
+		}
+	}
+	return fmt.Errorf("%w: regex %q is not valid: %v", ErrMalformed, src, err)
+}
+
 func parsePattern(raw json.RawMessage) (pattern, error) {
 	var p struct {
 		String *string `json:"String"`
@@ -96,7 +113,7 @@ func parsePattern(raw json.RawMessage) (pattern, error) {
 		}
 		re, err := regexp.Compile(*p.Regex)
 		if err != nil {
-			return pattern{}, fmt.Errorf("%w: regex %q (Go's RE2 has no look-around or back-references): %v", ErrUnsupported, *p.Regex, err)
+			return pattern{}, regexError(*p.Regex, err)
 		}
 		return pattern{re: re}, nil
 	}

@@ -23,6 +23,10 @@ import (
 	"github.com/tessera-llm/tessera/kernels"
 )
 
+// MaxTopK bounds the candidates a step may ask each rank for: the
+// coordinator's scheduler never asks for more, and workers refuse more.
+const MaxTopK = 1024
+
 // Partial is one rank's contribution: the top entries of its vocabulary
 // slice [Offset, Offset+Len), best first, and the slice's log-sum-exp.
 type Partial struct {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tessera-llm/tessera/kernels"
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
+	"github.com/tessera-llm/tessera/shard/topk"
 	"github.com/tessera-llm/tessera/worker/kvcache"
 	"github.com/tessera-llm/tessera/worker/model"
 )
@@ -15,9 +16,6 @@ import (
 // ErrBadStep reports a step from the network that this rank cannot run:
 // it is answered with an error, never a crash.
 var ErrBadStep = errors.New("invalid step")
-
-// maxTopK bounds the candidates a step may ask each rank for.
-const maxTopK = 1024
 
 // Runner runs the steps a coordinator sends to one rank of one pipeline
 // stage. The coordinator owns the block tables; the runner keeps, per
@@ -147,8 +145,8 @@ func (r *Runner) prepare(st *tesserav1.Step) error {
 	total := 0
 	r.batch.Tokens = st.Tokens
 	r.batch.Spans = r.batch.Spans[:0]
-	if st.TopK < 0 || st.TopK > maxTopK {
-		return fmt.Errorf("%w: top_k %d outside [0, %d]", ErrBadStep, st.TopK, maxTopK)
+	if st.TopK < 0 || st.TopK > topk.MaxTopK {
+		return fmt.Errorf("%w: top_k %d outside [0, %d]", ErrBadStep, st.TopK, topk.MaxTopK)
 	}
 	for i, sp := range st.Spans {
 		n, cached := int(sp.Tokens), int(sp.Cached)
