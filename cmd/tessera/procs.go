@@ -156,6 +156,7 @@ func startCoordinator(ctx context.Context, c coordinatorConfig) (*proc, error) {
 		cn.Close()
 		return nil, err
 	}
+	con := mountConsole(c, apiSrv, metrics, mgr, cn.cli, dialWorker)
 	srv, err := listenAPI(c, apiSrv)
 	if err != nil {
 		cn.Close()
@@ -168,6 +169,7 @@ func startCoordinator(ctx context.Context, c coordinatorConfig) (*proc, error) {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = mgr.Run(ctx) })
 	wg.Go(func() { sched.Run(ctx) })
+	wg.Go(func() { con.Run(ctx) })
 	srv.serve(&wg, c)
 	stop := func() {
 		cancel()
