@@ -248,7 +248,9 @@ func (b *page) run(actions ...chromedp.Action[chromedp.Void]) {
 
 func click(sel string) chromedp.Action[chromedp.Void] { return chromedp.Click(chromedp.CSS(sel)) }
 
-func set(sel, v string) chromedp.Action[chromedp.Void] { return chromedp.SetValue(chromedp.CSS(sel), v) }
+func set(sel, v string) chromedp.Action[chromedp.Void] {
+	return chromedp.SetValue(chromedp.CSS(sel), v)
+}
 
 // eval evaluates a JavaScript expression into a T.
 func eval[T any](b *page, expr string) T {
