@@ -152,6 +152,8 @@ func (s *clusterState) setPlan(p registry.Plan, now time.Time) {
 	shape := fmt.Sprintf("pp=%d tp=%d", pp, tp)
 	cause := strings.Join(s.causes, ", ")
 	switch {
+	case cause != "" && s.plan == nil:
+		cause = "after " + cause
 	case cause != "":
 		cause = "re-plan after " + cause
 	case s.plan == nil:
