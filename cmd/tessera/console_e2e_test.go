@@ -83,7 +83,7 @@ func TestConsole(t *testing.T) {
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true), chromedp.NoFirstRun, chromedp.WindowSize(1440, 1000))
 	// The whole browser lives under one deadline.
-	bctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	bctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	actx, cancelAlloc := chromedp.NewExecAllocator(bctx, opts...)
 	defer cancelAlloc()
@@ -167,8 +167,8 @@ func TestConsole(t *testing.T) {
 	benchDone := make(chan string, 1)
 	go func() {
 		var out, errb bytes.Buffer
-		code := run([]string{"bench", "--url", api, "--api-key", key, "--concurrency", "4", "--requests", "24",
-			"--output-tokens", "96", "--prompt-tokens", "16"}, &out, &errb)
+		code := run([]string{"bench", "--url", api, "--api-key", key, "--concurrency", "4", "--requests", "12",
+			"--output-tokens", "48", "--prompt-tokens", "16"}, &out, &errb)
 		benchDone <- fmt.Sprintf("exit %d\n%s%s", code, out.String(), errb.String())
 	}()
 	b.waitFor(fmt.Sprintf(`+document.querySelector('#chart-tokens').dataset.points >= %d`, int(before)+2), "two more throughput points")
@@ -262,10 +262,10 @@ func eval[T any](b *page, expr string) T {
 	return v
 }
 
-// waitFor polls a JavaScript condition for up to 20 s.
+// waitFor polls a JavaScript condition for up to 30 s.
 func (b *page) waitFor(cond, what string) {
 	b.t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		ok, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](cond))
 		if err != nil {
 			b.t.Fatalf("waiting for %s: %v", what, err)
