@@ -190,7 +190,7 @@ func (c *Console) Run(ctx context.Context) {
 	wg.Go(func() { pollCluster(ctx, c.cfg, changes) })
 	tick := time.NewTicker(c.cfg.Interval)
 	defer tick.Stop()
-	c.publish(st.json(time.Now()))
+	c.publish(st.encode(time.Now()))
 	for {
 		select {
 		case <-ctx.Done():
@@ -203,7 +203,7 @@ func (c *Console) Run(ctx context.Context) {
 		case apply := <-changes:
 			now := time.Now()
 			apply(st, now)
-			c.publish(st.json(now))
+			c.publish(st.encode(now))
 		}
 	}
 }

@@ -175,11 +175,6 @@ func TestClusterMapFollowsEtcd(t *testing.T) {
 	const cluster = "map"
 	c := New(Config{Cluster: cluster, Model: "docbloom-3m", ID: "standby-1", Etcd: cli, Metrics: prometheus.NewRegistry(),
 		RequireKey: requireKey, Interval: 50 * time.Millisecond, Poll: 100 * time.Millisecond})
-	runDone := make(chan struct{})
-	go func() { c.Run(ctx); close(runDone) }()
-	srv := httptest.NewServer(c)
-	defer srv.Close()
-	states, samples := events(t, ctx, srv.URL+"/console/api/events")
 
 	var regs []*registry.Registration
 	for _, id := range []string{"w0", "w1"} {
@@ -189,6 +184,12 @@ func TestClusterMapFollowsEtcd(t *testing.T) {
 		}
 		regs = append(regs, r)
 	}
+	// The console starts with the workers registered and no plan yet.
+	runDone := make(chan struct{})
+	go func() { c.Run(ctx); close(runDone) }()
+	srv := httptest.NewServer(c)
+	defer srv.Close()
+	states, samples := events(t, ctx, srv.URL+"/console/api/events")
 	lead, err := registry.Campaign(ctx, cli, cluster, "leader-1")
 	if err != nil {
 		t.Fatal(err)
@@ -229,7 +230,7 @@ func TestClusterMapFollowsEtcd(t *testing.T) {
 	}
 	publish(2, "w0")
 	st = await(t, states, "plan v2", func(s snapshot) bool { return s.PlanVersion == 2 })
-	if n := len(st.Plans); n != 2 || st.Plans[1].Cause != "re-plan after w1 lost" || st.Plans[0].Cause != "after w0 joined, w1 joined" {
+	if n := len(st.Plans); n != 2 || st.Plans[1].Cause != "re-plan after w1 lost" || st.Plans[0].Cause != "the first plan this console saw" {
 		t.Errorf("plan history %+v", st.Plans)
 	}
 	select {

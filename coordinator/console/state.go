@@ -254,8 +254,8 @@ func (s *clusterState) stageBusy() []float64 {
 	return out
 }
 
-// json is the snapshot the page renders.
-func (s *clusterState) json(now time.Time) []byte {
+// encode is the snapshot the page renders, as JSON.
+func (s *clusterState) encode(now time.Time) []byte {
 	ws := make([]*workerView, 0, len(s.workers))
 	for _, v := range s.workers {
 		ws = append(ws, v)
