@@ -83,7 +83,7 @@ func TestConsole(t *testing.T) {
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true), chromedp.NoFirstRun, chromedp.WindowSize(1440, 1000))
 	// The whole browser lives under one deadline.
-	bctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	bctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	actx, cancelAlloc := chromedp.NewExecAllocator(bctx, opts...)
 	defer cancelAlloc()
