@@ -17,7 +17,7 @@ FUZZ_TARGETS = ./worker/weights:FuzzOpen:20000 ./worker/weights:FuzzIndex:8000 \
 	./shard/transport:FuzzDecodeFrame:4000 ./worker/server:FuzzRunnerStep:5000 \
 	./coordinator/api:FuzzCompletionRequest:8000
 
-.PHONY: all build run generate test vet fuzz bench proto clean
+.PHONY: all build run generate test vet fuzz bench proto clean refs
 
 all: build
 
@@ -49,6 +49,13 @@ fuzz:
 	  echo "fuzz $$fn ($$pkg): $$budget"; \
 	  $(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$$budget $$pkg; \
 	done
+
+# Regenerates the committed Hugging Face references of the tokenizer
+# pipelines and chat templates (needs Node and the npm registry; by hand,
+# not in CI, which only reads the committed outputs).
+refs:
+	cd coordinator/tokenizer/testdata/ref && npm ci --no-audit --no-fund && node gen.mjs
+	cd coordinator/api/testdata/templates/ref && npm ci --no-audit --no-fund && node render.mjs
 
 # Speed figures live here, not in tests; docs/benchmarks.md records them.
 bench:

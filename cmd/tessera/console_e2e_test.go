@@ -18,6 +18,8 @@ import (
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/tessera-llm/tessera/local"
 )
 
 // requireChromium makes a missing browser fail the console test instead
@@ -55,10 +57,10 @@ func TestConsole(t *testing.T) {
 	const key = "console-e2e-key"
 	addr := freeAddr(t)
 	api := "http://" + addr
-	local := spawn(t, "local", "local", "--model", filepath.Join(repoRoot, "models/docbloom-3m"), "--workers", "2",
+	lc := spawn(t, "local", "local", "--model", filepath.Join(repoRoot, "models/docbloom-3m"), "--workers", "2",
 		"--listen", addr, "--api-key", key, "--cache-tokens", "2048", "--step-timeout", "2s")
-	etcdURL, natsURL := localEndpoints(t, local)
-	extra := spawn(t, "w-ext", "worker", "--cluster", localCluster, "--etcd", etcdURL, "--nats", natsURL, "--id", "w-ext",
+	etcdURL, natsURL := localEndpoints(t, lc)
+	extra := spawn(t, "w-ext", "worker", "--cluster", local.ClusterName, "--etcd", etcdURL, "--nats", natsURL, "--id", "w-ext",
 		"--listen", "127.0.0.1:0")
 	waitReadyWith(t, api, key, 3)
 

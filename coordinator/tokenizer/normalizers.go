@@ -71,10 +71,12 @@ type prependNormalizer string
 
 func (p prependNormalizer) normalize(n nstr) nstr { return n.prepend(string(p)) }
 
-// pattern is HF's {"String": "..."} or {"Regex": "..."}.
+// pattern is HF's {"String": "..."} or {"Regex": "..."}; scan runs the
+// regexes RE2 cannot (see splitScanners).
 type pattern struct {
-	lit string
-	re  *regexp.Regexp
+	lit  string
+	re   *regexp.Regexp
+	scan func(s string, i int) int
 }
 
 func parsePattern(raw json.RawMessage) (pattern, error) {
@@ -89,6 +91,9 @@ func parsePattern(raw json.RawMessage) (pattern, error) {
 	case p.String != nil:
 		return pattern{lit: *p.String}, nil
 	case p.Regex != nil:
+		if scan, ok := splitScanners[*p.Regex]; ok {
+			return pattern{scan: scan}, nil
+		}
 		re, err := regexp.Compile(*p.Regex)
 		if err != nil {
 			return pattern{}, fmt.Errorf("%w: regex %q (Go's RE2 has no look-around or back-references): %v", ErrUnsupported, *p.Regex, err)
@@ -100,6 +105,15 @@ func parsePattern(raw json.RawMessage) (pattern, error) {
 
 // matches returns the non-overlapping match ranges of p in s.
 func (p pattern) matches(s string) [][]int {
+	if p.scan != nil {
+		var out [][]int
+		for i := 0; i < len(s); {
+			j := p.scan(s, i)
+			out = append(out, []int{i, j})
+			i = j
+		}
+		return out
+	}
 	if p.re != nil {
 		var out [][]int
 		for _, m := range p.re.FindAllStringIndex(s, -1) {
@@ -182,40 +196,6 @@ func (s stripNormalizer) normalize(n nstr) nstr {
 		b = a
 	}
 	return n.slice(a, b)
-}
-
-// unicodeNormalizer applies NFC/NFD/NFKC/NFKD one normalization segment at
-// a time. Output characters take the alignment of the input character at the
-// same position in the segment (extra ones the last), which is what HF
-// reports for decompositions and compositions alike.
-type unicodeNormalizer struct{ f norm.Form }
-
-func (u unicodeNormalizer) normalize(n nstr) nstr {
-	if u.f.IsNormalString(n.s) {
-		return n
-	}
-	al := n.alignments()
-	b := builder{align: make([]span, 0, len(al))}
-	for i := 0; i < len(n.s); {
-		j := i + u.f.NextBoundaryInString(n.s[i:], true)
-		if j <= i {
-			j = len(n.s)
-		}
-		seg := n.s[i:j]
-		out := u.f.String(seg)
-		var starts []int
-		for k := range seg {
-			starts = append(starts, i+k)
-		}
-		ri := 0
-		for _, r := range out {
-			k := min(ri, len(starts)-1)
-			b.addRune(r, al[starts[k]])
-			ri++
-		}
-		i = j
-	}
-	return b.done()
 }
 
 // BertNormalizer, as in HF: clean_text, handle_chinese_chars, strip_accents

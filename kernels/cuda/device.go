@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"gorgonia.org/cu"
+
+	"github.com/tessera-llm/tessera/kernels"
 )
 
 // kernelNames are the extern "C" kernels of kernels/all.cu that Open
@@ -46,7 +48,7 @@ type device struct {
 	fns      map[string]cu.Function
 	blas     *blas
 	meta     map[string]cu.DevicePtr
-	ropes    map[ropeKey]*ropeDev
+	ropes    map[kernels.RoPEKey]*ropeDev
 	half     devBuf // activations converted for half GEMMs
 	topk     devBuf // TopK outputs
 	launches int64
@@ -67,14 +69,9 @@ type ropeDev struct {
 	cos, sin cu.DevicePtr
 }
 
-type ropeKey struct {
-	dim   int
-	theta float32
-}
-
 func startDevice(index int, syncEach bool) (*device, error) {
 	d := &device{index: index, syncEach: syncEach, work: make(chan func()),
-		fns: map[string]cu.Function{}, meta: map[string]cu.DevicePtr{}, ropes: map[ropeKey]*ropeDev{}}
+		fns: map[string]cu.Function{}, meta: map[string]cu.DevicePtr{}, ropes: map[kernels.RoPEKey]*ropeDev{}}
 	ready := make(chan error)
 	go d.loop(ready)
 	if err := <-ready; err != nil {
@@ -265,11 +262,11 @@ func float32Bytes(s []float32) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), 4*len(s))
 }
 
-// rope returns the device cos/sin table for (dim, theta) covering
-// positions [0, maxPos], built like kernels/cpu's (n = max(maxPos+1, 256),
-// doubling when it grows) with the same float32 arithmetic.
-func (d *device) rope(dim int, theta float32, maxPos int) (*ropeDev, error) {
-	k := ropeKey{dim, theta}
+// rope returns the device cos/sin table for r covering positions
+// [0, maxPos], built like kernels/cpu's (n = max(maxPos+1, 256), doubling
+// when it grows) by the same kernels.RoPE.Table.
+func (d *device) rope(r kernels.RoPE, maxPos int) (*ropeDev, error) {
+	k := r.Key()
 	t := d.ropes[k]
 	if t != nil && t.n > maxPos {
 		return t, nil
@@ -280,7 +277,7 @@ func (d *device) rope(dim int, theta float32, maxPos int) (*ropeDev, error) {
 		d.deferFree(t.cos)
 		d.deferFree(t.sin)
 	}
-	cos, sin := ropeTable(dim, theta, n)
+	cos, sin := r.Table(n)
 	nt := &ropeDev{n: n}
 	var err error
 	for _, x := range []struct {
@@ -296,27 +293,6 @@ func (d *device) rope(dim int, theta float32, maxPos int) (*ropeDev, error) {
 	}
 	d.ropes[k] = nt
 	return nt, nil
-}
-
-// ropeTable is kernels/cpu's newRopeTable: inv_freq = 1 /
-// base**(arange(0, dim, 2).float() / dim) and cos/sin of the float32 angle
-// pos.float() * inv_freq, laid out [pos][i].
-func ropeTable(dim int, theta float32, n int) (cos, sin []float32) {
-	half := dim / 2
-	inv := make([]float32, half)
-	for i := range inv {
-		e := float32(2*i) / float32(dim)
-		inv[i] = 1 / float32(math.Pow(float64(theta), float64(e)))
-	}
-	cos, sin = make([]float32, n*half), make([]float32, n*half)
-	for p := range n {
-		for i, f := range inv {
-			a := float64(float32(p) * f)
-			cos[p*half+i] = float32(math.Cos(a))
-			sin[p*half+i] = float32(math.Sin(a))
-		}
-	}
-	return cos, sin
 }
 
 // Kernel parameters: each is one 8-byte slot, the value in its low bytes

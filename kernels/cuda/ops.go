@@ -199,7 +199,7 @@ func (b *Backend) ApplyRoPE(x kernels.Tensor, pos []int32, r kernels.RoPE) {
 		return
 	}
 	b.run(func(dv *device) error {
-		tab, err := dv.rope(r.Dim, r.Theta, maxPos)
+		tab, err := dv.rope(r, maxPos)
 		if err != nil {
 			return err
 		}

@@ -49,7 +49,9 @@ func (n *Norm) Forward(b kernels.Backend, dst, x kernels.Tensor) {
 type Rotary struct {
 	Offset, Dim int
 	Theta       float32
-	Stream      int
+	// InvFreq, if set, are the pair frequencies of a scaled RoPE.
+	InvFreq []float32
+	Stream  int
 }
 
 // SelfAttention is multi-head attention whose keys and values go through
@@ -74,7 +76,7 @@ func (a *SelfAttention) Forward(b kernels.Backend, ws *Workspace, cache *kvcache
 	a.K.Forward(b, ws.K, x)
 	a.V.Forward(b, ws.V, x)
 	for _, r := range a.Rotary {
-		rope := kernels.RoPE{Heads: a.Heads, HeadDim: a.HeadDim, Offset: r.Offset, Dim: r.Dim, Theta: r.Theta}
+		rope := kernels.RoPE{Heads: a.Heads, HeadDim: a.HeadDim, Offset: r.Offset, Dim: r.Dim, Theta: r.Theta, InvFreq: r.InvFreq}
 		b.ApplyRoPE(ws.Q, ws.Pos[r.Stream], rope)
 		rope.Heads = a.KVHeads
 		b.ApplyRoPE(ws.K, ws.Pos[r.Stream], rope)
