@@ -138,6 +138,7 @@ func Start(ctx context.Context, cli *clientv3.Client, nc *nats.Conn, o Options) 
 	}
 	a := api.New(api.Config{Model: o.ModelName, Scheduler: sched, Tokenizer: tok, Chat: chat, Ready: mgr.Ready,
 		APIKey: o.APIKey, Metrics: metrics, Logger: o.Logger, Limits: o.Limits})
+	con := mountConsole(o, a, metrics, mgr, cli)
 	srv, err := listen(o, a)
 	if err != nil {
 		tr.Close()
@@ -150,6 +151,7 @@ func Start(ctx context.Context, cli *clientv3.Client, nc *nats.Conn, o Options) 
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = mgr.Run(ctx) })
 	wg.Go(func() { sched.Run(ctx) })
+	wg.Go(func() { con.Run(ctx) })
 	srv.serve(&wg)
 	return srv.node(func() {
 		cancel()

@@ -267,12 +267,8 @@ type Backend interface {
 	Act(dst, x Tensor, act Activation)
 	// GLU: dst = act(gate) * up (SwiGLU with SiLU, GeGLU with GELU).
 	GLU(dst, gate, up Tensor, act Activation)
-	// Softmax over the last dim; dst may alias x.
-	Softmax(dst, x Tensor)
 	// ApplyRoPE rotates x [n, Heads*HeadDim] in place; pos has n entries.
 	ApplyRoPE(x Tensor, pos []int32, r RoPE)
-	// ALiBi adds slopes[h]*(keyOffset+j) to scores [heads, nq, nk] in place.
-	ALiBi(scores Tensor, slopes []float32, keyOffset int)
 	// Embedding gathers rows of table [vocab, d] into dst [len(ids), d].
 	Embedding(dst, table Tensor, ids []int32)
 	// Add: dst = a + b elementwise; dst may alias a or b.

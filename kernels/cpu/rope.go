@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"fmt"
 	"sync"
 
 	"github.com/tessera-llm/tessera/kernels"
@@ -55,20 +54,8 @@ func (c *ropeCache) table(r kernels.RoPE, maxPos int) *ropeTable {
 // per RoPE key.
 func (b *Backend) ApplyRoPE(x kernels.Tensor, pos []int32, r kernels.RoPE) {
 	xt := f32("ApplyRoPE", x)
-	if r.Heads <= 0 || r.HeadDim <= 0 || r.Dim <= 0 || r.Dim%2 != 0 || r.Offset < 0 || r.Offset+r.Dim > r.HeadDim {
-		panic(fmt.Sprintf("cpu.ApplyRoPE: bad RoPE %+v", r))
-	}
-	stride := r.Heads * r.HeadDim
-	if xt.Len() != len(pos)*stride {
-		panic(fmt.Sprintf("cpu.ApplyRoPE: x %v, want [%d %d]", xt, len(pos), stride))
-	}
-	maxPos := 0
-	for _, p := range pos {
-		if p < 0 {
-			panic(fmt.Sprintf("cpu.ApplyRoPE: negative position %d", p))
-		}
-		maxPos = max(maxPos, int(p))
-	}
+	maxPos, err := r.Check(xt, pos)
+	check("ApplyRoPE", err)
 	j := b.pool.get(ropeKernel)
 	j.t[0], j.ids = xt, pos
 	j.rope = b.ropes.table(r, maxPos)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	"github.com/tessera-llm/tessera/kernels"
@@ -102,22 +103,17 @@ func (r *Runner) Step(ctx context.Context, st *tesserav1.Step, in []float32) (Re
 		err := r.stage.ForwardStage(ctx, &r.batch, in, r.out, nil)
 		return Result{Hidden: r.out}, err
 	}
+	b := r.stage.Backend()
 	rows, width := r.batch.LogitRows(), r.geo.Vocab[1]-r.geo.Vocab[0]
 	if r.logits == nil || r.logits.Shape()[0] < rows {
-		r.logits = r.stage.Backend().Alloc(rows, width)
-		r.host = make([]float32, rows*width)
+		r.logits = b.Alloc(rows, width)
 	}
-	logits := r.stage.Backend().Rows(r.logits, 0, rows)
+	logits := b.Rows(r.logits, 0, rows)
 	if err := r.stage.ForwardStage(ctx, &r.batch, in, nil, logits); err != nil {
 		return Result{}, err
 	}
-	host := r.host[:rows*width]
-	r.stage.Backend().Read(logits, host)
-	r.mask(st, host, width)
-	k := int(max(st.TopK, 1))
 	out := make([]*tesserav1.RowTopK, rows)
-	for i := range out {
-		p := topk.Local(host[i*width:(i+1)*width], r.geo.Vocab[0], k)
+	for i, p := range r.topK(b, logits, int(max(st.TopK, 1)), st) {
 		out[i] = &tesserav1.RowTopK{Ids: p.IDs, Logits: p.Logits, Lse: p.LSE}
 	}
 	return Result{Rows: out}, nil
@@ -136,6 +132,30 @@ func (r *Runner) mask(st *tesserav1.Step, host []float32, width int) {
 			topk.Mask(host[(row-1)*width:row*width], r.geo.Vocab[0], sp.Allow)
 		}
 	}
+}
+
+// topK reduces the rank's logit rows to their top k where they live when
+// the backend can (kernels.TopKer: a GPU then copies rows·k entries, not
+// whole vocabulary rows), and on the host otherwise. A step with token
+// masks (constrained decoding) takes the host path, where the masks apply.
+func (r *Runner) topK(b kernels.Backend, logits kernels.Tensor, k int, st *tesserav1.Step) []kernels.RowTopK {
+	masked := slices.ContainsFunc(st.Spans, func(sp *tesserav1.SeqSpan) bool { return len(sp.Allow) > 0 })
+	if tk, ok := b.(kernels.TopKer); ok && !masked {
+		return tk.TopK(logits, r.geo.Vocab[0], k)
+	}
+	rows, width := logits.Shape()[0], logits.Shape()[1]
+	if len(r.host) < rows*width {
+		r.host = make([]float32, rows*width)
+	}
+	b.Read(logits, r.host)
+	if masked {
+		r.mask(st, r.host[:rows*width], width)
+	}
+	out := make([]kernels.RowTopK, rows)
+	for i := range out {
+		out[i] = kernels.TopKRow(r.host[i*width:(i+1)*width], r.geo.Vocab[0], k)
+	}
+	return out
 }
 
 // prepare checks st against this rank and builds the batch, with each

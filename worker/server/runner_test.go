@@ -9,7 +9,8 @@ import (
 	"sync"
 	"testing"
 
-	_ "github.com/tessera-llm/tessera/kernels/cpu"
+	"github.com/tessera-llm/tessera/kernels"
+	"github.com/tessera-llm/tessera/kernels/cpu"
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
 	"github.com/tessera-llm/tessera/shard/plan"
 	"github.com/tessera-llm/tessera/shard/spec"
@@ -94,7 +95,7 @@ func (c *coordinator) generate(t *testing.T, prompts [][]int32, steps int) [][]i
 	return out
 }
 
-func newCoordinator(t testing.TB, dir string, pp, tp int) *coordinator {
+func newCoordinator(t testing.TB, dir string, pp, tp int, opts ...model.Option) *coordinator {
 	t.Helper()
 	s, err := spec.Load(dir)
 	if err != nil {
@@ -108,7 +109,7 @@ func newCoordinator(t testing.TB, dir string, pp, tp int) *coordinator {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pl, err := engine.LoadPipeline(dir, p, model.WithCache(512, 8))
+	pl, err := engine.LoadPipeline(dir, p, append([]model.Option{model.WithCache(512, 8)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,6 +180,26 @@ func TestRunnersMaskedGreedy(t *testing.T) {
 		if allow[got[0]>>3]&(1<<(got[0]&7)) == 0 {
 			t.Fatalf("trial %d: picked %d, which the mask does not allow", trial, got[0])
 		}
+	}
+}
+
+// hostTopK is the CPU backend without its TopK, like a backend that lacks
+// the kernels.TopKer capability.
+type hostTopK struct{ kernels.Backend }
+
+// A backend without TopK gets the same top-k from the runner's host path.
+func TestRunnerTopKWithoutCapability(t *testing.T) {
+	dir := filepath.Join(modeltest.Root(t), "testdata/golden/bloom")
+	g := modeltest.LoadGolden(t, dir)
+	prompts := [][]int32{g.Cases[0].PromptIDs}
+	const steps = 4
+	want := newCoordinator(t, dir, 1, 2).generate(t, prompts, steps)
+	if _, ok := kernels.Backend(hostTopK{cpu.New()}).(kernels.TopKer); ok {
+		t.Fatal("hostTopK still has TopK")
+	}
+	got := newCoordinator(t, dir, 1, 2, model.WithBackend(hostTopK{cpu.New()})).generate(t, prompts, steps)
+	if fmt.Sprint(got) != fmt.Sprint(want) || fmt.Sprint(got[0]) != fmt.Sprint(g.Cases[0].GreedyIDs[:steps]) {
+		t.Errorf("host top-k %v, backend top-k %v, golden %v", got, want, g.Cases[0].GreedyIDs[:steps])
 	}
 }
 

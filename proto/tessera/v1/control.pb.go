@@ -571,6 +571,10 @@ type StatsResponse struct {
 	KvBlocksUsed  int32 `protobuf:"varint,4,opt,name=kv_blocks_used,json=kvBlocksUsed,proto3" json:"kv_blocks_used,omitempty"`
 	KvBlocksTotal int32 `protobuf:"varint,5,opt,name=kv_blocks_total,json=kvBlocksTotal,proto3" json:"kv_blocks_total,omitempty"`
 	BadFrames     int64 `protobuf:"varint,6,opt,name=bad_frames,json=badFrames,proto3" json:"bad_frames,omitempty"`
+	// Wall time spent computing steps (its layers and the stage's
+	// all-reduces, not waiting for the previous stage), cumulative: the
+	// console's per-stage busy time.
+	BusySeconds   float64 `protobuf:"fixed64,7,opt,name=busy_seconds,json=busySeconds,proto3" json:"busy_seconds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -643,6 +647,13 @@ func (x *StatsResponse) GetKvBlocksTotal() int32 {
 func (x *StatsResponse) GetBadFrames() int64 {
 	if x != nil {
 		return x.BadFrames
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetBusySeconds() float64 {
+	if x != nil {
+		return x.BusySeconds
 	}
 	return 0
 }
@@ -1104,7 +1115,7 @@ const file_tessera_v1_control_proto_rawDesc = "" +
 	"\x06status\x18\x01 \x01(\x0e2\x19.tessera.v1.ServingStatusR\x06status\x12!\n" +
 	"\fplan_version\x18\x02 \x01(\x04R\vplanVersion\x12\x1b\n" +
 	"\tworker_id\x18\x03 \x01(\tR\bworkerId\"\x0e\n" +
-	"\fStatsRequest\"\xcd\x01\n" +
+	"\fStatsRequest\"\xf0\x01\n" +
 	"\rStatsResponse\x12\x14\n" +
 	"\x05steps\x18\x01 \x01(\x03R\x05steps\x12\x16\n" +
 	"\x06tokens\x18\x02 \x01(\x03R\x06tokens\x12!\n" +
@@ -1112,7 +1123,8 @@ const file_tessera_v1_control_proto_rawDesc = "" +
 	"\x0ekv_blocks_used\x18\x04 \x01(\x05R\fkvBlocksUsed\x12&\n" +
 	"\x0fkv_blocks_total\x18\x05 \x01(\x05R\rkvBlocksTotal\x12\x1d\n" +
 	"\n" +
-	"bad_frames\x18\x06 \x01(\x03R\tbadFrames\"0\n" +
+	"bad_frames\x18\x06 \x01(\x03R\tbadFrames\x12!\n" +
+	"\fbusy_seconds\x18\a \x01(\x01R\vbusySeconds\"0\n" +
 	"\vDropRequest\x12!\n" +
 	"\fplan_version\x18\x01 \x01(\x04R\vplanVersion\"\x0e\n" +
 	"\fDropResponse\"\x16\n" +
