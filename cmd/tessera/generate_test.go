@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tessera-llm/tessera/worker/model/modeltest"
 )
 
 const repoRoot = "../.."
@@ -148,21 +150,7 @@ func TestHelpExplainsFlags(t *testing.T) {
 // carries the decoded text: docbloom's golden prompts give its golden ids
 // and text.
 func TestGenerateFromText(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(repoRoot, "models/docbloom-3m/golden.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g struct {
-		Cases []struct {
-			Prompt     string  `json:"prompt"`
-			PromptIDs  []int32 `json:"prompt_ids"`
-			GreedyIDs  []int32 `json:"greedy_ids"`
-			GreedyText string  `json:"greedy_text"`
-		} `json:"cases"`
-	}
-	if err := json.Unmarshal(raw, &g); err != nil {
-		t.Fatal(err)
-	}
+	g := modeltest.LoadGolden(t, filepath.Join(repoRoot, "models/docbloom-3m"))
 	for _, c := range g.Cases[:2] {
 		t.Run(c.Prompt, func(t *testing.T) {
 			code, stdout, stderr := runCLI(t, "generate", "--model", filepath.Join(repoRoot, "models/docbloom-3m"),
