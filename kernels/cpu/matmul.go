@@ -42,7 +42,16 @@ func (b *Backend) MatMul(dst, x, w, bias kernels.Tensor) {
 		j := b.pool.get(gemvQ8Kernel)
 		j.t[0], j.t[1], j.t[2], j.t[3] = d, xt, wt, bt
 		j.i[0], j.i[1], j.i[2] = n, m, k
+		var s *scratch
+		if useSIMD && useVNNI && k >= q8Block {
+			s = b.pool.scr.get()
+			quantizeAct(&s.xq, xt.F32, n, k)
+			j.xq = &s.xq
+		}
 		b.pool.run(j, (m+q8Group-1)/q8Group, 16, n*m*k)
+		if s != nil {
+			b.pool.scr.put(s)
+		}
 		return
 	}
 	if useSIMD && k > 0 {
@@ -202,7 +211,7 @@ func (b *Backend) matMulSIMD(d, xt, wt, bt *Tensor, n, m, k int) {
 // weight, SIMD or not.
 func gemvQ8Kernel(j *job, _ *scratch, lo, hi int) {
 	n, m, k := j.i[0], j.i[1], j.i[2]
-	gemvQ8(j.t[0].F32, j.t[1].F32, j.t[2], j.t[3], n, m, k, q8Group*lo, min(q8Group*hi, m))
+	gemvQ8(j.t[0].F32, j.t[1].F32, j.xq, j.t[2], j.t[3], n, m, k, q8Group*lo, min(q8Group*hi, m))
 }
 
 // gemvSIMDKernel: items are blocks of j.i[3] output columns (weight rows),

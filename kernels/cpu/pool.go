@@ -30,6 +30,7 @@ type job struct {
 	ids  []int32
 	fs   []float32
 	rope *ropeTable
+	xq   *q8Act
 }
 
 // scratch is per-participant working memory. A worker goroutine owns one
@@ -38,6 +39,7 @@ type job struct {
 type scratch struct {
 	a, b, c []float32
 	heads   []int
+	xq      q8Act
 }
 
 // pool runs jobs on a fixed set of worker goroutines started once. The
@@ -157,7 +159,7 @@ func (p *pool) get(fn func(*job, *scratch, int, int)) *job {
 func (p *pool) put(j *job) {
 	j.fn = nil
 	j.t = [5]*Tensor{}
-	j.attn, j.ids, j.fs, j.rope = nil, nil, nil, nil
+	j.attn, j.ids, j.fs, j.rope, j.xq = nil, nil, nil, nil, nil
 	p.jobs.put(j)
 }
 

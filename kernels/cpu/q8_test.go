@@ -60,7 +60,8 @@ func TestQuantizeBound(t *testing.T) {
 
 // TestMatMulQ8 checks the Q8_0 GEMV (few rows of x) and GEMM (many) against
 // a float64 product with the dequantized weights, with and without bias,
-// on every thread configuration.
+// on every thread configuration. Where the GEMV quantizes x to int8
+// (gemv4Q8VNNI) the bound adds what that rounding can cost (q8ActBound).
 func TestMatMulQ8(t *testing.T) {
 	r := rand.New(rand.NewPCG(83, 84))
 	for _, b := range backends() {
@@ -71,12 +72,14 @@ func TestMatMulQ8(t *testing.T) {
 			for _, n := range []int{1, 2, 3, 5, 8, 9, 33} {
 				xv := randVec(r, n*sh.k)
 				x := b.FromFloat32(xv, n, sh.k)
+				intAct := useSIMD && useVNNI && n < simdGemmRows
 				for _, withBias := range []bool{false, true} {
 					var bt kernels.Tensor
 					if withBias {
 						bt = b.FromFloat32(bias, sh.m)
 					}
 					want := make([]float64, n*sh.m)
+					slack := make([]float64, n*sh.m)
 					for i := range n {
 						for o := range sh.m {
 							s := 0.0
@@ -87,15 +90,56 @@ func TestMatMulQ8(t *testing.T) {
 								s += float64(bias[o])
 							}
 							want[i*sh.m+o] = s
+							if intAct {
+								slack[i*sh.m+o] = q8ActBound(xv[i*sh.k:(i+1)*sh.k], w[o*sh.k:(o+1)*sh.k])
+							}
 						}
 					}
 					dst := b.Alloc(n, sh.m)
 					b.MatMul(dst, x, q, bt)
-					assertClose(t, name("Q8 ", n, "x", sh.m, "x", sh.k, " bias ", withBias, " threads ", b.Threads()), read(b, dst), want, 1e-5)
+					what := name("Q8 ", n, "x", sh.m, "x", sh.k, " bias ", withBias, " threads ", b.Threads(), " int8 x ", intAct)
+					got := read(b, dst)
+					for i, s := range slack {
+						// Within the bound, the rounding's own error is left
+						// for assertClose's relative tolerance.
+						if d := float64(got[i]) - want[i]; math.Abs(d) <= s {
+							got[i] = float32(want[i])
+						} else {
+							got[i] -= float32(math.Copysign(s, d))
+						}
+					}
+					assertClose(t, what, got, want, 1e-5)
 				}
 			}
 		}
 	}
+}
+
+// TestMatMulQ8NoVNNI reruns TestMatMulQ8 on the float-activation AVX-512
+// kernel that CPUs without AVX512_VNNI use.
+func TestMatMulQ8NoVNNI(t *testing.T) {
+	if !useVNNI {
+		t.Skip("the VNNI kernel is not in use: TestMatMulQ8 already runs the float one")
+	}
+	useVNNI = false
+	defer func() { useVNNI = true }()
+	TestMatMulQ8(t)
+}
+
+// q8ActBound is how far x·w can move when each whole 32-block of x is
+// quantized to int8 (quantizeAct): every x is off by at most max|x|/254 of
+// its block, so the dot by Σ over blocks of that times Σ|w| there.
+func q8ActBound(x []float32, w []float64) float64 {
+	var bound float64
+	for b := 0; b+q8Block <= len(x); b += q8Block {
+		var amax, wsum float64
+		for i := b; i < b+q8Block; i++ {
+			amax = max(amax, math.Abs(float64(x[i])))
+			wsum += math.Abs(w[i])
+		}
+		bound += amax / 254 * wsum
+	}
+	return bound * (1 + 1e-5)
 }
 
 // TestQ8RowsAndEmbedding: a Q8_0 row view multiplies and embeds like the

@@ -9,6 +9,10 @@ import "github.com/tessera-llm/tessera/kernels"
 // are running.
 var useSIMD = hasAVX512
 
+// useVNNI selects the Q8_0 GEMV on int8 activations (gemv4Q8VNNI), on
+// CPUs with AVX512_VNNI; like useSIMD, tests toggle it.
+var useVNNI = hasVNNI
+
 // SIMD reports whether the backend runs its AVX-512 kernels.
 func SIMD() bool { return useSIMD }
 

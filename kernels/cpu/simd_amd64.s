@@ -1629,3 +1629,150 @@ dequantQ8_done:
 	VZEROUPPER
 	RET
 
+// q8perm<> are VPERMPS indices: 8×0, 8×1, then 8×2, 8×3.
+DATA q8perm<>+0(SB)/4, $0
+DATA q8perm<>+4(SB)/4, $0
+DATA q8perm<>+8(SB)/4, $0
+DATA q8perm<>+12(SB)/4, $0
+DATA q8perm<>+16(SB)/4, $0
+DATA q8perm<>+20(SB)/4, $0
+DATA q8perm<>+24(SB)/4, $0
+DATA q8perm<>+28(SB)/4, $0
+DATA q8perm<>+32(SB)/4, $1
+DATA q8perm<>+36(SB)/4, $1
+DATA q8perm<>+40(SB)/4, $1
+DATA q8perm<>+44(SB)/4, $1
+DATA q8perm<>+48(SB)/4, $1
+DATA q8perm<>+52(SB)/4, $1
+DATA q8perm<>+56(SB)/4, $1
+DATA q8perm<>+60(SB)/4, $1
+DATA q8perm<>+64(SB)/4, $2
+DATA q8perm<>+68(SB)/4, $2
+DATA q8perm<>+72(SB)/4, $2
+DATA q8perm<>+76(SB)/4, $2
+DATA q8perm<>+80(SB)/4, $2
+DATA q8perm<>+84(SB)/4, $2
+DATA q8perm<>+88(SB)/4, $2
+DATA q8perm<>+92(SB)/4, $2
+DATA q8perm<>+96(SB)/4, $3
+DATA q8perm<>+100(SB)/4, $3
+DATA q8perm<>+104(SB)/4, $3
+DATA q8perm<>+108(SB)/4, $3
+DATA q8perm<>+112(SB)/4, $3
+DATA q8perm<>+116(SB)/4, $3
+DATA q8perm<>+120(SB)/4, $3
+DATA q8perm<>+124(SB)/4, $3
+GLOBL q8perm<>(SB), RODATA|NOPTR, $128
+
+// func gemv4Q8VNNI(xq *int8, xc *int32, xd *float32, q *int8, s *float32, nb, ng int, out *float32)
+TEXT ·gemv4Q8VNNI(SB), NOSPLIT, $0-64
+	MOVQ xq+0(FP), R11
+	MOVQ xc+8(FP), R12
+	MOVQ xd+16(FP), R13
+	MOVQ q+24(FP), DI
+	MOVQ s+32(FP), R8
+	MOVQ nb+40(FP), BX
+	MOVQ ng+48(FP), R14
+	MOVQ out+56(FP), DX
+	MOVL $0x80808080, AX
+	VPBROADCASTD AX, Z30
+	VMOVDQU32 q8perm<>(SB), Z28
+	VMOVDQU32 q8perm<>+64(SB), Z29
+gemv4Q8VNNI_group:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ R11, SI
+	MOVQ R12, R9
+	MOVQ R13, R10
+	MOVQ BX, CX
+	TESTQ CX, CX
+	JEQ gemv4Q8VNNI_done
+gemv4Q8VNNI_loop:
+	PREFETCHT0 3072(DI)
+	PREFETCHT0 3136(DI)
+	VPXORD (DI), Z30, Z2
+	VPXORD 64(DI), Z30, Z3
+	VPBROADCASTD (R9), Z4
+	VMOVDQA32 Z4, Z5
+	VMOVDQU32 (SI), Z6
+	VPDPBUSD Z6, Z2, Z4
+	VPDPBUSD Z6, Z3, Z5
+	VCVTDQ2PS Z4, Z4
+	VCVTDQ2PS Z5, Z5
+	VBROADCASTSS (R10), X7
+	VMULPS (R8), X7, X7
+	VPERMPS Z7, Z28, Z8
+	VPERMPS Z7, Z29, Z9
+	VFMADD231PS Z8, Z4, Z0
+	VFMADD231PS Z9, Z5, Z1
+	ADDQ $64, SI
+	ADDQ $4, R9
+	ADDQ $4, R10
+	ADDQ $128, DI
+	ADDQ $16, R8
+	DECQ CX
+	JNE gemv4Q8VNNI_loop
+gemv4Q8VNNI_done:
+	VEXTRACTF64X4 $1, Z0, Y2
+	VEXTRACTF64X4 $1, Z1, Y3
+	VEXTRACTF128 $1, Y0, X15
+	VADDPS X15, X0, X0
+	VPERMILPD $1, X0, X15
+	VADDPS X15, X0, X0
+	VMOVSHDUP X0, X15
+	VADDSS X15, X0, X0
+	VMOVSS X0, 0(DX)
+	VEXTRACTF128 $1, Y2, X15
+	VADDPS X15, X2, X2
+	VPERMILPD $1, X2, X15
+	VADDPS X15, X2, X2
+	VMOVSHDUP X2, X15
+	VADDSS X15, X2, X2
+	VMOVSS X2, 4(DX)
+	VEXTRACTF128 $1, Y1, X15
+	VADDPS X15, X1, X1
+	VPERMILPD $1, X1, X15
+	VADDPS X15, X1, X1
+	VMOVSHDUP X1, X15
+	VADDSS X15, X1, X1
+	VMOVSS X1, 8(DX)
+	VEXTRACTF128 $1, Y3, X15
+	VADDPS X15, X3, X3
+	VPERMILPD $1, X3, X15
+	VADDPS X15, X3, X3
+	VMOVSHDUP X3, X15
+	VADDSS X15, X3, X3
+	VMOVSS X3, 12(DX)
+	ADDQ $16, DX
+	DECQ R14
+	JNE gemv4Q8VNNI_group
+	VZEROUPPER
+	RET
+
+// func streamRead(p *byte, n int) uint64
+TEXT ·streamRead(SB), NOSPLIT, $0-24
+	MOVQ p+0(FP), SI
+	MOVQ n+8(FP), CX
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	SHRQ $8, CX
+	JEQ streamRead_done
+streamRead_loop:
+	VPXORQ (SI), Z0, Z0
+	VPXORQ 64(SI), Z1, Z1
+	VPXORQ 128(SI), Z2, Z2
+	VPXORQ 192(SI), Z3, Z3
+	ADDQ $256, SI
+	DECQ CX
+	JNE streamRead_loop
+streamRead_done:
+	VPXORQ Z1, Z0, Z0
+	VPXORQ Z3, Z2, Z2
+	VPXORQ Z2, Z0, Z0
+	VMOVQ X0, AX
+	MOVQ AX, ret+16(FP)
+	VZEROUPPER
+	RET
+

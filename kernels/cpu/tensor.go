@@ -130,9 +130,9 @@ func span(t *Tensor, off, n int, buf *[]float32) []float32 {
 }
 
 // grow returns (*buf)[:n], reallocating when the capacity is too small.
-func grow(buf *[]float32, n int) []float32 {
+func grow[T any](buf *[]T, n int) []T {
 	if cap(*buf) < n {
-		*buf = make([]float32, n+n/4)
+		*buf = make([]T, n+n/4)
 	}
 	return (*buf)[:n]
 }

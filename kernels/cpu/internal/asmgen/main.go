@@ -404,6 +404,9 @@ func main() {
 	extra()
 	gemv4Q8()
 	dequantQ8()
+	q8perm()
+	gemv4Q8VNNI()
+	streamRead()
 	if err := os.WriteFile(*dst, out.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
