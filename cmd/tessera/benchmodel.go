@@ -20,6 +20,7 @@ import (
 	"github.com/tessera-llm/tessera/kernels/cpu"
 	"github.com/tessera-llm/tessera/worker/kvcache"
 	"github.com/tessera-llm/tessera/worker/model"
+	"github.com/tessera-llm/tessera/worker/model/modelbench"
 	"github.com/tessera-llm/tessera/worker/weights"
 )
 
@@ -45,7 +46,14 @@ type benchModelReport struct {
 	PromptTokPerS  float64 `json:"prompt_tokens_per_s"`
 	DecodeTokPerS  float64 `json:"decode_tokens_per_s"`
 	WeightGBPerSec float64 `json:"weight_gb_per_s"`
+	// BatchDecode is --batch: decode tokens/s with that many sequences
+	// stepping together (modelbench.BatchDecode).
+	BatchDecode []modelbench.BatchResult `json:"batch_decode,omitempty"`
 }
+
+// batchContext is the context each sequence of a --batch run is
+// prefilled with before its timed steps.
+const batchContext = 16
 
 func runBenchModel(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench-model", flag.ContinueOnError)
@@ -57,6 +65,7 @@ func runBenchModel(args []string, stdout, stderr io.Writer) error {
 	quantize := fs.String("quantize", "", quantizeUsage)
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the timed decode steps to this file (go tool pprof)")
+	batchList := fs.String("batch", "", "also time decode with this many sequences per step, comma separated (e.g. 1,8,32)")
 	random := fs.String("random-llama", "", "") // hidden: write random LLaMA weights hidden,layers,heads,kv,inter,vocab[,dtype] into --model first
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: tessera bench-model --model DIR [--prompt 128] [--gen 64] [--threads N] [--quantize q8] [--json]")
@@ -81,12 +90,20 @@ func runBenchModel(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var batches []int
+	for _, f := range strings.FieldsFunc(*batchList, func(r rune) bool { return r == ',' }) {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return fmt.Errorf("%w: --batch: %q is not a positive integer", errUsage, f)
+		}
+		batches = append(batches, n)
+	}
 	if *random != "" {
 		if err := writeRandomLlama(*dir, *random); err != nil {
 			return err
 		}
 	}
-	rep, err := benchModel(*dir, *promptN, *gen, *threads, quant, *profile)
+	rep, err := benchModel(*dir, *promptN, *gen, *threads, quant, *profile, batches)
 	if err != nil {
 		return err
 	}
@@ -99,6 +116,9 @@ func runBenchModel(args []string, stdout, stderr io.Writer) error {
 		rep.Model, rep.Weights, rep.Threads, rep.SIMD, float64(rep.WeightBytes)/1e6, rep.LoadSeconds)
 	fmt.Fprintf(stdout, "prompt  %4d tokens  %8.1f tok/s\n", rep.Prompt, rep.PromptTokPerS)
 	fmt.Fprintf(stdout, "decode  %4d tokens  %8.1f tok/s  %.1f GB/s of weights\n", rep.Gen, rep.DecodeTokPerS, rep.WeightGBPerSec)
+	for _, b := range rep.BatchDecode {
+		fmt.Fprintf(stdout, "decode  batch %3d   %8.1f tok/s\n", b.Batch, b.TokensPerS)
+	}
 	return nil
 }
 
@@ -107,14 +127,18 @@ const promptRuns = 3
 
 // benchModel loads dir and times a prompt of promptN tokens (the median of
 // promptRuns) and gen decode steps after it, following an untimed warm-up.
-func benchModel(dir string, promptN, gen, threads int, quant kernels.DType, profile string) (*benchModelReport, error) {
+func benchModel(dir string, promptN, gen, threads int, quant kernels.DType, profile string, batches []int) (*benchModelReport, error) {
 	wb, dtype, err := streamedBytes(dir, quant)
 	if err != nil {
 		return nil, err
 	}
 	be := cpu.New(cpu.WithThreads(threads))
 	t0 := time.Now()
-	m, err := model.Load(dir, model.WithBackend(be), model.WithCache(promptN+gen+16, 16), model.WithQuantize(quant))
+	cacheTokens := promptN + gen + 16
+	for _, b := range batches {
+		cacheTokens = max(cacheTokens, modelbench.CacheTokens(b, batchContext, gen, 16))
+	}
+	m, err := model.Load(dir, model.WithBackend(be), model.WithCache(cacheTokens, 16), model.WithQuantize(quant))
 	if err != nil {
 		return nil, err
 	}
@@ -190,12 +214,22 @@ func benchModel(dir string, promptN, gen, threads int, quant kernels.DType, prof
 	lm.Cache().Release(&seq)
 
 	dec := float64(gen) / decode.Seconds()
+	var batched []modelbench.BatchResult
+	for _, n := range batches {
+		r, err := modelbench.BatchDecode(ctx, lm, be, n, batchContext, gen)
+		if err != nil {
+			return nil, err
+		}
+		r.TokensPerS = round(r.TokensPerS, 1)
+		batched = append(batched, r)
+	}
 	return &benchModelReport{
 		Model: dir, Threads: be.Threads(), SIMD: cpu.SIMD(), Weights: dtype, Prompt: promptN, Gen: gen,
 		WeightBytes: wb, LoadSeconds: round(load.Seconds(), 2),
 		PromptTokPerS:  round(float64(promptN)/prompt.Seconds(), 1),
 		DecodeTokPerS:  round(dec, 2),
 		WeightGBPerSec: round(float64(wb)*dec/1e9, 2),
+		BatchDecode:    batched,
 	}, nil
 }
 
