@@ -17,7 +17,7 @@ FUZZ_TARGETS = ./worker/weights:FuzzOpen:20000 ./worker/weights:FuzzIndex:8000 \
 	./shard/transport:FuzzDecodeFrame:4000 ./worker/engine:FuzzRunnerStep:5000 \
 	./coordinator/api:FuzzCompletionRequest:8000
 
-.PHONY: all build run generate test vet fuzz bench proto clean
+.PHONY: all build run generate test vet fuzz bench bench-peer bench-serving proto clean
 
 all: build
 
@@ -62,6 +62,23 @@ bench:
 	for th in 1 2; do \
 		$$d/tessera bench-model --model $$d/bf16 --quantize q8 --prompt 128 --gen 64 --threads $$th || exit 1; \
 	done
+
+# Side by side with llama.cpp (PEER, see its README): LLAMA_CPP is a folder
+# PEER/build.sh made (bin/ and model/), e.g.
+#   make bench-peer LLAMA_CPP=/work/llama-peer ROUNDS=3
+# paired.py alternates llama-bench and bench-model on the same weights in
+# each round and prints the medians of the per-round ratios;
+# bench-serving runs serving.sh (tessera local vs llama-server).
+PEER      ?= ../shared/peers/llama.cpp
+LLAMA_CPP ?=
+ROUNDS    ?= 3
+bench-peer: build
+	@test -x "$(LLAMA_CPP)/bin/llama-bench" || { echo "LLAMA_CPP=$(LLAMA_CPP): no bin/llama-bench; build one with $(PEER)/build.sh SOURCE DIR and pass LLAMA_CPP=DIR"; exit 2; }
+	python3 $(PEER)/paired.py "$(LLAMA_CPP)/bin/llama-bench" $(BIN) "$(LLAMA_CPP)/model" $(ROUNDS)
+
+bench-serving: build
+	@test -x "$(LLAMA_CPP)/bin/llama-server" || { echo "LLAMA_CPP=$(LLAMA_CPP): no bin/llama-server; see bench-peer"; exit 2; }
+	bash $(PEER)/serving.sh $(BIN) "$(LLAMA_CPP)/bin/llama-server" "$(LLAMA_CPP)/model"
 
 # Regenerate proto/tessera/v1 with the pinned plugins (go.mod tool deps:
 # protoc-gen-go v1.36.12, protoc-gen-go-grpc v1.6.2) and Debian's protoc,
