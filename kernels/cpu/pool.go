@@ -31,6 +31,8 @@ type job struct {
 	fs   []float32
 	rope *ropeTable
 	xq   *q8Act
+	segs [maxFused]gemvSeg
+	nseg int
 }
 
 // scratch is per-participant working memory. A worker goroutine owns one
@@ -160,6 +162,7 @@ func (p *pool) put(j *job) {
 	j.fn = nil
 	j.t = [5]*Tensor{}
 	j.attn, j.ids, j.fs, j.rope, j.xq = nil, nil, nil, nil, nil
+	j.segs = [maxFused]gemvSeg{}
 	p.jobs.put(j)
 }
 

@@ -215,3 +215,52 @@ func TestParseQuantization(t *testing.T) {
 		}
 	}
 }
+
+// TestMatMuls: MatMuls gives exactly the products separate MatMuls give,
+// fused (decode rows, one dtype, up to maxFused weights) or not, for every
+// weight format, with and without biases, on every thread configuration.
+func TestMatMuls(t *testing.T) {
+	r := rand.New(rand.NewPCG(87, 88))
+	const k = 96
+	widths := []int{40, 13, 13, 7}
+	for _, b := range backends() {
+		for _, dt := range append(dtypes, kernels.Q8_0) {
+			ws := make([]kernels.Tensor, len(widths))
+			bs := make([]kernels.Tensor, len(widths))
+			for i, m := range widths {
+				if dt == kernels.Q8_0 {
+					ws[i], _ = quantized(t, b, r, kernels.F32, m, k)
+				} else {
+					ws[i], _ = upload(t, b, dt, randVec(r, m*k), m, k)
+				}
+				if i%2 == 0 {
+					bs[i] = b.FromFloat32(randVec(r, m), m)
+				}
+			}
+			for _, n := range []int{1, 3, 9} {
+				for _, count := range []int{1, 2, 3, 4} {
+					x := b.FromFloat32(randVec(r, n*k), n, k)
+					got := make([]kernels.Tensor, count)
+					for i := range got {
+						got[i] = b.Alloc(n, widths[i])
+					}
+					b.MatMuls(got, x, ws[:count], bs[:count])
+					for i := range got {
+						want := b.Alloc(n, widths[i])
+						b.MatMul(want, x, ws[i], bs[i])
+						if !slices.Equal(read(b, got[i]), read(b, want)) {
+							t.Errorf("threads %d, %v, n=%d, %d products: product %d differs from MatMul", b.Threads(), dt, n, count, i)
+						}
+					}
+				}
+			}
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("MatMuls with 2 outputs and 1 weight did not panic")
+		}
+	}()
+	b := New()
+	b.MatMuls([]kernels.Tensor{b.Alloc(1, 4), b.Alloc(1, 4)}, b.Alloc(1, 4), []kernels.Tensor{b.Alloc(4, 4)}, []kernels.Tensor{nil})
+}

@@ -32,7 +32,7 @@ func TestFallback(t *testing.T) {
 		{"AddScale", TestAddScale}, {"RoPE", TestRoPE}, {"Attend", TestAttend},
 		{"DecodeMatchesPrefill", TestDecodeMatchesPrefill}, {"ConcurrentCallers", TestConcurrentCallers},
 		{"TensorBasics", TestTensorBasics}, {"DecodeAllocs", TestDecodeAllocs},
-		{"QuantizeBound", TestQuantizeBound}, {"MatMulQ8", TestMatMulQ8}, {"Q8RowsAndEmbedding", TestQ8RowsAndEmbedding},
+		{"QuantizeBound", TestQuantizeBound}, {"MatMulQ8", TestMatMulQ8}, {"MatMuls", TestMatMuls}, {"Q8RowsAndEmbedding", TestQ8RowsAndEmbedding},
 	} {
 		t.Run(tc.name, func(t *testing.T) { withFallback(func() { tc.f(t) }) })
 	}
