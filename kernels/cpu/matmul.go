@@ -226,7 +226,8 @@ type gemvSeg struct {
 // gemv runs products segs[:nseg] of x [n, k] (n < simdGemmRows, one weight
 // dtype) as one op with the GEMV kernels: Q8_0 (either path) in groups of
 // q8Group rows, the SIMD kernels in blocks of 4 page-strided passes
-// (pageStride). x is prepared once for all: de-interleaved for bf16,
+// (pageStride). x is prepared once for all: rounded to bf16 or
+// de-interleaved for bf16 weights,
 // quantized to int8 for the VNNI Q8_0 kernel.
 func (b *Backend) gemv(segs *[maxFused]gemvSeg, nseg int, xt *Tensor, n, k int) {
 	dt := segs[0].w.dtype
@@ -245,9 +246,16 @@ func (b *Backend) gemv(segs *[maxFused]gemvSeg, nseg int, xt *Tensor, n, k int) 
 		if dt == kernels.BF16 {
 			s = b.pool.scr.get()
 			kp := eoLen(k)
-			j.fs = grow(&s.c, n*kp)
-			for i := range n {
-				deinterleave(j.fs[i*kp:(i+1)*kp], xt.F32[i*k:(i+1)*k])
+			if useBF16 {
+				j.hs = grow(&s.h, n*kp)
+				for i := range n {
+					roundBF16(j.hs[i*kp:(i+1)*kp], xt.F32[i*k:(i+1)*k])
+				}
+			} else {
+				j.fs = grow(&s.c, n*kp)
+				for i := range n {
+					deinterleave(j.fs[i*kp:(i+1)*kp], xt.F32[i*k:(i+1)*k])
+				}
 			}
 		}
 	}
@@ -269,8 +277,9 @@ func (b *Backend) gemv(segs *[maxFused]gemvSeg, nseg int, xt *Tensor, n, k int) 
 
 // gemvSegsKernel computes items [lo, hi) of a gemv op, each inside the
 // product it falls in.
-// j.segs[:j.nseg]: products; j.t[1]: x; j.i: n, k, rows per item; j.fs:
-// de-interleaved x (bf16); j.xq: int8 x (Q8_0 on VNNI).
+// j.segs[:j.nseg]: products; j.t[1]: x; j.i: n, k, rows per item; j.hs:
+// x rounded to bf16, or j.fs: x de-interleaved (bf16); j.xq: int8 x (Q8_0
+// on VNNI).
 func gemvSegsKernel(j *job, _ *scratch, lo, hi int) {
 	n, k, per := j.i[0], j.i[1], j.i[2]
 	x, start := j.t[1].F32, 0
@@ -285,7 +294,7 @@ func gemvSegsKernel(j *job, _ *scratch, lo, hi int) {
 		if sg.w.dtype == kernels.Q8_0 {
 			gemvQ8(sg.d.F32, x, j.xq, sg.w, sg.b, n, m, k, per*a, min(per*e, m))
 		} else {
-			gemvSIMD(sg.d.F32, x, j.fs, sg.w, sg.b, n, m, k, per*a, min(per*e, m))
+			gemvSIMD(sg.d.F32, x, j.fs, j.hs, sg.w, sg.b, n, m, k, per*a, min(per*e, m))
 		}
 	}
 }

@@ -31,6 +31,7 @@ type job struct {
 	fs   []float32
 	rope *ropeTable
 	xq   *q8Act
+	hs   []uint16
 	segs [maxFused]gemvSeg
 	nseg int
 }
@@ -42,6 +43,7 @@ type scratch struct {
 	a, b, c []float32
 	heads   []int
 	xq      q8Act
+	h       []uint16
 }
 
 // pool runs jobs on a fixed set of worker goroutines started once. The
@@ -161,7 +163,7 @@ func (p *pool) get(fn func(*job, *scratch, int, int)) *job {
 func (p *pool) put(j *job) {
 	j.fn = nil
 	j.t = [5]*Tensor{}
-	j.attn, j.ids, j.fs, j.rope, j.xq = nil, nil, nil, nil, nil
+	j.attn, j.ids, j.fs, j.rope, j.xq, j.hs = nil, nil, nil, nil, nil, nil
 	j.segs = [maxFused]gemvSeg{}
 	p.jobs.put(j)
 }

@@ -98,17 +98,7 @@ func TestMatMulQ8(t *testing.T) {
 					dst := b.Alloc(n, sh.m)
 					b.MatMul(dst, x, q, bt)
 					what := name("Q8 ", n, "x", sh.m, "x", sh.k, " bias ", withBias, " threads ", b.Threads(), " int8 x ", intAct)
-					got := read(b, dst)
-					for i, s := range slack {
-						// Within the bound, the rounding's own error is left
-						// for assertClose's relative tolerance.
-						if d := float64(got[i]) - want[i]; math.Abs(d) <= s {
-							got[i] = float32(want[i])
-						} else {
-							got[i] -= float32(math.Copysign(s, d))
-						}
-					}
-					assertClose(t, what, got, want, 1e-5)
+					assertWithin(t, what, read(b, dst), want, slack, 1e-5)
 				}
 			}
 		}

@@ -13,6 +13,12 @@ var useSIMD = hasAVX512
 // CPUs with AVX512_VNNI; like useSIMD, tests toggle it.
 var useVNNI = hasVNNI
 
+// useBF16 selects the bf16 decode GEMV on x rounded to bf16
+// (gemv4BF16DP, VDPBF16PS), on CPUs with AVX512_BF16; tests toggle it.
+// The rounding costs up to 2⁻⁸ of each |x·w| term (llama.cpp's f16 path,
+// which rounds x to f16: 2⁻¹¹); prefill keeps float32 x.
+var useBF16 = hasBF16
+
 // SIMD reports whether the backend runs its AVX-512 kernels.
 func SIMD() bool { return useSIMD }
 
@@ -34,8 +40,9 @@ const (
 
 // gemvSIMD computes output columns [lo, hi) for all n rows of x with the
 // AVX-512 GEMV kernels: 4 weight rows per pass, widened in registers. For
-// bf16 weights xp holds the rows of x de-interleaved by deinterleave, each
-// eoLen(k) long (the even/odd kernels); other dtypes read x.
+// bf16 weights xb holds the rows of x rounded to bf16 (the VDPBF16PS
+// kernels) or, when nil, xp holds them de-interleaved by deinterleave (the
+// even/odd kernels), each eoLen(k) long; other dtypes read x.
 //
 // A pass takes its 4 rows pageStride rows apart, so that rows shorter than
 // a page come from 4 different pages, and the passes of a block of
@@ -43,7 +50,7 @@ const (
 // 4 KiB page: 4 contiguous 2 KiB bf16 rows are 2 streams in each of 2
 // pages, and one core pulled 8–10 GB/s from DRAM that way against 11–14
 // GB/s with the rows in 4 pages (docs/benchmarks.md).
-func gemvSIMD(out, x, xp []float32, wt, bt *Tensor, n, m, k, lo, hi int) {
+func gemvSIMD(out, x, xp []float32, xb []uint16, wt, bt *Tensor, n, m, k, lo, hi int) {
 	kp := eoLen(k)
 	stride := pageStride(k * wt.dtype.Size())
 	var o [4]float32
@@ -52,7 +59,11 @@ func gemvSIMD(out, x, xp []float32, wt, bt *Tensor, n, m, k, lo, hi int) {
 		case kernels.F32:
 			gemv4F32(&x[i*k], &wt.F32[r*k], ldw, k, &o[0])
 		case kernels.BF16:
-			gemv4BF16EO(&xp[i*kp], &wt.Half[r*k], ldw, k, &o[0])
+			if xb != nil {
+				gemv4BF16DP(&xb[i*kp], &wt.Half[r*k], ldw, k, &o[0])
+			} else {
+				gemv4BF16EO(&xp[i*kp], &wt.Half[r*k], ldw, k, &o[0])
+			}
 		case kernels.F16:
 			gemv4F16(&x[i*k], &wt.Half[r*k], ldw, k, &o[0])
 		}
@@ -81,7 +92,11 @@ func gemvSIMD(out, x, xp []float32, wt, bt *Tensor, n, m, k, lo, hi int) {
 			case kernels.F32:
 				gemv1F32(&x[i*k], &wt.F32[r*k], k, k, o)
 			case kernels.BF16:
-				gemv1BF16EO(&xp[i*kp], &wt.Half[r*k], k, k, o)
+				if xb != nil {
+					gemv1BF16DP(&xb[i*kp], &wt.Half[r*k], k, k, o)
+				} else {
+					gemv1BF16EO(&xp[i*kp], &wt.Half[r*k], k, k, o)
+				}
 			case kernels.F16:
 				gemv1F16(&x[i*k], &wt.Half[r*k], k, k, o)
 			}
@@ -98,6 +113,16 @@ func pageStride(rowBytes int) int {
 		return 1
 	}
 	return (page + rowBytes - 1) / rowBytes
+}
+
+// roundBF16 writes x (len k) rounded to bf16 into dst (len eoLen(k)), zero
+// past k, for the VDPBF16PS kernels.
+func roundBF16(dst []uint16, x []float32) {
+	dst = dst[:eoLen(len(x))]
+	for i, v := range x {
+		dst[i] = toBF16(v)
+	}
+	clear(dst[len(x):])
 }
 
 // eoLen is the length of a row of k values de-interleaved for the even/odd

@@ -61,6 +61,18 @@ func detectAVX512() bool {
 	return b7&avx512f != 0 && b7&avx512bw != 0 && b7&avx512vl != 0
 }
 
+// hasBF16 reports AVX512_BF16 (VDPBF16PS) on top of hasAVX512.
+var hasBF16 = hasAVX512 && detectBF16()
+
+func detectBF16() bool {
+	if maxLeaf, _, _, _ := cpuid(7, 0); maxLeaf < 1 {
+		return false
+	}
+	a71, _, _, _ := cpuid(7, 1)
+	const avx512bf16 = 1 << 5
+	return a71&avx512bf16 != 0
+}
+
 // hasVNNI reports AVX512_VNNI (VPDPBUSD) on top of hasAVX512.
 var hasVNNI = hasAVX512 && detectVNNI()
 
@@ -99,3 +111,9 @@ func streamRead(p *byte, n int) uint64
 
 //go:noescape
 func gemv4Q8VNNI(xq *int8, xc *int32, xd *float32, q *int8, s *float32, nb, ng int, out *float32)
+
+//go:noescape
+func gemv1BF16DP(xb *uint16, w *uint16, ldw, k int, out *float32)
+
+//go:noescape
+func gemv4BF16DP(xb *uint16, w *uint16, ldw, k int, out *float32)

@@ -8,6 +8,8 @@ const hasAVX512 = false
 
 const hasVNNI = false
 
+const hasBF16 = false
+
 func gemv1F32(x, w *float32, ldw, k int, out *float32)         { panic("unreachable") }
 func gemv4F32(x, w *float32, ldw, k int, out *float32)         { panic("unreachable") }
 func gemv1F16(x *float32, w *uint16, ldw, k int, out *float32) { panic("unreachable") }
@@ -35,3 +37,6 @@ func streamRead(p *byte, n int) uint64 { panic("unreachable") }
 func gemv4Q8VNNI(xq *int8, xc *int32, xd *float32, q *int8, s *float32, nb, ng int, out *float32) {
 	panic("unreachable")
 }
+
+func gemv1BF16DP(xb *uint16, w *uint16, ldw, k int, out *float32) { panic("unreachable") }
+func gemv4BF16DP(xb *uint16, w *uint16, ldw, k int, out *float32) { panic("unreachable") }

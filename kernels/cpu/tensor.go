@@ -137,6 +137,16 @@ func grow[T any](buf *[]T, n int) []T {
 	return (*buf)[:n]
 }
 
+// toBF16 rounds f to the nearest bfloat16 (ties to even).
+func toBF16(f float32) uint16 {
+	b := math.Float32bits(f)
+	if b&0x7fffffff > 0x7f800000 {
+		return uint16(b>>16) | 0x40
+	}
+	b += 0x7fff + (b>>16)&1
+	return uint16(b >> 16)
+}
+
 // bf16 widens a bfloat16 to float32 (exact).
 func bf16(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
 

@@ -391,6 +391,8 @@ func main() {
 		if d.name == "BF16" {
 			gemvEO(1) // bf16 reads x de-interleaved instead
 			gemvEO(4)
+			gemvDP(1)
+			gemvDP(4)
 			continue
 		}
 		gemv(1, d)
