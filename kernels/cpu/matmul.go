@@ -226,7 +226,7 @@ type gemvSeg struct {
 // gemv runs products segs[:nseg] of x [n, k] (n < simdGemmRows, one weight
 // dtype) as one op with the GEMV kernels: Q8_0 (either path) in groups of
 // q8Group rows, the SIMD kernels in blocks of 4 page-strided passes
-// (pageStride). x is prepared once for all: rounded to bf16 or
+// (pageStride). x is prepared once for all: split into bf16 parts or
 // de-interleaved for bf16 weights,
 // quantized to int8 for the VNNI Q8_0 kernel.
 func (b *Backend) gemv(segs *[maxFused]gemvSeg, nseg int, xt *Tensor, n, k int) {
@@ -247,9 +247,9 @@ func (b *Backend) gemv(segs *[maxFused]gemvSeg, nseg int, xt *Tensor, n, k int) 
 			s = b.pool.scr.get()
 			kp := eoLen(k)
 			if useBF16 {
-				j.hs = grow(&s.h, n*kp)
+				j.hs = grow(&s.h, 2*n*kp)
 				for i := range n {
-					roundBF16(j.hs[i*kp:(i+1)*kp], xt.F32[i*k:(i+1)*k])
+					splitBF16(j.hs[2*i*kp:2*(i+1)*kp], xt.F32[i*k:(i+1)*k])
 				}
 			} else {
 				j.fs = grow(&s.c, n*kp)
@@ -278,7 +278,7 @@ func (b *Backend) gemv(segs *[maxFused]gemvSeg, nseg int, xt *Tensor, n, k int) 
 // gemvSegsKernel computes items [lo, hi) of a gemv op, each inside the
 // product it falls in.
 // j.segs[:j.nseg]: products; j.t[1]: x; j.i: n, k, rows per item; j.hs:
-// x rounded to bf16, or j.fs: x de-interleaved (bf16); j.xq: int8 x (Q8_0
+// x split into bf16 parts, or j.fs: x de-interleaved (bf16); j.xq: int8 x (Q8_0
 // on VNNI).
 func gemvSegsKernel(j *job, _ *scratch, lo, hi int) {
 	n, k, per := j.i[0], j.i[1], j.i[2]

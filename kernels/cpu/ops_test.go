@@ -162,19 +162,20 @@ func TestMatMulNoBF16(t *testing.T) {
 	TestMatMul(t)
 }
 
-// bf16ActBound is how far each x·wᵀ can move when x is rounded to bf16
-// (the VDPBF16PS GEMV): every x by at most 2⁻⁸ of itself (half of bf16's
-// 7-bit mantissa step), or all of it
-// below the smallest normal (the instruction treats subnormals as zero).
+// bf16ActBound is how far each x·wᵀ can move when x is split into two
+// bf16 parts (splitBF16, the VDPBF16PS GEMV): every x by at most 2⁻¹⁶ of
+// itself, or by its whole remainder after hi where that is below the
+// smallest normal (the instruction treats subnormals as zero).
 func bf16ActBound(x []float32, w []float64, n, m, k int) []float64 {
 	out := make([]float64, n*m)
 	for i := range n {
 		for o := range m {
 			var s float64
 			for p := range k {
-				s += math.Abs(float64(x[i*k+p])*w[o*k+p]) * 0x1p-8
-				if math.Abs(float64(x[i*k+p])) < 0x1p-126 {
-					s += math.Abs(float64(x[i*k+p]) * w[o*k+p])
+				xv := float64(x[i*k+p])
+				s += math.Abs(xv*w[o*k+p]) * 0x1p-16
+				if math.Abs(xv-float64(bf16(toBF16(x[i*k+p])))) < 0x1p-126 || math.Abs(xv) < 0x1p-126 {
+					s += 0x1p-125 * math.Abs(w[o*k+p])
 				}
 			}
 			out[i*m+o] = s * (1 + 1e-5)

@@ -13,10 +13,10 @@ var useSIMD = hasAVX512
 // CPUs with AVX512_VNNI; like useSIMD, tests toggle it.
 var useVNNI = hasVNNI
 
-// useBF16 selects the bf16 decode GEMV on x rounded to bf16
-// (gemv4BF16DP, VDPBF16PS), on CPUs with AVX512_BF16; tests toggle it.
-// The rounding costs up to 2⁻⁸ of each |x·w| term (llama.cpp's f16 path,
-// which rounds x to f16: 2⁻¹¹); prefill keeps float32 x.
+// useBF16 selects the bf16 decode GEMV on x split into two bf16 parts
+// (gemv4BF16DP, VDPBF16PS; splitBF16), on CPUs with AVX512_BF16; tests
+// toggle it. The split holds x to 2⁻¹⁶ of itself, so the golden logits of
+// bf16 checkpoints stay within their 1e-4 (one bf16 x would cost 2⁻⁸).
 var useBF16 = hasBF16
 
 // SIMD reports whether the backend runs its AVX-512 kernels.
@@ -40,8 +40,8 @@ const (
 
 // gemvSIMD computes output columns [lo, hi) for all n rows of x with the
 // AVX-512 GEMV kernels: 4 weight rows per pass, widened in registers. For
-// bf16 weights xb holds the rows of x rounded to bf16 (the VDPBF16PS
-// kernels) or, when nil, xp holds them de-interleaved by deinterleave (the
+// bf16 weights xb holds the rows of x split by splitBF16, 2·eoLen(k) each
+// (the VDPBF16PS kernels) or, when nil, xp holds them de-interleaved by deinterleave (the
 // even/odd kernels), each eoLen(k) long; other dtypes read x.
 //
 // A pass takes its 4 rows pageStride rows apart, so that rows shorter than
@@ -60,7 +60,7 @@ func gemvSIMD(out, x, xp []float32, xb []uint16, wt, bt *Tensor, n, m, k, lo, hi
 			gemv4F32(&x[i*k], &wt.F32[r*k], ldw, k, &o[0])
 		case kernels.BF16:
 			if xb != nil {
-				gemv4BF16DP(&xb[i*kp], &wt.Half[r*k], ldw, k, &o[0])
+				gemv4BF16DP(&xb[2*i*kp], &wt.Half[r*k], ldw, k, &o[0])
 			} else {
 				gemv4BF16EO(&xp[i*kp], &wt.Half[r*k], ldw, k, &o[0])
 			}
@@ -93,7 +93,7 @@ func gemvSIMD(out, x, xp []float32, xb []uint16, wt, bt *Tensor, n, m, k, lo, hi
 				gemv1F32(&x[i*k], &wt.F32[r*k], k, k, o)
 			case kernels.BF16:
 				if xb != nil {
-					gemv1BF16DP(&xb[i*kp], &wt.Half[r*k], k, k, o)
+					gemv1BF16DP(&xb[2*i*kp], &wt.Half[r*k], k, k, o)
 				} else {
 					gemv1BF16EO(&xp[i*kp], &wt.Half[r*k], k, k, o)
 				}
@@ -115,14 +115,19 @@ func pageStride(rowBytes int) int {
 	return (page + rowBytes - 1) / rowBytes
 }
 
-// roundBF16 writes x (len k) rounded to bf16 into dst (len eoLen(k)), zero
-// past k, for the VDPBF16PS kernels.
-func roundBF16(dst []uint16, x []float32) {
-	dst = dst[:eoLen(len(x))]
+// splitBF16 writes x (len k) into dst (len 2·eoLen(k)) as two bf16
+// parts for the VDPBF16PS kernels: hi = bf16(x) in the first half and
+// lo = bf16(x - hi) in the second, each zero past k. hi + lo is x to
+// within 2⁻¹⁶ of itself (the 8 bits of hi, then 8 more).
+func splitBF16(dst []uint16, x []float32) {
+	kp := eoLen(len(x))
+	hi, lo := dst[:kp], dst[kp:2*kp]
 	for i, v := range x {
-		dst[i] = toBF16(v)
+		hi[i] = toBF16(v)
+		lo[i] = toBF16(v - bf16(hi[i]))
 	}
-	clear(dst[len(x):])
+	clear(hi[len(x):])
+	clear(lo[len(x):])
 }
 
 // eoLen is the length of a row of k values de-interleaved for the even/odd

@@ -172,11 +172,13 @@ func checkDot(t *testing.T, what string, got float32, x, w []float32) {
 	}
 }
 
-// bf16Rounded is v with each value rounded to bf16.
-func bf16Rounded(v []float32) []float32 {
+// bf16Split is v with each value replaced by the sum of its two bf16
+// parts (splitBF16), exact in float32.
+func bf16Split(v []float32) []float32 {
 	out := make([]float32, len(v))
 	for i, x := range v {
-		out[i] = bf16(toBF16(x))
+		hi := bf16(toBF16(x))
+		out[i] = hi + bf16(toBF16(x-hi))
 	}
 	return out
 }
@@ -213,8 +215,8 @@ func TestSIMDMatMulMatchesFallback(t *testing.T) {
 						b.MatMul(got, x, w, bias)
 						xf := x
 						if dt == kernels.BF16 && useBF16 && sh.n < simdGemmRows {
-							// The VDPBF16PS GEMV rounds x to bf16 first.
-							xf = b.FromFloat32(bf16Rounded(Data(x)), sh.n, sh.k)
+							// The VDPBF16PS GEMV splits x into two bf16 parts first.
+							xf = b.FromFloat32(bf16Split(Data(x)), sh.n, sh.k)
 						}
 						withFallback(func() { b.MatMul(want, xf, w, bias) })
 						assertClose(t, "SIMD vs fallback", Data(got), f64s(Data(want)), 2e-5)

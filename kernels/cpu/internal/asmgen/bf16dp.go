@@ -23,11 +23,14 @@ func vdpbf16ps(rm, src1, dst int) {
 }
 
 // gemvDP writes gemv{R}BF16DP(xb *uint16, w *uint16, ldw, k int, out *float32):
-// the bf16 decode GEMV on x rounded to bf16 (xb, zero padded to a multiple
-// of 32). VDPBF16PS multiplies 32 weights by 32 x values and adds the pairs
-// into 16 float32 lanes: one load and one instruction per 64 bytes of a
-// row, against the even/odd kernel's load, two integer ops and two FMAs.
-// The k%32 tail is a word-masked load (zero weights against zero padding).
+// the bf16 decode GEMV on x split into two bf16 parts, xb = [hi | lo],
+// each zero padded to kp = a multiple of 32 (splitBF16): hi = bf16(x),
+// lo = bf16(x - hi), so hi + lo holds x to 2⁻¹⁶ of itself. VDPBF16PS
+// multiplies 32 weights by 32 values and adds the pairs into 16 float32
+// lanes: per 64 bytes of a row one load and two instructions (hi and lo,
+// separate accumulators), against the even/odd kernel's load, two integer
+// ops and two FMAs. The k%32 tail is a word-masked load (zero weights
+// against zero padding).
 func gemvDP(R int) {
 	name := fmt.Sprintf("gemv%dBF16DP", R)
 	p("// func %s(xb *uint16, w *uint16, ldw, k int, out *float32)", name)
@@ -39,6 +42,10 @@ func gemvDP(R int) {
 	p("\tMOVQ k+24(FP), CX")
 	p("\tMOVQ out+32(FP), DX")
 	p("\tLEAQ (DI)(BX*2), R8")
+	// R9 = byte offset of lo: kp·2, kp = k rounded up to 32.
+	p("\tLEAQ 31(CX), R9")
+	p("\tANDQ $-32, R9")
+	p("\tSHLQ $1, R9")
 	row := func(r int, off int) string {
 		base := []string{"(DI)", "(DI)(BX*1)", "(R8)", "(R8)(BX*1)"}[r]
 		if off == 0 {
@@ -46,25 +53,30 @@ func gemvDP(R int) {
 		}
 		return fmt.Sprintf("%d%s", off, base)
 	}
-	// Accumulators Z0..Z(2R-1), [unroll][row]; row r ends in Zr.
-	for i := range 2 * R {
+	// Accumulators Z0..Z(4R-1), [unroll][hi/lo][row]; row r ends in Zr.
+	acc := func(u, part, r int) int { return (2*u+part)*R + r }
+	for i := range 4 * R {
 		p("\tVPXORD Z%d, Z%d, Z%d", i, i, i)
 	}
 	body := func(u int, masked bool) {
+		xh, xl := 16+2*u, 17+2*u
 		if u == 0 {
-			p("\tVMOVDQU16 (SI), Z16")
+			p("\tVMOVDQU16 (SI), Z%d", xh)
+			p("\tVMOVDQU16 (SI)(R9*1), Z%d", xl)
 		} else {
-			p("\tVMOVDQU16 %d(SI), Z17", 64*u)
+			p("\tVMOVDQU16 %d(SI), Z%d", 64*u, xh)
+			p("\tVMOVDQU16 %d(SI)(R9*1), Z%d", 64*u, xl)
 		}
 		for r := range R {
 			if masked {
-				p("\tVMOVDQU16.Z %s, K1, Z%d", row(r, 0), 20+r)
+				p("\tVMOVDQU16.Z %s, K1, Z%d", row(r, 0), 24+r)
 			} else {
-				p("\tVMOVDQU16 %s, Z%d", row(r, 64*u), 20+r)
+				p("\tVMOVDQU16 %s, Z%d", row(r, 64*u), 24+r)
 			}
 		}
 		for r := range R {
-			vdpbf16ps(20+r, 16+u, u*R+r)
+			vdpbf16ps(24+r, xh, acc(u, 0, r))
+			vdpbf16ps(24+r, xl, acc(u, 1, r))
 		}
 	}
 	p("%s_loop64:", name)
@@ -95,7 +107,9 @@ func gemvDP(R int) {
 	body(0, true)
 	p("%s_done:", name)
 	for r := range R {
-		p("\tVADDPS Z%d, Z%d, Z%d", R+r, r, r)
+		p("\tVADDPS Z%d, Z%d, Z%d", acc(0, 1, r), acc(0, 0, r), r)
+		p("\tVADDPS Z%d, Z%d, Z%d", acc(1, 1, r), acc(1, 0, r), acc(1, 0, r))
+		p("\tVADDPS Z%d, Z%d, Z%d", acc(1, 0, r), r, r)
 	}
 	for r := range R {
 		hsum(r)
