@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/tessera-llm/tessera/kernels"
-	"github.com/tessera-llm/tessera/shard/merge"
+	"github.com/tessera-llm/tessera/shard/topk"
 	"github.com/tessera-llm/tessera/worker/engine"
 	"github.com/tessera-llm/tessera/worker/model"
 	"github.com/tessera-llm/tessera/worker/model/modeltest"
@@ -74,9 +74,9 @@ func greedyLogprobs(t *testing.T, dir string, quant kernels.DType) func(prompt [
 	gen := engine.New(m.(model.CausalLM))
 	return func(prompt []int32, n int) greedyRun {
 		var r greedyRun
-		ids, err := gen.Generate(context.Background(), prompt, n, engine.SamplerFunc(merge.Argmax), nil, func(s engine.Step) {
+		ids, err := gen.Generate(context.Background(), prompt, n, engine.SamplerFunc(topk.Argmax), nil, func(s engine.Step) {
 			// The greedy token is the top one, so its logprob is the merge's first.
-			_, lps, _ := merge.Merge([]merge.Partial{merge.Local(s.Logits, 0, 1)}, 1)
+			_, lps, _ := topk.Merge([]topk.Partial{topk.Local(s.Logits, 0, 1)}, 1)
 			r.logprobs = append(r.logprobs, lps[0])
 		})
 		if err != nil {

@@ -16,7 +16,7 @@ import (
 	"github.com/tessera-llm/tessera/coordinator/scheduler"
 	"github.com/tessera-llm/tessera/coordinator/tokenizer"
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
-	"github.com/tessera-llm/tessera/shard/merge"
+	"github.com/tessera-llm/tessera/shard/topk"
 )
 
 const (
@@ -35,13 +35,13 @@ type fakeModel struct {
 // PlanVersion is constant: the fake's workers never change.
 func (f *fakeModel) PlanVersion(context.Context) (uint64, error) { return 1, nil }
 
-func (f *fakeModel) Step(ctx context.Context, st *tesserav1.Step) ([][]merge.Partial, error) {
+func (f *fakeModel) Step(ctx context.Context, st *tesserav1.Step) ([][]topk.Partial, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.kv == nil {
 		f.kv = map[int32][]int32{}
 	}
-	var rows [][]merge.Partial
+	var rows [][]topk.Partial
 	off := 0
 	for _, sp := range st.Spans {
 		n := int(sp.Tokens)
@@ -61,7 +61,7 @@ func (f *fakeModel) Step(ctx context.Context, st *tesserav1.Step) ([][]merge.Par
 			h = append(h, tok)
 		}
 		off += n
-		rows = append(rows, []merge.Partial{merge.Local(fakeLogits(h), 0, int(st.TopK))})
+		rows = append(rows, []topk.Partial{topk.Local(fakeLogits(h), 0, int(st.TopK))})
 	}
 	return rows, nil
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
-	"github.com/tessera-llm/tessera/shard/merge"
+	"github.com/tessera-llm/tessera/shard/topk"
 
 	"github.com/tessera-llm/tessera/coordinator/scheduler"
 )
@@ -63,7 +63,7 @@ type timedStepper struct {
 	m *Metrics
 }
 
-func (t *timedStepper) Step(ctx context.Context, st *tesserav1.Step) ([][]merge.Partial, error) {
+func (t *timedStepper) Step(ctx context.Context, st *tesserav1.Step) ([][]topk.Partial, error) {
 	start := time.Now()
 	out, err := t.s.Step(ctx, st)
 	if err != nil {

@@ -5,12 +5,12 @@ import (
 	"testing"
 
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
-	"github.com/tessera-llm/tessera/shard/merge"
+	"github.com/tessera-llm/tessera/shard/topk"
 )
 
 type versionedStepper struct{}
 
-func (versionedStepper) Step(context.Context, *tesserav1.Step) ([][]merge.Partial, error) {
+func (versionedStepper) Step(context.Context, *tesserav1.Step) ([][]topk.Partial, error) {
 	return nil, nil
 }
 func (versionedStepper) PlanVersion(context.Context) (uint64, error) { return 7, nil }

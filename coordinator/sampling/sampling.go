@@ -10,7 +10,7 @@ import (
 	"math/rand/v2"
 	"slices"
 
-	"github.com/tessera-llm/tessera/shard/merge"
+	"github.com/tessera-llm/tessera/shard/topk"
 )
 
 // ErrParams reports impossible sampling parameters.
@@ -69,7 +69,7 @@ func New(p Params) (*Sampler, error) {
 
 // Greedy returns the index of the largest logit (the first on ties, as
 // torch.argmax does).
-func Greedy(logits []float32) int32 { return merge.Argmax(logits) }
+func Greedy(logits []float32) int32 { return topk.Argmax(logits) }
 
 // Sample picks a token id.
 func (s *Sampler) Sample(logits []float32) int32 {

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
-	"github.com/tessera-llm/tessera/shard/merge"
+	"github.com/tessera-llm/tessera/shard/topk"
 )
 
 // A second request sharing a long prefix computes only its new tokens.
@@ -174,7 +174,7 @@ func (v *versionedFake) PlanVersion(context.Context) (uint64, error) {
 	return v.version, nil
 }
 
-func (v *versionedFake) Step(ctx context.Context, st *tesserav1.Step) ([][]merge.Partial, error) {
+func (v *versionedFake) Step(ctx context.Context, st *tesserav1.Step) ([][]topk.Partial, error) {
 	v.mu.Lock()
 	if v.steps == v.bumpAt {
 		v.version++

@@ -19,15 +19,15 @@ import (
 
 	"github.com/tessera-llm/tessera/coordinator/sampling"
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
-	"github.com/tessera-llm/tessera/shard/blocks"
-	"github.com/tessera-llm/tessera/shard/merge"
+	"github.com/tessera-llm/tessera/shard/kvblocks"
+	"github.com/tessera-llm/tessera/shard/topk"
 )
 
 // Stepper runs steps on the workers.
 type Stepper interface {
 	// Step runs st and returns, per logit row, the last stage's
 	// vocabulary-slice partials.
-	Step(ctx context.Context, st *tesserav1.Step) ([][]merge.Partial, error)
+	Step(ctx context.Context, st *tesserav1.Step) ([][]topk.Partial, error)
 	// PlanVersion waits until a plan serves and returns its version. A
 	// new version means the workers hold none of the sequences' KV; a
 	// stepper whose workers never change returns a constant.
@@ -167,7 +167,7 @@ type seq struct {
 	tokens  []int32 // prompt then generated
 	gen     []Token
 	fed     int // tokens whose KV is in the workers' cache
-	blocks  blocks.Seq
+	blocks  kvblocks.Seq
 	replays int
 	// counts of generated tokens, for presence and frequency penalties;
 	// seen holds every token so far, for the repetition penalty. Both are
@@ -184,7 +184,7 @@ type Scheduler struct {
 	nextID  atomic.Uint64
 	stepID  uint64
 
-	alloc   *blocks.Allocator
+	alloc   *kvblocks.Allocator
 	plan    uint64 // the plan version the workers' KV belongs to
 	waiting []*seq
 	running []*seq
@@ -217,7 +217,7 @@ func New(cfg Config, s Stepper) *Scheduler {
 	// The hand-off channel holds everything the bound admits, so a burst
 	// is refused by the bound, not by how fast the loop drains.
 	return &Scheduler{cfg: cfg, stepper: s, in: make(chan *seq, cfg.MaxQueue+cfg.MaxBatch),
-		alloc: blocks.New(cfg.BlockSize, cfg.Blocks), stopped: make(chan struct{})}
+		alloc: kvblocks.New(cfg.BlockSize, cfg.Blocks), stopped: make(chan struct{})}
 }
 
 // Config is the scheduler's configuration with defaults applied.
@@ -500,13 +500,13 @@ const maxTopK = 1024
 
 // sample picks q's next token from the merged candidates of its row,
 // after penalties and the min_tokens rule.
-func (s *Scheduler) sample(q *seq, parts []merge.Partial, k int) {
-	if err := merge.Check(parts, k); err != nil {
+func (s *Scheduler) sample(q *seq, parts []topk.Partial, k int) {
+	if err := topk.Check(parts, k); err != nil {
 		s.retire(q)
 		s.finish(q, "", err)
 		return
 	}
-	ids, logprobs, lse := merge.Merge(parts, k)
+	ids, logprobs, lse := topk.Merge(parts, k)
 	logits := make([]float32, len(ids))
 	for i := range ids {
 		logits[i] = float32(logprobs[i] + lse) // the raw logit, for HF's repetition penalty

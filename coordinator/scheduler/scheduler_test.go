@@ -11,7 +11,7 @@ import (
 
 	"github.com/tessera-llm/tessera/coordinator/sampling"
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
-	"github.com/tessera-llm/tessera/shard/merge"
+	"github.com/tessera-llm/tessera/shard/topk"
 )
 
 const vocab = 50
@@ -49,7 +49,7 @@ func newFake(t *testing.T) *fakeCluster {
 // PlanVersion is constant: these workers never change.
 func (f *fakeCluster) PlanVersion(context.Context) (uint64, error) { return 1, nil }
 
-func (f *fakeCluster) Step(ctx context.Context, st *tesserav1.Step) ([][]merge.Partial, error) {
+func (f *fakeCluster) Step(ctx context.Context, st *tesserav1.Step) ([][]topk.Partial, error) {
 	if f.block != nil {
 		select {
 		case <-f.block:
@@ -66,7 +66,7 @@ func (f *fakeCluster) Step(ctx context.Context, st *tesserav1.Step) ([][]merge.P
 	}
 	f.tokens = max(f.tokens, len(st.Tokens))
 	f.topK = max(f.topK, st.TopK)
-	var rows [][]merge.Partial
+	var rows [][]topk.Partial
 	off := 0
 	for _, sp := range st.Spans {
 		cached, n := int(sp.Cached), int(sp.Tokens)
@@ -102,7 +102,7 @@ func (f *fakeCluster) Step(ctx context.Context, st *tesserav1.Step) ([][]merge.P
 			logits[i] = float32(math.Sin(float64(i)))
 		}
 		logits[next(h)] = 10
-		rows = append(rows, []merge.Partial{merge.Local(logits[:20], 0, int(st.TopK)), merge.Local(logits[20:], 20, int(st.TopK))})
+		rows = append(rows, []topk.Partial{topk.Local(logits[:20], 0, int(st.TopK)), topk.Local(logits[20:], 20, int(st.TopK))})
 	}
 	return rows, nil
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/tessera-llm/tessera/kernels"
 	"github.com/tessera-llm/tessera/kernels/cpu"
 	"github.com/tessera-llm/tessera/kernels/cuda"
-	"github.com/tessera-llm/tessera/shard/merge"
+	"github.com/tessera-llm/tessera/shard/topk"
 )
 
 // The conformance tests run every op on the CUDA backend and on the CPU
@@ -440,7 +440,7 @@ func TestTopK(t *testing.T) {
 			t.Fatal(err)
 		}
 		for r := range rows {
-			want := merge.Local(data[r*n:(r+1)*n], 1000, k)
+			want := topk.Local(data[r*n:(r+1)*n], 1000, k)
 			g := got[r]
 			if g.Offset != want.Offset || g.Len != want.Len || len(g.IDs) != len(want.IDs) {
 				t.Fatalf("TopK %v row %d: got %+v, want %+v", s, r, g, want)

@@ -8,17 +8,17 @@ import (
 	"unsafe"
 
 	"github.com/tessera-llm/tessera/kernels"
-	"github.com/tessera-llm/tessera/shard/merge"
+	"github.com/tessera-llm/tessera/shard/topk"
 	"gorgonia.org/cu"
 )
 
 // TopK computes, for each row of logits [rows, len] (a vocabulary slice
-// starting at global id offset), what merge.Local computes on the host:
+// starting at global id offset), what topk.Local computes on the host:
 // the k best entries (logit descending, ties to the lower id; all of them
 // when the slice is shorter) and the slice's log-sum-exp in float64. Only
 // rows·k entries and rows sums cross to the host instead of whole rows.
 // Logits must not be NaN.
-func (b *Backend) TopK(logits kernels.Tensor, offset, k int) []merge.Partial {
+func (b *Backend) TopK(logits kernels.Tensor, offset, k int) []topk.Partial {
 	t := f32("TopK", logits)
 	if len(t.shape) == 0 {
 		panic(fmt.Sprintf("cuda.TopK: scalar logits %v", t))
@@ -29,9 +29,9 @@ func (b *Backend) TopK(logits kernels.Tensor, offset, k int) []merge.Partial {
 		rows = t.n / n
 	}
 	k = max(0, min(k, n))
-	parts := make([]merge.Partial, rows)
+	parts := make([]topk.Partial, rows)
 	for r := range parts {
-		parts[r] = merge.Partial{Offset: offset, Len: n, LSE: math.Inf(-1),
+		parts[r] = topk.Partial{Offset: offset, Len: n, LSE: math.Inf(-1),
 			IDs: make([]int32, k), Logits: make([]float32, k)}
 	}
 	if rows == 0 || n == 0 {

@@ -22,7 +22,8 @@
 //     and drops and counts malformed, stale and excess frames; no frame can
 //     crash it.
 //   - Group.AllReduce sums a []float32 across the ranks of a stage so that
-//     every rank gets bit-identical results.
+//     every rank gets bit-identical results; LocalGroup does the same for
+//     ranks that share one process, through memory.
 //
 // Every blocking call takes a context; when it ends the call returns
 // ctx.Err() (context.DeadlineExceeded for a step deadline) and holds

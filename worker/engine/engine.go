@@ -1,7 +1,3 @@
-// Package engine drives a causal LM through prefill and decode for one
-// sequence at a time: the loop behind `tessera generate` and `tessera
-// logits`. Sampling policy comes in through the Sampler interface, so the
-// coordinator's samplers plug in without the worker importing them.
 package engine
 
 import (

@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	_ "github.com/tessera-llm/tessera/kernels/cpu"
-	"github.com/tessera-llm/tessera/shard/merge"
+	"github.com/tessera-llm/tessera/shard/topk"
 	"github.com/tessera-llm/tessera/worker/engine"
 	"github.com/tessera-llm/tessera/worker/model"
 	_ "github.com/tessera-llm/tessera/worker/model/all"
@@ -20,7 +20,7 @@ func Example() {
 	gen := engine.New(m.(model.CausalLM))
 	// "Parameters\n----------\n" in docbloom's tokenizer.
 	ids, _ := gen.Generate(context.Background(), []int32{694, 202, 675, 202}, 6,
-		engine.SamplerFunc(merge.Argmax), nil, nil)
+		engine.SamplerFunc(topk.Argmax), nil, nil)
 	fmt.Println(len(ids), "tokens")
 	// Output:
 	// 6 tokens

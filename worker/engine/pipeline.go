@@ -7,9 +7,10 @@ import (
 	"sync"
 
 	"github.com/tessera-llm/tessera/kernels"
-	"github.com/tessera-llm/tessera/shard/merge"
 	"github.com/tessera-llm/tessera/shard/plan"
 	"github.com/tessera-llm/tessera/shard/spec"
+	"github.com/tessera-llm/tessera/shard/topk"
+	"github.com/tessera-llm/tessera/shard/transport"
 	"github.com/tessera-llm/tessera/worker/kvcache"
 	"github.com/tessera-llm/tessera/worker/model"
 )
@@ -28,7 +29,7 @@ type Pipeline struct {
 	spec   *spec.Spec
 	b      kernels.Backend
 	stages [][]model.Stage
-	groups []*group
+	groups []*transport.LocalGroup
 	loaded [][]int64
 	tables *kvcache.Cache
 
@@ -51,15 +52,14 @@ func LoadPipeline(dir string, p *plan.Plan, opts ...model.Option) (*Pipeline, er
 	}
 	pl := &Pipeline{plan: p, views: map[*kvcache.Seq][][]kvcache.Seq{}}
 	for si, st := range p.Stages {
-		g := newGroup(len(st.Ranks))
-		comms := g.members()
+		g := transport.NewLocalGroup(len(st.Ranks))
 		pl.groups = append(pl.groups, g)
 		var ranks []model.Stage
 		var loaded []int64
 		for ri := range st.Ranks {
 			var bytes int64
 			rankOpts := append(opts[:len(opts):len(opts)],
-				model.WithShard(&model.Shard{Plan: p, Stage: si, Rank: ri, Comm: comms[ri]}),
+				model.WithShard(&model.Shard{Plan: p, Stage: si, Rank: ri, Comm: g.Rank(ri)}),
 				model.WithProgress(func(pr model.Progress) { bytes = pr.Bytes }))
 			m, err := model.Load(dir, rankOpts...)
 			if err != nil {
@@ -122,13 +122,13 @@ func (p *Pipeline) Forward(ctx context.Context, batch *model.Batch, logits kerne
 // TopK is what the last stage's ranks return to a coordinator for the
 // most recent Forward: per logit row, each rank's best k candidates and
 // the log-sum-exp of its vocabulary slice. Merging them is exact.
-func (p *Pipeline) TopK(k int) [][]merge.Partial {
+func (p *Pipeline) TopK(k int) [][]topk.Partial {
 	last := p.plan.Stages[len(p.plan.Stages)-1]
-	out := make([][]merge.Partial, p.rows)
+	out := make([][]topk.Partial, p.rows)
 	for row := range p.rows {
 		for ri, r := range last.Ranks {
 			w := r.Vocab[1] - r.Vocab[0]
-			out[row] = append(out[row], merge.Local(p.local[ri][row*w:(row+1)*w], r.Vocab[0], k))
+			out[row] = append(out[row], topk.Local(p.local[ri][row*w:(row+1)*w], r.Vocab[0], k))
 		}
 	}
 	return out
@@ -157,7 +157,7 @@ func (p *Pipeline) run(ctx context.Context, batch *model.Batch) error {
 	for si, ranks := range p.stages {
 		batches := p.rankBatches(batch, si)
 		if err := p.runStage(ctx, si, ranks, batches, in, width); err != nil {
-			p.groups[si].reset()
+			p.groups[si].Reset()
 			return fmt.Errorf("stage %d: %w", si, err)
 		}
 		if si < len(p.stages)-1 {

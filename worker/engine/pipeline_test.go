@@ -10,9 +10,9 @@ import (
 
 	"github.com/tessera-llm/tessera/kernels"
 	_ "github.com/tessera-llm/tessera/kernels/cpu"
-	"github.com/tessera-llm/tessera/shard/merge"
 	"github.com/tessera-llm/tessera/shard/plan"
 	"github.com/tessera-llm/tessera/shard/spec"
+	"github.com/tessera-llm/tessera/shard/topk"
 	"github.com/tessera-llm/tessera/worker/engine"
 	"github.com/tessera-llm/tessera/worker/kvcache"
 	"github.com/tessera-llm/tessera/worker/model"
@@ -198,9 +198,9 @@ func run(t *testing.T, lm model.CausalLM, prompt []int32, steps int) outcome {
 	}
 	o := outcome{prompt: rows}
 	pl, sharded := lm.(*engine.Pipeline)
-	o.greedy, err = gen.Generate(ctx, prompt, steps, engine.SamplerFunc(merge.Argmax), nil, func(engine.Step) {
+	o.greedy, err = gen.Generate(ctx, prompt, steps, engine.SamplerFunc(topk.Argmax), nil, func(engine.Step) {
 		if sharded {
-			ids, _, _ := merge.Merge(pl.TopK(1)[0], 1)
+			ids, _, _ := topk.Merge(pl.TopK(1)[0], 1)
 			o.merged = append(o.merged, ids[0])
 		}
 	})
@@ -251,7 +251,7 @@ func TestPipelineReleasesBlocks(t *testing.T) {
 	}
 	free := pl.Cache().FreeBlocks()
 	for range 3 {
-		if _, err := engine.New(pl).Generate(context.Background(), []int32{1, 5, 9}, 4, engine.SamplerFunc(merge.Argmax), nil, nil); err != nil {
+		if _, err := engine.New(pl).Generate(context.Background(), []int32{1, 5, 9}, 4, engine.SamplerFunc(topk.Argmax), nil, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,6 +1,6 @@
 // Package kvcache holds a worker's paged key/value memory: per layer, one
 // pool of fixed-size blocks for keys and one for values. Block numbers come
-// from a shard/blocks Allocator (the coordinator's, in a cluster), so the
+// from a shard/kvblocks Allocator (the coordinator's, in a cluster), so the
 // tables are small plain values while the memory stays in the worker.
 package kvcache
 
@@ -8,19 +8,19 @@ import (
 	"fmt"
 
 	"github.com/tessera-llm/tessera/kernels"
-	"github.com/tessera-llm/tessera/shard/blocks"
+	"github.com/tessera-llm/tessera/shard/kvblocks"
 )
 
 // ErrOutOfBlocks means the pool cannot hold the tokens asked for.
-var ErrOutOfBlocks = blocks.ErrOutOfBlocks
+var ErrOutOfBlocks = kvblocks.ErrOutOfBlocks
 
 // Seq is one sequence's view of the cache.
-type Seq = blocks.Seq
+type Seq = kvblocks.Seq
 
 // Cache is the physical K/V memory for a set of layers, with its own
 // allocator for single-process use.
 type Cache struct {
-	*blocks.Allocator
+	*kvblocks.Allocator
 	// K and V hold one pool per layer, shaped [blocks, BlockSize, KVHeads, HeadDim].
 	K, V []kernels.Tensor
 }
@@ -42,5 +42,5 @@ func New(b kernels.Backend, layers, kvHeads, headDim, blockSize, blocks int) (*C
 
 // NewTables is a cache without memory: it only hands out block numbers.
 func NewTables(blockSize, n int) *Cache {
-	return &Cache{Allocator: blocks.New(blockSize, n)}
+	return &Cache{Allocator: kvblocks.New(blockSize, n)}
 }

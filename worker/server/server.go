@@ -1,9 +1,11 @@
-// Package server is a worker process: it registers in etcd, answers the
-// coordinator's gRPC calls (LoadShard, Health, Stats, Drop), and runs the
-// steps of its loaded shard as they arrive over the transport: step
-// metadata from the coordinator, hidden states from the previous stage,
-// partial sums from its stage's other ranks; it sends hidden states to the
-// next stage or, on the last stage, its top-k to the coordinator.
+// Package server is a worker's serving side: it answers the coordinator's
+// gRPC calls (LoadShard, Health, Stats, Drop) and runs the steps of its
+// loaded shard as they arrive over the transport: step metadata from the
+// coordinator, hidden states from the previous stage, partial sums from
+// its stage's other ranks. The Runner turns one step into the rank's
+// output: hidden states for the next stage or, on the last stage, its
+// top-k for the coordinator. Registration in etcd is the caller's (see
+// shard/registry); the server only serves.
 package server
 
 import (
@@ -27,7 +29,6 @@ import (
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
 	"github.com/tessera-llm/tessera/shard/plan"
 	"github.com/tessera-llm/tessera/shard/transport"
-	"github.com/tessera-llm/tessera/worker/engine"
 	"github.com/tessera-llm/tessera/worker/model"
 )
 
@@ -91,7 +92,7 @@ func (s *Server) MetricsHandler() http.Handler {
 // shard is a loaded slice of a model and the loop that runs its steps.
 type shard struct {
 	req    *tesserav1.Shard
-	runner *engine.Runner
+	runner *Runner
 	comm   *groupComm
 	bytes  int64
 	cancel context.CancelFunc
@@ -198,7 +199,7 @@ func (s *Server) LoadShard(req *tesserav1.LoadShardRequest, stream tesserav1.Wor
 		cancel()
 		return status.Errorf(codes.FailedPrecondition, "%s cannot run as a pipeline stage", m.Spec().Arch)
 	}
-	loaded := &shard{req: sh, runner: engine.NewRunner(st), comm: comm, bytes: last.Bytes, cancel: cancel, done: make(chan struct{})}
+	loaded := &shard{req: sh, runner: NewRunner(st), comm: comm, bytes: last.Bytes, cancel: cancel, done: make(chan struct{})}
 	if err := s.start(loopCtx, loaded, subj, p); err != nil {
 		cancel()
 		return status.Errorf(codes.Unavailable, "subscribing to plan v%d: %v", p.Version, err)

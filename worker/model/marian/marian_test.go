@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	_ "github.com/tessera-llm/tessera/kernels/cpu"
-	"github.com/tessera-llm/tessera/shard/merge"
+	"github.com/tessera-llm/tessera/shard/topk"
 	"github.com/tessera-llm/tessera/worker/engine"
 	"github.com/tessera-llm/tessera/worker/kvcache"
 	"github.com/tessera-llm/tessera/worker/model"
@@ -62,7 +62,7 @@ func checkGolden(t *testing.T, opts ...model.Option) {
 			// must match the uncached decoder_logits row.
 			want := c.GreedyIDs[1:]
 			var last []float32
-			ids, err := gen.Translate(ctx, c.InputIDs, len(want), engine.SamplerFunc(merge.Argmax), nil,
+			ids, err := gen.Translate(ctx, c.InputIDs, len(want), engine.SamplerFunc(topk.Argmax), nil,
 				func(s engine.Step) {
 					if s.Index == len(want)-1 {
 						last = append(last[:0], s.Logits...)

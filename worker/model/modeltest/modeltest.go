@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/tessera-llm/tessera/shard/merge"
+	"github.com/tessera-llm/tessera/shard/topk"
 	"github.com/tessera-llm/tessera/worker/engine"
 	"github.com/tessera-llm/tessera/worker/kvcache"
 	"github.com/tessera-llm/tessera/worker/model"
@@ -109,7 +109,7 @@ func CheckCausal(t *testing.T, dir string, opts ...model.Option) {
 				}
 			}
 			var last []float32
-			ids, err := gen.Generate(ctx, c.PromptIDs, len(c.GreedyIDs), engine.SamplerFunc(merge.Argmax), nil,
+			ids, err := gen.Generate(ctx, c.PromptIDs, len(c.GreedyIDs), engine.SamplerFunc(topk.Argmax), nil,
 				func(s engine.Step) {
 					if s.Index == len(c.GreedyIDs)-1 {
 						last = append(last[:0], s.Logits...)

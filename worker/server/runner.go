@@ -1,4 +1,4 @@
-package engine
+package server
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 
 	"github.com/tessera-llm/tessera/kernels"
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
-	"github.com/tessera-llm/tessera/shard/merge"
+	"github.com/tessera-llm/tessera/shard/topk"
 	"github.com/tessera-llm/tessera/worker/kvcache"
 	"github.com/tessera-llm/tessera/worker/model"
 )
@@ -88,7 +88,7 @@ func (r *Runner) Step(ctx context.Context, st *tesserav1.Step, in []float32) (Re
 	k := int(max(st.TopK, 1))
 	out := make([]*tesserav1.RowTopK, rows)
 	for i := range out {
-		p := merge.Local(host[i*width:(i+1)*width], r.geo.Vocab[0], k)
+		p := topk.Local(host[i*width:(i+1)*width], r.geo.Vocab[0], k)
 		out[i] = &tesserav1.RowTopK{Ids: p.IDs, Logits: p.Logits, Lse: p.LSE}
 	}
 	return Result{Rows: out}, nil

@@ -1,4 +1,4 @@
-// Package blocks allocates paged KV-cache blocks. The coordinator keeps
+// Package kvblocks allocates paged KV-cache blocks. The coordinator keeps
 // every sequence's block table with an Allocator; each worker's pools
 // have as many blocks and store a sequence's tokens at the numbers of its
 // table, so tables travel in steps and memory never moves.
@@ -8,7 +8,7 @@
 // same prefix map it to the same block. A shared block is full, so no
 // sequence writes it again: sharing needs no copy. Blocks nobody holds
 // stay cached until their space is needed.
-package blocks
+package kvblocks
 
 import (
 	"encoding/binary"

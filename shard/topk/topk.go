@@ -1,4 +1,4 @@
-// Package merge combines vocabulary-parallel logits without moving them.
+// Package topk combines vocabulary-parallel logits without moving them.
 //
 // With the LM head split by vocabulary rows, each last-stage rank holds the
 // logits of a slice of the vocabulary. Instead of gathering full rows (a
@@ -11,7 +11,7 @@
 //
 // Ordering is by logit, highest first, ties to the lower id: the first-max
 // rule of Argmax (and torch.argmax).
-package merge
+package topk
 
 import (
 	"cmp"

@@ -1,4 +1,4 @@
-package engine_test
+package server_test
 
 import (
 	"context"
@@ -8,21 +8,24 @@ import (
 	"sync"
 	"testing"
 
+	_ "github.com/tessera-llm/tessera/kernels/cpu"
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
-	"github.com/tessera-llm/tessera/shard/merge"
 	"github.com/tessera-llm/tessera/shard/plan"
 	"github.com/tessera-llm/tessera/shard/spec"
+	"github.com/tessera-llm/tessera/shard/topk"
 	"github.com/tessera-llm/tessera/worker/engine"
 	"github.com/tessera-llm/tessera/worker/kvcache"
 	"github.com/tessera-llm/tessera/worker/model"
+	_ "github.com/tessera-llm/tessera/worker/model/all"
 	"github.com/tessera-llm/tessera/worker/model/modeltest"
+	"github.com/tessera-llm/tessera/worker/server"
 	"google.golang.org/protobuf/proto"
 )
 
 // coordinator is the smallest driver of Runners: it keeps block tables,
 // sends each step through the stages and merges the last stage's top-k.
 type coordinator struct {
-	runners [][]*engine.Runner
+	runners [][]*server.Runner
 	tables  *kvcache.Cache
 	step    uint64
 }
@@ -30,9 +33,9 @@ type coordinator struct {
 func (c *coordinator) run(t *testing.T, st *tesserav1.Step) []int32 {
 	t.Helper()
 	var in []float32
-	var rows [][]merge.Partial
+	var rows [][]topk.Partial
 	for si, ranks := range c.runners {
-		results := make([]engine.Result, len(ranks))
+		results := make([]server.Result, len(ranks))
 		errs := make([]error, len(ranks))
 		var wg sync.WaitGroup
 		for ri, r := range ranks {
@@ -46,18 +49,18 @@ func (c *coordinator) run(t *testing.T, st *tesserav1.Step) []int32 {
 		}
 		in = results[0].Hidden
 		if si == len(c.runners)-1 {
-			rows = make([][]merge.Partial, len(results[0].Rows))
+			rows = make([][]topk.Partial, len(results[0].Rows))
 			for ri, res := range results {
 				v := ranks[ri].Geometry().Vocab
 				for i, row := range res.Rows {
-					rows[i] = append(rows[i], merge.Partial{Offset: v[0], Len: v[1] - v[0], IDs: row.Ids, Logits: row.Logits, LSE: row.Lse})
+					rows[i] = append(rows[i], topk.Partial{Offset: v[0], Len: v[1] - v[0], IDs: row.Ids, Logits: row.Logits, LSE: row.Lse})
 				}
 			}
 		}
 	}
 	var ids []int32
 	for _, parts := range rows {
-		top, _, _ := merge.Merge(parts, 1)
+		top, _, _ := topk.Merge(parts, 1)
 		ids = append(ids, top[0])
 	}
 	return ids
@@ -110,9 +113,9 @@ func newCoordinator(t testing.TB, dir string, pp, tp int) *coordinator {
 	}
 	c := &coordinator{tables: kvcache.NewTables(8, 64)}
 	for si, st := range p.Stages {
-		var ranks []*engine.Runner
+		var ranks []*server.Runner
 		for ri := range st.Ranks {
-			ranks = append(ranks, engine.NewRunner(pl.Rank(si, ri)))
+			ranks = append(ranks, server.NewRunner(pl.Rank(si, ri)))
 		}
 		c.runners = append(c.runners, ranks)
 	}
@@ -170,7 +173,7 @@ func TestRunnerRejectsBadSteps(t *testing.T) {
 			if err == nil {
 				t.Fatal("accepted")
 			}
-			if !errors.Is(err, engine.ErrBadStep) && !errors.Is(err, model.ErrBadBatch) {
+			if !errors.Is(err, server.ErrBadStep) && !errors.Is(err, model.ErrBadBatch) {
 				t.Fatalf("err = %v, want ErrBadStep or ErrBadBatch", err)
 			}
 		})
