@@ -57,7 +57,7 @@ bench:
 	d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && $(GO) build -o $$d/tessera ./cmd/tessera && \
 	for dt in f32 bf16; do \
 		$$d/tessera bench-model --model $$d/$$dt --random-llama 1024,12,16,4,2816,32000,$$dt --prompt 128 --gen 64 --threads 1 && \
-		$$d/tessera bench-model --model $$d/$$dt --prompt 128 --gen 64 --threads 2 || exit 1; \
+		$$d/tessera bench-model --model $$d/$$dt --prompt 128 --gen 64 --threads 2 --batch 1,8,32 || exit 1; \
 	done && \
 	for th in 1 2; do \
 		$$d/tessera bench-model --model $$d/bf16 --quantize q8 --prompt 128 --gen 64 --threads $$th || exit 1; \
