@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tessera-llm/tessera/worker/model/modelbench"
 )
 
 func TestBenchModelCLI(t *testing.T) {
@@ -14,7 +16,7 @@ func TestBenchModelCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	var rep benchModelReport
+	var rep modelbench.Report
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
 		t.Fatalf("%v in %q", err, stdout)
 	}
@@ -33,7 +35,7 @@ func TestBenchModelCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("--batch: exit %d: %s", code, stderr)
 	}
-	rep = benchModelReport{}
+	rep = modelbench.Report{}
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
 		t.Fatalf("%v in %q", err, stdout)
 	}
@@ -54,7 +56,7 @@ func TestBenchModelCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("q8: exit %d: %s", code, stderr)
 	}
-	rep = benchModelReport{}
+	rep = modelbench.Report{}
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
 		t.Fatalf("%v in %q", err, stdout)
 	}

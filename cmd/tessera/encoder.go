@@ -4,14 +4,14 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/tessera-llm/tessera/worker"
 	"github.com/tessera-llm/tessera/worker/model"
 )
 
@@ -82,7 +82,9 @@ func runFillMask(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s is not a masked language model; fill-mask needs one (bert)", m.Spec().Arch)
 	}
 	if maskID < 0 {
-		if maskID, err = maskTokenID(ef.dir); err != nil {
+		if maskID, err = worker.MaskTokenID(ef.dir); errors.Is(err, worker.ErrNoMaskToken) {
+			return fmt.Errorf("%w: %v; pass --mask-id", errUsage, err)
+		} else if err != nil {
 			return err
 		}
 	}
@@ -138,39 +140,6 @@ func topK(logits []float32, k int) []maskScore {
 		out[i] = maskScore{ID: ids[i], Logit: logits[ids[i]]}
 	}
 	return out
-}
-
-// maskTokenID finds "[MASK]" among the added tokens or the vocabulary of
-// the model's tokenizer.json.
-func maskTokenID(dir string) (int, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, "tokenizer.json"))
-	if err != nil {
-		return 0, fmt.Errorf("%w: no --mask-id and no tokenizer.json to find [MASK] in: %v", errUsage, err)
-	}
-	var tok struct {
-		AddedTokens []struct {
-			ID      int    `json:"id"`
-			Content string `json:"content"`
-		} `json:"added_tokens"`
-		Model struct {
-			Vocab json.RawMessage `json:"vocab"`
-		} `json:"model"`
-	}
-	if err := json.Unmarshal(raw, &tok); err != nil {
-		return 0, fmt.Errorf("%s/tokenizer.json: %v", dir, err)
-	}
-	for _, t := range tok.AddedTokens {
-		if t.Content == "[MASK]" {
-			return t.ID, nil
-		}
-	}
-	var vocab map[string]int
-	if json.Unmarshal(tok.Model.Vocab, &vocab) == nil {
-		if id, ok := vocab["[MASK]"]; ok {
-			return id, nil
-		}
-	}
-	return 0, fmt.Errorf("%w: %s/tokenizer.json has no [MASK] token; pass --mask-id", errUsage, dir)
 }
 
 func runEmbed(args []string, stdout, stderr io.Writer) error {

@@ -30,6 +30,9 @@ func register(c command) {
 	commands[c.name] = c
 }
 
+// version is stamped into worker registrations.
+const version = "0.1.0"
+
 // errUsage marks an error the user fixes by reading --help; main exits 2.
 var errUsage = errors.New("usage error")
 

@@ -61,7 +61,7 @@ func makePlan(dir string, workers []plan.Worker, pp, tp int) (*plan.Plan, error)
 	if err != nil {
 		return nil, err
 	}
-	dt, err := weightBytes(dir)
+	dt, err := weights.ElementSize(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -78,21 +78,6 @@ func makePlan(dir string, workers []plan.Worker, pp, tp int) (*plan.Plan, error)
 		opts = append(opts, plan.WithShape(pp, tp))
 	}
 	return plan.New(s, workers, opts...)
-}
-
-// weightBytes is the element size of a checkpoint's first weight tensor.
-func weightBytes(dir string) (int, error) {
-	ck, err := weights.Open(dir)
-	if err != nil {
-		return 0, err
-	}
-	defer ck.Close()
-	for _, n := range ck.Names() {
-		if info, _ := ck.Info(n); info.DType.Size() > 0 {
-			return info.DType.Size(), nil
-		}
-	}
-	return 0, fmt.Errorf("%s holds no tensors", dir)
 }
 
 // parsePlanFlag reads --plan: "pp=2,tp=3" (equal workers, one per rank),

@@ -3,20 +3,13 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/nats-io/nats.go"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
-
-	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
 	"github.com/tessera-llm/tessera/shard/registry"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // securityFlags hold the TLS material and credentials of the three
@@ -129,34 +122,3 @@ func (s *securityFlags) grpcMutual() (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{kp}, RootCAs: pool, ClientCAs: pool,
 		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}, nil
 }
-
-// grpcServerOptions make a gRPC server demand client certificates from the
-// cluster's CA when mutual TLS is on.
-func (s *securityFlags) grpcServerOptions() ([]grpc.ServerOption, error) {
-	tc, err := s.grpcMutual()
-	if err != nil || tc == nil {
-		return nil, err
-	}
-	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(tc))}, nil
-}
-
-// workerDialer opens gRPC clients to workers, with mutual TLS when on.
-func (s *securityFlags) workerDialer() (func(addr string) (tesserav1.WorkerClient, io.Closer, error), error) {
-	tc, err := s.grpcMutual()
-	if err != nil {
-		return nil, err
-	}
-	creds := insecure.NewCredentials()
-	if tc != nil {
-		creds = credentials.NewTLS(tc)
-	}
-	return func(addr string) (tesserav1.WorkerClient, io.Closer, error) {
-		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
-		if err != nil {
-			return nil, nil, err
-		}
-		return tesserav1.NewWorkerClient(cc), cc, nil
-	}, nil
-}
-
-var errNoTLSKey = errors.New("--tls-cert and --tls-key go together")

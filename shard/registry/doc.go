@@ -8,9 +8,14 @@
 //	/tessera/<cluster>/plan/<version>  plan JSON, written once by the leader
 //	/tessera/<cluster>/plan/current    the current version, decimal
 //
-// A worker calls Register and watches Registration.Done: when it closes the
-// lease was lost (etcd unreachable for longer than the TTL) and the worker
-// should register again. A coordinator calls Campaign, which blocks until it
+// A worker's entry is owned by its lease: Register creates it only where no
+// entry exists (compare on the key in the same transaction) and only that
+// lease's revocation or expiry deletes it, so no other process can replace
+// or remove it. An id held by a live worker is refused with ErrIDTaken; an
+// id whose holder stopped renewing is taken over when its lease runs out.
+// A worker process calls Join, which registers and registers again whenever
+// the lease is lost (etcd unreachable for longer than the TTL), through the
+// same rules. A coordinator calls Campaign, which blocks until it
 // leads; the leader watches the workers with Watch and publishes plans with
 // Leadership.PutPlan, which commits only while the leadership holds. Workers
 // and standbys follow plans with WatchPlan or read one with CurrentPlan.
@@ -23,11 +28,9 @@
 //
 //	cli, err := registry.Dial(ctx, *etcdFlag)
 //	...
-//	for ctx.Err() == nil {
-//		reg, err := registry.Register(ctx, cli, "prod", info, 5*time.Second)
-//		if err != nil { /* log, back off, retry */ }
-//		<-reg.Done() // lease lost or ctx done: register again
-//	}
+//	m, err := registry.Join(ctx, cli, "prod", info, 5*time.Second, log)
+//	if errors.Is(err, registry.ErrIDTaken) { /* another live worker has the id */ }
+//	defer m.Close() // revokes: the entry goes at once
 //
 // A typical coordinator:
 //

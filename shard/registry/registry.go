@@ -33,6 +33,8 @@ var (
 	ErrNoPlan = errors.New("no plan published")
 	// ErrStalePlan: the plan version is not newer than the current one.
 	ErrStalePlan = errors.New("plan version not newer than current")
+	// ErrIDTaken: a live worker already holds the worker id.
+	ErrIDTaken = errors.New("worker id taken")
 )
 
 // DefaultTTL is the worker lease TTL used when Register gets ttl <= 0.
@@ -123,21 +125,37 @@ func Dial(ctx context.Context, endpoints string, opts ...DialOption) (*clientv3.
 // (etcd unreachable for longer than the TTL, or the lease revoked); then
 // Done is closed and Err says why.
 type Registration struct {
-	cli     *clientv3.Client
-	key     string
-	lease   clientv3.LeaseID
-	cancel  context.CancelFunc
-	done    chan struct{}
-	closeMu sync.Once
-	errMu   sync.Mutex
-	err     error
+	cli      *clientv3.Client
+	key      string
+	lease    clientv3.LeaseID
+	tookOver string
+	cancel   context.CancelFunc
+	done     chan struct{}
+	closeMu  sync.Once
+	errMu    sync.Mutex
+	err      error
 }
 
 // Register writes w (as protojson) at WorkerKey(cluster, w.Id) under a new
 // lease of the given TTL (rounded up to whole seconds; DefaultTTL when <= 0;
 // etcd may raise very short TTLs to its minimum) and keeps the lease alive in
-// the background. An existing entry with the same id is overwritten.
+// the background.
+//
+// The entry is owned by its lease: it is created only where no key exists
+// (a compare on the key's create revision in the same transaction), and
+// only revoking that lease deletes it. When the id is held, Register watches
+// the holder's lease for up to its remaining TTL: a lease that is renewed
+// belongs to a live worker, and Register fails with ErrIDTaken naming the
+// holder's address; a lease that runs out belonged to a dead one, and
+// Register takes the id over (TookOver names the previous address).
 func Register(ctx context.Context, cli *clientv3.Client, cluster string, w *tesserav1.WorkerInfo, ttl time.Duration) (*Registration, error) {
+	return register(ctx, cli, cluster, w, ttl, clientv3.NoLease)
+}
+
+// register is Register that may also move an entry still held under prev,
+// the caller's own earlier lease, to the new lease in one transaction:
+// re-registering after a lost keepalive then never deletes the entry.
+func register(ctx context.Context, cli *clientv3.Client, cluster string, w *tesserav1.WorkerInfo, ttl time.Duration, prev clientv3.LeaseID) (*Registration, error) {
 	if err := checkName("cluster", cluster); err != nil {
 		return nil, err
 	}
@@ -160,7 +178,8 @@ func Register(ctx context.Context, cli *clientv3.Client, cluster string, w *tess
 		return nil, fmt.Errorf("registry: grant lease for worker %s: %w", w.GetId(), err)
 	}
 	key := WorkerKey(cluster, w.GetId())
-	if _, err := cli.Put(ctx, key, string(val), clientv3.WithLease(grant.ID)); err != nil {
+	tookOver, err := claim(ctx, cli, key, string(val), grant.ID, prev)
+	if err != nil {
 		revokeQuietly(cli, grant.ID)
 		return nil, fmt.Errorf("registry: register worker %s: %w", w.GetId(), err)
 	}
@@ -175,7 +194,7 @@ func Register(ctx context.Context, cli *clientv3.Client, cluster string, w *tess
 		revokeQuietly(cli, grant.ID)
 		return nil, fmt.Errorf("registry: keep lease alive for worker %s: %w", w.GetId(), err)
 	}
-	r := &Registration{cli: cli, key: key, lease: grant.ID, cancel: cancel, done: make(chan struct{})}
+	r := &Registration{cli: cli, key: key, lease: grant.ID, tookOver: tookOver, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
 		defer stop()
@@ -189,6 +208,104 @@ func Register(ctx context.Context, cli *clientv3.Client, cluster string, w *tess
 	}()
 	return r, nil
 }
+
+// claim puts val at key under lease if no key exists or the key is held
+// under prev, waiting out a holder whose lease is not renewed. It returns
+// the address of the holder it replaced ("" if the key was free or ours).
+func claim(ctx context.Context, cli *clientv3.Client, key, val string, lease, prev clientv3.LeaseID) (string, error) {
+	tookOver := ""
+	for {
+		resp, err := cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, val, clientv3.WithLease(lease))).
+			Else(clientv3.OpGet(key)).
+			Commit()
+		if err != nil {
+			return "", err
+		}
+		if resp.Succeeded {
+			return tookOver, nil
+		}
+		kvs := resp.Responses[0].GetResponseRange().GetKvs()
+		if len(kvs) == 0 {
+			continue // deleted between the compare and the get
+		}
+		if prev != clientv3.NoLease && clientv3.LeaseID(kvs[0].Lease) == prev {
+			moved, err := cli.Txn(ctx).
+				If(clientv3.Compare(clientv3.LeaseValue(key), "=", prev)).
+				Then(clientv3.OpPut(key, val, clientv3.WithLease(lease))).
+				Commit()
+			if err != nil {
+				return "", err
+			}
+			if moved.Succeeded {
+				return "", nil
+			}
+			continue
+		}
+		addr := "an unknown address"
+		if h, ok := decodeWorker(kvs[0].Value); ok && h.GetAddress() != "" {
+			addr = h.GetAddress()
+		}
+		alive, err := renewed(ctx, cli, key, clientv3.LeaseID(kvs[0].Lease))
+		if err != nil {
+			return "", err
+		}
+		if alive {
+			return "", fmt.Errorf("%w: the live worker at %s holds it; give this worker another --id", ErrIDTaken, addr)
+		}
+		tookOver = addr
+	}
+}
+
+// renewed watches the lease holding key until it is renewed (true: a live
+// worker keeps it) or the key is gone or held under another lease (false).
+// A lease that outlives the remaining TTL it had at the start was renewed
+// even when no renewal showed (TTLs are whole seconds, and a 2 s lease
+// renewed every 0.67 s always reads 1). A key without a lease
+// never expires, so it counts as held.
+func renewed(ctx context.Context, cli *clientv3.Client, key string, lease clientv3.LeaseID) (bool, error) {
+	if lease == clientv3.NoLease {
+		return true, nil
+	}
+	var deadline time.Time
+	var last int64
+	for {
+		ttl, err := cli.TimeToLive(ctx, lease)
+		switch {
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			return false, nil
+		case err != nil:
+			return false, err
+		case ttl.TTL < 0:
+			return false, nil
+		case deadline.IsZero():
+			// TTL is whole seconds rounded down: add one for the fraction,
+			// and one for etcd's expiry loop, which revokes a lease some
+			// hundreds of milliseconds after it runs out.
+			deadline = time.Now().Add(time.Duration(ttl.TTL+2) * time.Second)
+		case ttl.TTL > last || time.Now().After(deadline):
+			return true, nil
+		}
+		last = ttl.TTL
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		got, err := cli.Get(ctx, key)
+		if err != nil {
+			return false, err
+		}
+		if len(got.Kvs) == 0 || clientv3.LeaseID(got.Kvs[0].Lease) != lease {
+			return false, nil
+		}
+	}
+}
+
+// TookOver is the address of the worker whose registration of the same id
+// this one replaced after its lease ran out, or "".
+func (r *Registration) TookOver() string { return r.tookOver }
 
 // Key is the etcd key of the registration.
 func (r *Registration) Key() string { return r.key }
