@@ -15,9 +15,9 @@ FUZZ_TARGETS = ./worker/weights:FuzzOpen:20000 ./worker/weights:FuzzIndex:8000 \
 	./coordinator/tokenizer:FuzzEncode:2000 ./coordinator/tokenizer:FuzzDecode:10000 \
 	./coordinator/tokenizer:FuzzStream:4000 ./coordinator/tokenizer:FuzzFromJSON:500 \
 	./shard/transport:FuzzDecodeFrame:4000 ./worker/server:FuzzRunnerStep:5000 \
-	./coordinator/api:FuzzCompletionRequest:8000
+	./coordinator/api:FuzzCompletionRequest:8000 ./coordinator/api:FuzzHTTPRequest:3000
 
-.PHONY: all build run generate test vet fuzz bench bench-peer bench-serving proto clean
+.PHONY: all build run generate test vet fuzz bench bench-peer bench-serving proto clean refs
 
 all: build
 
@@ -49,6 +49,13 @@ fuzz:
 	  echo "fuzz $$fn ($$pkg): $$budget"; \
 	  $(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$$budget $$pkg; \
 	done
+
+# Regenerates the committed Hugging Face references of the tokenizer
+# pipelines and chat templates (needs Node and the npm registry; by hand,
+# not in CI, which only reads the committed outputs).
+refs:
+	cd coordinator/tokenizer/testdata/ref && npm ci --no-audit --no-fund && node gen.mjs
+	cd coordinator/api/testdata/templates/ref && npm ci --no-audit --no-fund && node render.mjs
 
 # Speed figures live here, not in tests; docs/benchmarks.md records them.
 bench:
@@ -109,22 +116,72 @@ image:
 image-cuda:
 	docker build -f Dockerfile.cuda -t $(IMAGE):$(IMAGE_TAG)-cuda .
 
-# CUDA backend (kernels/cuda, -tags cuda, cgo): needs CUDA >= 12 headers and
-# libraries (cuBLAS) and nvcc for cuda-ptx; see docs/cuda.md. The compat
-# header kernels/cuda/include/cuda.h must be first on CGO_CFLAGS so that
-# gorgonia.org/cu compiles against CUDA 13; the stubs directory lets a
-# devel image without a driver link libcuda.
+# CUDA backend (kernels/cuda, -tags cuda, cgo); see docs/cuda.md. Only
+# bin/tessera-cuda links gorgonia.org/cu, whose init exits without a
+# driver and a device: bin/tessera starts anywhere and hands a
+# --device cuda:N command to the companion next to it (worker/devexec).
+# The compat header kernels/cuda/include/cuda.h must be first on
+# CGO_CFLAGS so that gorgonia.org/cu compiles against CUDA 13; the stubs
+# directories let a machine or a devel image without a driver link libcuda.
+# CUDA_HOME is the NVIDIA layout when present, else Debian's (/usr).
 NVCC        ?= nvcc
-CUDA_HOME   ?= /usr/local/cuda
+PTXAS       ?= ptxas
+CUDA_HOME   ?= $(if $(wildcard /usr/local/cuda/include/cuda.h),/usr/local/cuda,/usr)
 CUDA_CGO     = CGO_ENABLED=1 \
 	CGO_CFLAGS="-I$(CURDIR)/kernels/cuda/include $${CGO_CFLAGS:--g -O2} -I$(CUDA_HOME)/include" \
-	CGO_LDFLAGS="$${CGO_LDFLAGS:-} -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs"
+	CGO_LDFLAGS="$${CGO_LDFLAGS:-} -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs -L$(CUDA_HOME)/lib/x86_64-linux-gnu/stubs"
+PTX_DIR      = kernels/cuda/ptx
+PTX_ARCHS    = sm_90 compute_80
+# Packages with cuda-tagged tests: their test binaries link gorgonia.org/cu
+# and so only run on a GPU host (kernels/cuda/gpu-check.sh); cuda-check
+# compiles them.
+CUDA_TEST_PKGS = $(sort $(dir $(shell git grep -l '^//go:build cuda' -- '*_test.go')))
 
-.PHONY: cuda cuda-ptx
-cuda:
-	$(CUDA_CGO) $(GO) build -tags cuda -o $(BIN) ./cmd/tessera
+.PHONY: cuda cuda-ptx cuda-check cuda-toolkit
+# bin/tessera (no CUDA) and bin/tessera-cuda (the same command, -tags cuda).
+cuda: build
+	$(CUDA_CGO) $(GO) build -tags cuda -o $(BIN)-cuda ./cmd/tessera
 
 # Regenerates the embedded PTX from kernels/cuda/kernels/*.cu (commit it).
 cuda-ptx:
-	$(NVCC) -std=c++17 -O3 -arch=sm_90 -ptx -o kernels/cuda/ptx/tessera.sm_90.ptx kernels/cuda/kernels/all.cu
-	$(NVCC) -std=c++17 -O3 -arch=compute_80 -ptx -o kernels/cuda/ptx/tessera.compute_80.ptx kernels/cuda/kernels/all.cu
+	$(MAKE) --no-print-directory cuda-ptx-into DIR=$(PTX_DIR)
+
+.PHONY: cuda-ptx-into
+cuda-ptx-into:
+	@for a in $(PTX_ARCHS); do \
+	  echo "$(NVCC) -arch=$$a -ptx -o $(DIR)/tessera.$$a.ptx kernels/cuda/kernels/all.cu"; \
+	  $(NVCC) -std=c++17 -O3 -arch=$$a -ptx -o $(DIR)/tessera.$$a.ptx kernels/cuda/kernels/all.cu || exit 1; \
+	done
+
+# Installs Debian's CUDA toolkit when nvcc is missing (.ci/cuda-toolkit).
+cuda-toolkit:
+	bash .ci/cuda-toolkit
+
+# What CI checks of the CUDA backend on a machine without a GPU: the
+# committed PTX is what nvcc makes of the .cu files and ptxas assembles it
+# for sm_80 and sm_90; every package and cuda test binary compiles and
+# vets with -tags cuda; the kernels run on the host emulator against their
+# C++ references; the cuda build's two binaries start on this GPU-less
+# host (worker/devexec's cuda-tagged test).
+cuda-check: cuda-toolkit
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	  $(MAKE) --no-print-directory cuda-ptx-into DIR=$$d && \
+	  for a in $(PTX_ARCHS); do \
+	    diff -q $(PTX_DIR)/tessera.$$a.ptx $$d/tessera.$$a.ptx >/dev/null || \
+	      { echo "$(PTX_DIR)/tessera.$$a.ptx is stale: run make cuda-ptx and commit it"; \
+	        diff -u $(PTX_DIR)/tessera.$$a.ptx $$d/tessera.$$a.ptx | head -40; exit 1; }; \
+	  done
+	$(PTXAS) -arch=sm_90 -o /dev/null $(PTX_DIR)/tessera.sm_90.ptx
+	$(PTXAS) -arch=sm_80 -o /dev/null $(PTX_DIR)/tessera.compute_80.ptx
+	$(PTXAS) -arch=sm_90 -o /dev/null $(PTX_DIR)/tessera.compute_80.ptx
+	$(CUDA_CGO) $(GO) vet -tags cuda ./...
+	$(CUDA_CGO) $(GO) build -tags cuda ./...
+	@set -e; for p in $(CUDA_TEST_PKGS); do \
+	  echo "$(GO) test -tags cuda -c ./$$p"; \
+	  $(CUDA_CGO) $(GO) test -tags cuda -c -o /dev/null ./$$p; \
+	done
+	g++ -std=c++17 -fsyntax-only -x c++ -include kernels/cuda/kernels/hostcheck.h kernels/cuda/kernels/all.cu
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	  g++ -std=c++20 -O1 -pthread -o $$d/emu_test kernels/cuda/kernels/emu/emu_test.cpp && \
+	  { $$d/emu_test > $$d/emu.log || { cat $$d/emu.log; exit 1; }; }; tail -1 $$d/emu.log
+	$(CUDA_CGO) $(GO) test -count=1 -tags cuda ./worker/devexec

@@ -58,7 +58,9 @@ type Options struct {
 	WorkerTLS *tls.Config
 	// Encoders loads an encoder model; nil refuses one.
 	Encoders EncoderLoader
-	Logger   *slog.Logger
+	// Limits are the HTTP API's timeouts and per-client connection cap.
+	Limits api.Limits
+	Logger *slog.Logger
 }
 
 // Node is a running coordinator.
@@ -78,8 +80,8 @@ func (n *Node) GRPCAddr() string { return n.grpcAddr }
 func (n *Node) Close() { n.stop() }
 
 // isEncoder reports a model served by the in-process encoder engine
-// instead of planned over workers.
-func isEncoder(s *spec.Spec) bool { return s.Arch == "bert" }
+// instead of planned over workers: its card says it is an encoder.
+func isEncoder(s *spec.Spec) bool { return s.Serving() == spec.Encoder }
 
 // ServesInProcess reports whether the model in dir is served by this
 // process alone (an encoder), so that Start needs no etcd or NATS.
@@ -124,6 +126,7 @@ func Start(ctx context.Context, cli *clientv3.Client, nc *nats.Conn, o Options) 
 		DTypeBytes: o.DTypeBytes, PP: o.PP, TP: o.TP, CacheTokens: o.CacheTokens, BlockSize: o.BlockSize, StepTimeout: o.StepTimeout,
 		LeaderTTL: o.LeaderTTL, Logger: o.Logger}, cli, tr)
 	metrics := api.NewMetrics()
+	metrics.Registry().MustRegister(mgr.Collector())
 	sched := scheduler.New(scheduler.Config{Blocks: (o.CacheTokens + o.BlockSize - 1) / o.BlockSize, BlockSize: o.BlockSize,
 		Vocab: s.Vocab, MaxContext: s.MaxPositions, MaxQueue: o.MaxQueue, MaxBatch: o.MaxBatch, EOS: int32(s.EOS), Logger: o.Logger,
 		// A prefix LM's early keys depend on its whole prefix: no sharing.
@@ -134,7 +137,8 @@ func Start(ctx context.Context, cli *clientv3.Client, nc *nats.Conn, o Options) 
 		return nil, err
 	}
 	a := api.New(api.Config{Model: o.ModelName, Scheduler: sched, Tokenizer: tok, Chat: chat, Ready: mgr.Ready,
-		APIKey: o.APIKey, Metrics: metrics, Logger: o.Logger})
+		APIKey: o.APIKey, Metrics: metrics, Logger: o.Logger, Limits: o.Limits})
+	con := mountConsole(o, a, metrics, mgr, cli)
 	srv, err := listen(o, a)
 	if err != nil {
 		tr.Close()
@@ -147,6 +151,7 @@ func Start(ctx context.Context, cli *clientv3.Client, nc *nats.Conn, o Options) 
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = mgr.Run(ctx) })
 	wg.Go(func() { sched.Run(ctx) })
+	wg.Go(func() { con.Run(ctx) })
 	srv.serve(&wg)
 	return srv.node(func() {
 		cancel()
@@ -166,7 +171,7 @@ func startEncoder(o Options, s *spec.Spec, tok api.Tokenizer) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := api.New(api.Config{Model: o.ModelName, Tokenizer: tok, Encoder: enc, APIKey: o.APIKey, Logger: o.Logger})
+	a := api.New(api.Config{Model: o.ModelName, Tokenizer: tok, Encoder: enc, APIKey: o.APIKey, Logger: o.Logger, Limits: o.Limits})
 	srv, err := listen(o, a)
 	if err != nil {
 		return nil, err
@@ -190,11 +195,13 @@ type servers struct {
 
 // listen binds the API's listeners; nothing serves until serve.
 func listen(o Options, a *api.Server) (*servers, error) {
-	s := &servers{http: &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second, TLSConfig: o.TLS}}
-	var err error
-	if s.ln, err = net.Listen("tcp", o.Listen); err != nil {
+	s := &servers{http: a.HTTPServer()}
+	s.http.TLSConfig = o.TLS
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
 		return nil, fmt.Errorf("HTTP listen on %s: %w", o.Listen, err)
 	}
+	s.ln = a.Listener(ln)
 	if o.GRPCListen != "" {
 		if s.gln, err = net.Listen("tcp", o.GRPCListen); err != nil {
 			s.ln.Close()

@@ -26,6 +26,9 @@ type Status struct {
 	// there is none.
 	Plan    json.RawMessage `json:"plan"`
 	PlanErr error           `json:"-"`
+	// Planning is the leader's last planning report: the workers it left
+	// out, with the reason, and why the last re-plan failed.
+	Planning *tesserav1.PlanningReport `json:"planning"`
 }
 
 // ReadStatus reads a cluster's leader, workers and plan from etcd and asks
@@ -42,6 +45,9 @@ func ReadStatus(ctx context.Context, cli *clientv3.Client, cluster string, worke
 		st.Health[w.Id] = workerHealth(ctx, dial, w.Address)
 	}
 	st.PlanVersion, st.Plan, st.PlanErr = registry.CurrentPlan(ctx, cli, cluster)
+	if st.Planning, err = registry.Report(ctx, cli, cluster); err != nil {
+		return nil, err
+	}
 	return st, nil
 }
 

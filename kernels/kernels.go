@@ -13,6 +13,7 @@ package kernels
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 )
@@ -188,11 +189,57 @@ func (a *Attention) Validate(n int) error {
 
 // RoPE describes a rotate-half rotary embedding applied to dims
 // [Offset, Offset+Dim) of every head of a [n, Heads*HeadDim] tensor.
-// Pair (i, i+Dim/2) rotates by pos * Theta^(-2i/Dim).
+// Pair (i, i+Dim/2) rotates by pos * Theta^(-2i/Dim), or by
+// pos * InvFreq[i] when InvFreq is set.
 type RoPE struct {
 	Heads, HeadDim int
 	Offset, Dim    int
 	Theta          float32
+	// InvFreq are the Dim/2 pair frequencies of a scaled RoPE (linear,
+	// llama3, yarn); nil for the plain Theta series. Backends cache tables
+	// by this slice: keep it alive and unchanged.
+	InvFreq []float32
+}
+
+// RoPEKey identifies a RoPE's cos/sin table for a backend's cache.
+type RoPEKey struct {
+	Dim     int
+	Theta   float32
+	InvFreq *float32
+}
+
+// Key is the table cache key of r.
+func (r RoPE) Key() RoPEKey {
+	k := RoPEKey{Dim: r.Dim, Theta: r.Theta}
+	if len(r.InvFreq) > 0 {
+		k.InvFreq = &r.InvFreq[0]
+	}
+	return k
+}
+
+// Table computes cos and sin of the angle pos·inv_freq[i] for positions
+// [0, n), laid out [pos][i], in Hugging Face's float32 arithmetic:
+// inv_freq = 1 / Theta**(arange(0, Dim, 2).float() / Dim) unless InvFreq
+// gives it, and the angle is the float32 product.
+func (r RoPE) Table(n int) (cos, sin []float32) {
+	half := r.Dim / 2
+	inv := r.InvFreq
+	if len(inv) != half {
+		inv = make([]float32, half)
+		for i := range inv {
+			e := float32(2*i) / float32(r.Dim)
+			inv[i] = 1 / float32(math.Pow(float64(r.Theta), float64(e)))
+		}
+	}
+	cos, sin = make([]float32, n*half), make([]float32, n*half)
+	for p := range n {
+		for i, f := range inv {
+			a := float64(float32(p) * f)
+			cos[p*half+i] = float32(math.Cos(a))
+			sin[p*half+i] = float32(math.Sin(a))
+		}
+	}
+	return cos, sin
 }
 
 // Backend is the set of kernels a model needs. Shapes are checked by the
@@ -228,12 +275,8 @@ type Backend interface {
 	Act(dst, x Tensor, act Activation)
 	// GLU: dst = act(gate) * up (SwiGLU with SiLU, GeGLU with GELU).
 	GLU(dst, gate, up Tensor, act Activation)
-	// Softmax over the last dim; dst may alias x.
-	Softmax(dst, x Tensor)
 	// ApplyRoPE rotates x [n, Heads*HeadDim] in place; pos has n entries.
 	ApplyRoPE(x Tensor, pos []int32, r RoPE)
-	// ALiBi adds slopes[h]*(keyOffset+j) to scores [heads, nq, nk] in place.
-	ALiBi(scores Tensor, slopes []float32, keyOffset int)
 	// Embedding gathers rows of table [vocab, d] into dst [len(ids), d].
 	Embedding(dst, table Tensor, ids []int32)
 	// Add: dst = a + b elementwise; dst may alias a or b.

@@ -58,6 +58,7 @@ type servingFlags struct {
 	tlsCert, tlsKey                                                string
 	cacheTokens, blockSize, maxQueue, maxBatch                     int
 	stepTimeout, leaderTTL                                         time.Duration
+	limits                                                         api.Limits
 }
 
 func (s *servingFlags) register(fs *flag.FlagSet, listen string) {
@@ -71,6 +72,11 @@ func (s *servingFlags) register(fs *flag.FlagSet, listen string) {
 	fs.IntVar(&s.maxBatch, "max-batch", 64, "sequences that may run in one step")
 	s.api.register(fs)
 	fs.DurationVar(&s.stepTimeout, "step-timeout", 5*time.Second, "a step taking longer is retried on a new plan (a lost worker)")
+	fs.DurationVar(&s.limits.ReadHeader, "http-header-timeout", 10*time.Second, "longest an API client may take to send a request's headers")
+	fs.DurationVar(&s.limits.BodyIdle, "http-body-idle-timeout", 10*time.Second, "longest a request body may go without a byte (then 408)")
+	fs.DurationVar(&s.limits.Body, "http-body-timeout", 60*time.Second, "longest a whole request body may take (then 408)")
+	fs.DurationVar(&s.limits.Idle, "http-idle-timeout", 60*time.Second, "longest a keep-alive API connection may wait for its next request")
+	fs.IntVar(&s.limits.ConnsPerClient, "http-max-conns", 256, "open API connections one client address may hold (more get 429; raise it behind a proxy)")
 }
 
 // options turns the flags into a coordinator's Options. This is where an
@@ -119,7 +125,7 @@ func (s *servingFlags) options(cf clusterFlags, log *slog.Logger) (coordinator.O
 	}
 	o.Cluster, o.ModelDir, o.WorkerModelDir, o.Listen, o.GRPCListen = cf.cluster, s.model, s.workerModelDir, s.listen, s.grpcListen
 	o.CacheTokens, o.BlockSize, o.MaxQueue, o.MaxBatch = s.cacheTokens, s.blockSize, s.maxQueue, s.maxBatch
-	o.StepTimeout, o.LeaderTTL, o.Logger = s.stepTimeout, s.leaderTTL, log
+	o.StepTimeout, o.LeaderTTL, o.Logger, o.Limits = s.stepTimeout, s.leaderTTL, log, s.limits
 	o.Encoders = func(dir string) (api.Encoder, error) {
 		e, err := worker.LoadEncoder(dir)
 		if err != nil {

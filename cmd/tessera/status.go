@@ -55,6 +55,12 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f GiB\t%s\n", w.Id, w.Address, w.Backend, w.Device, float64(w.MemoryBytes)/(1<<30), st.Health[w.Id])
 	}
 	tw.Flush()
+	for _, l := range st.Planning.GetLeftOut() {
+		fmt.Fprintf(stdout, "left out: %s: %s\n", l.WorkerId, l.Reason)
+	}
+	if e := st.Planning.GetError(); e != "" {
+		fmt.Fprintf(stdout, "last re-plan failed: %s\n", e)
+	}
 	if st.PlanErr != nil {
 		fmt.Fprintf(stdout, "\nno plan yet (%v)\n", st.PlanErr)
 		return nil

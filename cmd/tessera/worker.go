@@ -12,6 +12,7 @@ import (
 
 	"github.com/tessera-llm/tessera/kernels"
 	"github.com/tessera-llm/tessera/worker"
+	"github.com/tessera-llm/tessera/worker/devexec"
 )
 
 func init() {
@@ -60,6 +61,9 @@ func runWorker(args []string, _, stderr io.Writer) error {
 	fs.StringVar(&wf.httpListen, "http-listen", "", "HTTP address of /health, /ready and /metrics, e.g. 127.0.0.1:0 (empty: off)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if err := devexec.Handoff(wf.device, append([]string{"worker"}, args...)); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	log := logger(stderr)
 	o, err := wf.options(log)

@@ -12,8 +12,12 @@
 // Streaming is SSE: data: {...} chunks, usage in the last one, then
 // data: [DONE]. Errors use OpenAI's body ({"error": {"message", "type",
 // "param", "code"}}): 400 invalid values, 401 a missing or wrong API key,
-// 404 an unknown model, 429 (with Retry-After) a full queue, 503 not
-// ready. The gRPC Inference service (GRPC) shares all of this.
+// 404 an unknown model, 405 (with Allow) a wrong method, 408 a body too
+// slow, 413 a body too big, 415 a body not declared application/json,
+// 429 (with Retry-After) a full queue, 503 not ready. docs/api.md lists
+// every field and refusal. The API turns input into requests that pass
+// scheduler.Check and sampling.Params.Validate, the one rule each. The
+// gRPC Inference service (GRPC) shares all of this.
 package api
 
 import (
@@ -28,6 +32,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -76,14 +81,24 @@ type Config struct {
 	Logger  *slog.Logger
 	// MaxBody bounds a request body (default 4 MiB).
 	MaxBody int64
+	// MaxTokenizing bounds how many requests tokenize at once (default
+	// GOMAXPROCS); the others wait their turn.
+	MaxTokenizing int
+	// Limits are the HTTP server's timeouts and per-client cap
+	// (HTTPServer, Listener).
+	Limits Limits
 }
 
 // Server serves the HTTP API.
 type Server struct {
-	cfg     Config
-	mux     *http.ServeMux
-	metrics *Metrics
-	keyHash [32]byte
+	cfg        Config
+	mux        *http.ServeMux
+	metrics    *Metrics
+	keyHash    [32]byte
+	tokenizing chan struct{} // a slot per request tokenizing now
+	// allow lists the methods each /v1 path serves, for 405's Allow.
+	allow  map[string][]string
+	guides guides
 }
 
 // New builds the handlers.
@@ -94,6 +109,10 @@ func New(cfg Config) *Server {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 4 << 20
 	}
+	cfg.Limits.defaults()
+	if cfg.MaxTokenizing <= 0 {
+		cfg.MaxTokenizing = runtime.GOMAXPROCS(0)
+	}
 	if cfg.Ready == nil {
 		cfg.Ready = func() bool { return true }
 	}
@@ -103,7 +122,8 @@ func New(cfg Config) *Server {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), metrics: cfg.Metrics, keyHash: sha256.Sum256([]byte(cfg.APIKey))}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), metrics: cfg.Metrics, keyHash: sha256.Sum256([]byte(cfg.APIKey)),
+		tokenizing: make(chan struct{}, cfg.MaxTokenizing), allow: map[string][]string{}}
 	s.metrics.watch(cfg.Scheduler)
 	s.mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -116,21 +136,40 @@ func New(cfg Config) *Server {
 	s.handle("POST /v1/embeddings", s.embeddings, true)
 	s.handle("POST /v1/fill-mask", s.fillMask, true)
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		if methods, ok := s.allow[r.URL.Path]; ok {
+			allow := strings.Join(methods, ", ")
+			w.Header().Set("Allow", allow)
+			writeError(w, &apiError{status: http.StatusMethodNotAllowed, msg: fmt.Sprintf("%s serves %s, not %s", r.URL.Path, allow, r.Method)})
+			return
+		}
 		writeError(w, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path)})
 	})
 	return s
 }
 
 // handle registers an authenticated, counted /v1 endpoint; needReady
-// answers 503 while the cluster cannot serve.
+// answers 503 while the cluster cannot serve. A POST endpoint takes only
+// application/json bodies, and cuts a body that stalls (Limits.BodyIdle).
 func (s *Server) handle(pattern string, h http.HandlerFunc, needReady bool) {
-	endpoint := pattern[strings.IndexByte(pattern, ' ')+1:]
+	method, endpoint, _ := strings.Cut(pattern, " ")
+	s.allow[endpoint] = append(s.allow[endpoint], method)
+	if method == http.MethodGet {
+		s.allow[endpoint] = append(s.allow[endpoint], http.MethodHead)
+	}
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		defer func() { s.metrics.requests.WithLabelValues(endpoint, fmt.Sprint(rec.status)).Inc() }()
 		if err := s.authorize(r.Header.Get("Authorization")); err != nil {
 			writeError(rec, err)
 			return
+		}
+		if method == http.MethodPost {
+			if err := checkJSON(r); err != nil {
+				writeError(rec, err)
+				return
+			}
+			l := s.cfg.Limits
+			r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: l.BodyIdle, end: time.Now().Add(l.Body)}
 		}
 		if needReady && !s.cfg.Ready() {
 			writeError(rec, errNotReady)
@@ -159,8 +198,17 @@ func (s *Server) authorize(header string) error {
 	return nil
 }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler. A request on a connection past
+// Limits.ConnsPerClient gets 429 and the connection is closed.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if overCap(r) {
+		w.Header().Set("Connection", "close")
+		writeError(w, &apiError{status: http.StatusTooManyRequests,
+			msg: fmt.Sprintf("your address holds more than %d connections to this server: reuse or close some", s.cfg.Limits.ConnsPerClient)})
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
 	if !s.cfg.Ready() {
@@ -182,6 +230,10 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return nil, &apiError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body over %d bytes", s.cfg.MaxBody)}
+		}
+		if isTimeout(err) {
+			w.Header().Set("Connection", "close")
+			return nil, errBodyTimeout(s.cfg.Limits)
 		}
 		return nil, badRequest("", "reading the body: %v", err)
 	}
@@ -279,6 +331,10 @@ func errorBody(err error) map[string]any {
 		kind = "invalid_request_error"
 	}
 	body := map[string]any{"message": err.Error(), "type": kind, "code": nil, "param": nil}
+	var re *scheduler.RequestError
+	if errors.As(err, &re) {
+		body["param"] = re.Field
+	}
 	var ae *apiError
 	if errors.As(err, &ae) {
 		if ae.param != "" {
@@ -365,6 +421,14 @@ type hfTokenizer struct{ t *tokenizer.Tokenizer }
 
 func (a hfTokenizer) Encode(text string, addSpecial bool) ([]int32, error) {
 	e, err := a.t.Encode(text, addSpecial)
+	if err != nil {
+		return nil, err
+	}
+	return e.IDs, nil
+}
+
+func (a hfTokenizer) EncodeLimit(text string, addSpecial bool, limit int) ([]int32, error) {
+	e, err := a.t.EncodeLimit(text, addSpecial, limit)
 	if err != nil {
 		return nil, err
 	}

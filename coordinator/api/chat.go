@@ -1,7 +1,9 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -53,12 +55,15 @@ func (m chatMessage) content(i int) (string, error) {
 }
 
 // parseChat decodes a chat request, renders its prompt and validates it.
-func (s *Server) parseChat(body []byte) (*chatRequest, *genRequest, error) {
+func (s *Server) parseChat(ctx context.Context, body []byte) (*chatRequest, *genRequest, error) {
 	var req chatRequest
 	if err := decodeJSON(body, &req); err != nil {
 		return nil, nil, err
 	}
 	if err := s.checkModel(req.Model); err != nil {
+		return nil, nil, err
+	}
+	if _, err := s.generator(); err != nil {
 		return nil, nil, err
 	}
 	if s.cfg.Tokenizer == nil {
@@ -67,6 +72,7 @@ func (s *Server) parseChat(body []byte) (*chatRequest, *genRequest, error) {
 	if len(req.Messages) == 0 {
 		return nil, nil, badRequest("messages", "messages must not be empty")
 	}
+	limit, size := s.promptLimit(), 0
 	msgs := make([]map[string]any, len(req.Messages))
 	for i, m := range req.Messages {
 		switch m.Role {
@@ -78,6 +84,10 @@ func (s *Server) parseChat(body []byte) (*chatRequest, *genRequest, error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		size += len(c)
+		if err := checkBytes("messages", size, limit); err != nil {
+			return nil, nil, err
+		}
 		msgs[i] = map[string]any{"role": m.Role, "content": c}
 		if m.Name != "" {
 			msgs[i]["name"] = m.Name
@@ -85,12 +95,15 @@ func (s *Server) parseChat(body []byte) (*chatRequest, *genRequest, error) {
 	}
 	addGen := req.AddGenerationPrompt == nil || *req.AddGenerationPrompt
 	prompt, err := s.cfg.Chat.Render(msgs, addGen)
-	if err != nil {
+	if errors.Is(err, ErrTemplate) {
 		return nil, nil, badRequest("messages", "%v", err)
 	}
-	ids, err := s.cfg.Tokenizer.Encode(prompt, false)
 	if err != nil {
-		return nil, nil, badRequest("messages", "tokenizing the rendered chat: %v", err)
+		return nil, nil, err // ErrTemplateBroken: a 500
+	}
+	ids, err := s.encodeText(ctx, prompt, false, limit, "messages")
+	if err != nil {
+		return nil, nil, err
 	}
 	p, err := req.params()
 	if err != nil {
@@ -109,7 +122,7 @@ func (s *Server) parseChat(body []byte) (*chatRequest, *genRequest, error) {
 		}
 		p.Logprobs = &k
 	}
-	g, err := s.build(p, [][]int32{ids}, 0, maxTopLogprobs)
+	g, err := s.build(p, [][]int32{ids}, 0, maxTopLogprobs, "top_logprobs")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -122,26 +135,17 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	req, g, err := s.parseChat(body)
+	req, g, err := s.parseChat(r.Context(), body)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	id := newID("chatcmpl-")
-	promptTokens := len(g.prompts[0])
 	if g.stream {
 		s.streamChat(w, r, req, g, id)
 		return
 	}
-	seqs, err := s.generateAll(r.Context(), g)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	completionTokens := 0
-	choices := make([]any, len(seqs))
-	for i, q := range seqs {
-		completionTokens += len(q.tokens)
+	s.respond(w, r, g, id, "chat.completion", func(i int, q *sequence) map[string]any {
 		c := map[string]any{"index": i, "message": map[string]any{"role": "assistant", "content": q.text},
 			"finish_reason": q.finish, "logprobs": nil}
 		if g.logprobs >= 0 {
@@ -150,14 +154,8 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		if g.returnTokenIDs {
 			c["token_ids"] = tokenIDs(q.tokens)
 		}
-		choices[i] = c
-	}
-	resp := map[string]any{"id": id, "object": "chat.completion", "created": unixNow(), "model": s.cfg.Model,
-		"choices": choices, "usage": usage(promptTokens, completionTokens)}
-	if g.consistency != nil {
-		resp["self_consistency"] = vote(g.consistency, seqs)
-	}
-	writeJSON(w, http.StatusOK, resp)
+		return c
+	})
 }
 
 // streamChat sends chat.completion.chunk deltas: the role first, then

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 
@@ -9,26 +10,29 @@ import (
 
 // commonRequest holds the fields completions and chat share.
 type commonRequest struct {
-	Model             string           `json:"model"`
-	MaxTokens         *int             `json:"max_tokens"`
-	MinTokens         *int             `json:"min_tokens"`
-	Temperature       *float64         `json:"temperature"`
-	TopP              *float64         `json:"top_p"`
-	TopK              *int             `json:"top_k"`
-	MinP              *float64         `json:"min_p"`
-	N                 *int             `json:"n"`
-	Seed              *int64           `json:"seed"`
-	Stop              json.RawMessage  `json:"stop"`
-	StopTokenIDs      []int32          `json:"stop_token_ids"`
-	PresencePenalty   *float64         `json:"presence_penalty"`
-	FrequencyPenalty  *float64         `json:"frequency_penalty"`
-	RepetitionPenalty *float64         `json:"repetition_penalty"`
-	Stream            bool             `json:"stream"`
-	StreamOptions     *streamOptions   `json:"stream_options"`
-	IgnoreEOS         bool             `json:"ignore_eos"`
-	ReturnTokenIDs    bool             `json:"return_token_ids"`
-	SelfConsistency   *selfConsistency `json:"self_consistency"`
-	User              string           `json:"user"`
+	Model             string             `json:"model"`
+	MaxTokens         *int               `json:"max_tokens"`
+	MinTokens         *int               `json:"min_tokens"`
+	Temperature       *float64           `json:"temperature"`
+	TopP              *float64           `json:"top_p"`
+	TopK              *int               `json:"top_k"`
+	MinP              *float64           `json:"min_p"`
+	N                 *int               `json:"n"`
+	Seed              *int64             `json:"seed"`
+	Stop              json.RawMessage    `json:"stop"`
+	StopTokenIDs      []int32            `json:"stop_token_ids"`
+	PresencePenalty   *float64           `json:"presence_penalty"`
+	FrequencyPenalty  *float64           `json:"frequency_penalty"`
+	RepetitionPenalty *float64           `json:"repetition_penalty"`
+	LogitBias         map[string]float64 `json:"logit_bias"`
+	BestOf            *int               `json:"best_of"`
+	Stream            bool               `json:"stream"`
+	StreamOptions     *streamOptions     `json:"stream_options"`
+	IgnoreEOS         bool               `json:"ignore_eos"`
+	ReturnTokenIDs    bool               `json:"return_token_ids"`
+	SelfConsistency   *selfConsistency   `json:"self_consistency"`
+	User              string             `json:"user"`
+	guidedFields
 }
 
 func (c *commonRequest) params() (*params, error) {
@@ -36,10 +40,18 @@ func (c *commonRequest) params() (*params, error) {
 	if err != nil {
 		return nil, err
 	}
+	bias, err := logitBiasField(c.LogitBias)
+	if err != nil {
+		return nil, err
+	}
+	gd, err := c.guided()
+	if err != nil {
+		return nil, err
+	}
 	return &params{MaxTokens: c.MaxTokens, MinTokens: c.MinTokens, Temperature: c.Temperature, TopP: c.TopP, TopK: c.TopK,
-		MinP: c.MinP, N: c.N, Seed: c.Seed, Stop: stops, StopIDs: append(stopIDs, c.StopTokenIDs...),
+		MinP: c.MinP, N: c.N, BestOf: c.BestOf, Seed: c.Seed, Stop: stops, StopIDs: append(stopIDs, c.StopTokenIDs...), LogitBias: bias,
 		PresencePenalty: c.PresencePenalty, FrequencyPenalty: c.FrequencyPenalty, RepetitionPenalty: c.RepetitionPenalty,
-		IgnoreEOS: c.IgnoreEOS, ReturnTokenIDs: c.ReturnTokenIDs, Stream: c.Stream, Consistency: c.SelfConsistency}, nil
+		IgnoreEOS: c.IgnoreEOS, ReturnTokenIDs: c.ReturnTokenIDs, Stream: c.Stream, Consistency: c.SelfConsistency, Guided: gd}, nil
 }
 
 // completionRequest is OpenAI's completion request with vLLM's sampling
@@ -47,7 +59,6 @@ func (c *commonRequest) params() (*params, error) {
 type completionRequest struct {
 	commonRequest
 	Prompt   json.RawMessage `json:"prompt"`
-	BestOf   *int            `json:"best_of"`
 	Logprobs *int            `json:"logprobs"`
 	Echo     bool            `json:"echo"`
 }
@@ -61,12 +72,12 @@ func (c *completionRequest) params() (*params, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.BestOf, p.Logprobs, p.Echo = c.BestOf, c.Logprobs, c.Echo
+	p.Logprobs, p.Echo = c.Logprobs, c.Echo
 	return p, nil
 }
 
 // parseCompletion decodes and validates a completion request body.
-func (s *Server) parseCompletion(body []byte) (*completionRequest, *genRequest, []string, error) {
+func (s *Server) parseCompletion(ctx context.Context, body []byte) (*completionRequest, *genRequest, []string, error) {
 	var req completionRequest
 	if err := decodeJSON(body, &req); err != nil {
 		return nil, nil, nil, err
@@ -78,14 +89,14 @@ func (s *Server) parseCompletion(body []byte) (*completionRequest, *genRequest, 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if s.cfg.Scheduler == nil {
-		return nil, nil, nil, badRequest("model", "model %q is an encoder: it serves /v1/embeddings and /v1/fill-mask, not generation", s.cfg.Model)
+	if _, err := s.generator(); err != nil {
+		return nil, nil, nil, err
 	}
-	prompts, texts, err := s.prompts(req.Prompt)
+	prompts, texts, err := s.prompts(ctx, req.Prompt, s.promptLimit(), "prompt")
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	g, err := s.build(p, prompts, 16, maxLogprobs)
+	g, err := s.build(p, prompts, 16, maxLogprobs, "logprobs")
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -104,38 +115,21 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	req, g, promptTexts, err := s.parseCompletion(body)
+	req, g, promptTexts, err := s.parseCompletion(r.Context(), body)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	id := newID("cmpl-")
-	promptTokens := 0
-	for _, p := range g.prompts {
-		promptTokens += len(p)
-	}
 	if g.stream {
 		s.streamCompletion(w, r, req, g, promptTexts, id)
 		return
 	}
-	seqs, err := s.generateAll(r.Context(), g)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	completionTokens := 0
-	for _, q := range seqs {
-		completionTokens += len(q.tokens)
-	}
-	chosen := best(g, seqs)
-	choices := make([]any, len(chosen))
-	for i, q := range chosen {
+	s.respond(w, r, g, id, "text_completion", func(i int, q *sequence) map[string]any {
 		text := q.text
-		var echo string
 		var echoIDs []int32
 		if g.echo {
-			echo, echoIDs = promptTexts[q.prompt], g.prompts[q.prompt]
-			text = echo + text
+			text, echoIDs = promptTexts[q.prompt]+text, g.prompts[q.prompt]
 		}
 		c := map[string]any{"index": i, "text": text, "finish_reason": q.finish, "logprobs": nil}
 		if g.logprobs >= 0 {
@@ -145,14 +139,8 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 			c["token_ids"] = tokenIDs(q.tokens)
 			c["prompt_token_ids"] = g.prompts[q.prompt]
 		}
-		choices[i] = c
-	}
-	resp := map[string]any{"id": id, "object": "text_completion", "created": unixNow(), "model": s.cfg.Model,
-		"choices": choices, "usage": usage(promptTokens, completionTokens)}
-	if g.consistency != nil {
-		resp["self_consistency"] = vote(g.consistency, chosen)
-	}
-	writeJSON(w, http.StatusOK, resp)
+		return c
+	})
 }
 
 // streamCompletion sends text_completion chunks as tokens arrive.

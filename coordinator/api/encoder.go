@@ -31,21 +31,18 @@ type embeddingRequest struct {
 }
 
 // inputs decodes "input" like a completion prompt: text(s) or token ids.
-func (s *Server) inputs(raw json.RawMessage) ([][]int32, []string, error) {
-	ids, texts, err := s.prompts(raw)
+func (s *Server) inputs(ctx context.Context, raw json.RawMessage) ([][]int32, []string, error) {
+	limit := s.cfg.Encoder.MaxTokens()
+	ids, texts, err := s.prompts(ctx, raw, limit, "input")
 	if err != nil {
-		if ae, ok := err.(*apiError); ok {
-			ae.param = "input"
-			ae.msg = strings.ReplaceAll(ae.msg, "prompt", "input")
-		}
 		return nil, nil, err
 	}
 	for i, in := range ids {
 		if len(in) == 0 {
 			return nil, nil, badRequest("input", "input %d is empty", i)
 		}
-		if max := s.cfg.Encoder.MaxTokens(); len(in) > max {
-			return nil, nil, badRequest("input", "input %d has %d tokens; this model's maximum is %d", i, len(in), max)
+		if len(in) > limit {
+			return nil, nil, badRequest("input", "input %d has %d tokens; this model's maximum is %d", i, len(in), limit)
 		}
 	}
 	return ids, texts, nil
@@ -76,7 +73,7 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("encoding_format", "encoding_format must be float or base64, got %q", req.EncodingFormat))
 		return
 	}
-	inputs, _, err := s.inputs(req.Input)
+	inputs, _, err := s.inputs(r.Context(), req.Input)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -126,7 +123,7 @@ func (s *Server) fillMask(w http.ResponseWriter, r *http.Request) {
 		}
 		top = *req.TopK
 	}
-	inputs, _, err := s.inputs(req.Input)
+	inputs, _, err := s.inputs(r.Context(), req.Input)
 	if err != nil {
 		writeError(w, err)
 		return

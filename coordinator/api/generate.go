@@ -99,6 +99,35 @@ func (s *Server) generateAll(ctx context.Context, g *genRequest) ([]*sequence, e
 	return seqs, nil
 }
 
+// respond runs g to the end and writes the response object: the chosen
+// sequences (the n best of best_of per prompt), each as choice(i, q),
+// with usage over every sequence and, for self_consistency, the vote.
+func (s *Server) respond(w http.ResponseWriter, r *http.Request, g *genRequest, id, object string, choice func(i int, q *sequence) map[string]any) {
+	seqs, err := s.generateAll(r.Context(), g)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	promptTokens, completionTokens := 0, 0
+	for _, p := range g.prompts {
+		promptTokens += len(p)
+	}
+	for _, q := range seqs {
+		completionTokens += len(q.tokens)
+	}
+	chosen := best(g, seqs)
+	choices := make([]any, len(chosen))
+	for i, q := range chosen {
+		choices[i] = choice(i, q)
+	}
+	resp := map[string]any{"id": id, "object": object, "created": unixNow(), "model": s.cfg.Model,
+		"choices": choices, "usage": usage(promptTokens, completionTokens)}
+	if g.consistency != nil {
+		resp["self_consistency"] = vote(g.consistency, chosen)
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
 // follow reads one sequence's tokens, detokenizes them incrementally and
 // checks stop strings on the text.
 func (s *Server) follow(k int, g *genRequest, h *scheduler.Handle, cancel context.CancelFunc, emit func(delta)) *sequence {

@@ -106,25 +106,32 @@ func (g *GRPC) generate(req *tesserav1.GenerateRequest, stream grpc.ServerStream
 		return err
 	}
 	p := &params{Temperature: req.Temperature, TopP: req.TopP, Seed: req.Seed, Stop: req.Stop, StopIDs: req.StopTokenIds,
-		RepetitionPenalty: req.RepetitionPenalty, IgnoreEOS: req.IgnoreEos}
-	p.MaxTokens, p.MinTokens, p.TopK, p.N = nonZero(int(req.MaxTokens)), nonZero(int(req.MinTokens)), nonZero(int(req.TopK)), nonZero(int(req.N))
+		RepetitionPenalty: req.RepetitionPenalty, IgnoreEOS: req.IgnoreEos, MaxTokens: optionalInt(req.MaxTokens)}
+	p.MinTokens, p.TopK, p.N = nonZero(int(req.MinTokens)), nonZero(int(req.TopK)), nonZero(int(req.N))
 	p.MinP, p.PresencePenalty, p.FrequencyPenalty = nonZero(req.MinP), nonZero(req.PresencePenalty), nonZero(req.FrequencyPenalty)
 	if req.Logprobs {
 		top := int(req.TopLogprobs)
 		p.Logprobs = &top
 	}
-	prompt := req.PromptIds
-	if len(prompt) == 0 {
-		if s.cfg.Tokenizer == nil || req.Prompt == "" {
-			return badRequest("prompt", "prompt_ids is required (or prompt, with a tokenizer)")
-		}
-		ids, err := s.cfg.Tokenizer.Encode(req.Prompt, true)
+	if _, err := s.generator(); err != nil {
+		return err
+	}
+	var prompt []int32
+	switch {
+	case len(req.PromptIds) > 0 && req.Prompt != "":
+		return badRequest("prompt", "give prompt or prompt_ids, not both")
+	case len(req.PromptIds) > 0:
+		prompt = req.PromptIds
+	case s.cfg.Tokenizer == nil || req.Prompt == "":
+		return badRequest("prompt", "prompt_ids is required (or prompt, with a tokenizer)")
+	default:
+		ids, err := s.encodeText(stream.Context(), req.Prompt, true, s.promptLimit(), "prompt")
 		if err != nil {
-			return badRequest("prompt", "tokenizing the prompt: %v", err)
+			return err
 		}
 		prompt = ids
 	}
-	gr, err := s.build(p, [][]int32{prompt}, 16, maxTopLogprobs)
+	gr, err := s.build(p, [][]int32{prompt}, 16, maxTopLogprobs, "top_logprobs")
 	if err != nil {
 		return err
 	}
@@ -197,12 +204,9 @@ func (g *GRPC) embed(ctx context.Context, req *tesserav1.EmbedRequest) (*tessera
 	}
 	var inputs [][]int32
 	for _, t := range req.Input {
-		if s.cfg.Tokenizer == nil {
-			return nil, badRequest("input", "this model has no tokenizer: send input_ids")
-		}
-		ids, err := s.cfg.Tokenizer.Encode(t, true)
+		ids, err := s.encodeText(ctx, t, true, s.cfg.Encoder.MaxTokens(), "input")
 		if err != nil {
-			return nil, badRequest("input", "tokenizing: %v", err)
+			return nil, err
 		}
 		inputs = append(inputs, ids)
 	}
@@ -245,6 +249,15 @@ func (g *GRPC) tokenize(req *tesserav1.TokenizeRequest) (*tesserav1.TokenizeResp
 		return nil, badRequest("text", "%v", err)
 	}
 	return &tesserav1.TokenizeResponse{Ids: ids}, nil
+}
+
+// optionalInt is an optional proto field as the JSON API's optional int.
+func optionalInt(v *int32) *int {
+	if v == nil {
+		return nil
+	}
+	n := int(*v)
+	return &n
 }
 
 // nonZero is nil for v's zero value (a proto3 field left unset) and &v

@@ -48,8 +48,8 @@ func TestGRPCGenerateMatchesHTTP(t *testing.T) {
 		t.Fatalf("no key: %v", err)
 	}
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer k")
-	zero := 0.0
-	st, err := client.Generate(ctx, &tesserav1.GenerateRequest{Prompt: prompt, MaxTokens: 20, Temperature: &zero, IgnoreEos: true, Logprobs: true, TopLogprobs: 2})
+	zero, twenty := 0.0, int32(20)
+	st, err := client.Generate(ctx, &tesserav1.GenerateRequest{Prompt: prompt, MaxTokens: &twenty, Temperature: &zero, IgnoreEos: true, Logprobs: true, TopLogprobs: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,7 +61,11 @@ func (f *fakeModel) Step(ctx context.Context, st *tesserav1.Step) ([][]topk.Part
 			h = append(h, tok)
 		}
 		off += n
-		rows = append(rows, []topk.Partial{topk.Local(fakeLogits(h), 0, int(st.TopK))})
+		logits := fakeLogits(h)
+		if len(sp.Allow) > 0 {
+			topk.Mask(logits, 0, sp.Allow) // as each worker rank does
+		}
+		rows = append(rows, []topk.Partial{topk.Local(logits, 0, int(st.TopK))})
 	}
 	return rows, nil
 }

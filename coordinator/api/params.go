@@ -1,11 +1,15 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
-	"math"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"regexp"
+	"strconv"
 
+	"github.com/tessera-llm/tessera/coordinator/guide"
 	"github.com/tessera-llm/tessera/coordinator/sampling"
 	"github.com/tessera-llm/tessera/coordinator/scheduler"
 )
@@ -36,6 +40,7 @@ type params struct {
 	PresencePenalty   *float64
 	FrequencyPenalty  *float64
 	RepetitionPenalty *float64
+	LogitBias         map[int32]float64
 	// Logprobs is how many alternatives to return per token; nil: no
 	// logprobs at all.
 	Logprobs       *int
@@ -44,6 +49,8 @@ type params struct {
 	ReturnTokenIDs bool
 	Stream         bool
 	Consistency    *selfConsistency
+	// Guided constrains the output (structured outputs); nil: free text.
+	Guided *guided
 }
 
 // selfConsistency is the request's "self_consistency" object.
@@ -91,117 +98,46 @@ func deriveSeed(seed uint64, k int) uint64 {
 	return z ^ (z >> 31)
 }
 
-// build validates p for prompts and turns it into a genRequest.
-// defaultMax is max_tokens when absent (0: what the context leaves, up to
-// 256).
-func (s *Server) build(p *params, prompts [][]int32, defaultMax int, maxLP int) (*genRequest, error) {
+// generator is the scheduler, or the refusal an encoder model gives
+// every generation endpoint.
+func (s *Server) generator() (*scheduler.Scheduler, error) {
 	if s.cfg.Scheduler == nil {
 		return nil, badRequest("model", "model %q is an encoder: it serves /v1/embeddings and /v1/fill-mask, not generation", s.cfg.Model)
+	}
+	return s.cfg.Scheduler, nil
+}
+
+// build turns p for prompts into a genRequest whose every sequence passes
+// the scheduler's Check: the API's own rules (OpenAI's limits, the
+// choices, stop strings) are here, the sampling ranges are
+// sampling.Params.Validate's and the request's are scheduler.Check's.
+// defaultMax is max_tokens when absent (0: what the context leaves, up to
+// 256); maxLP bounds logprobs, whose request field is lpParam.
+func (s *Server) build(p *params, prompts [][]int32, defaultMax int, maxLP int, lpParam string) (*genRequest, error) {
+	sched, err := s.generator()
+	if err != nil {
+		return nil, err
 	}
 	if len(prompts) == 0 {
 		return nil, badRequest("prompt", "prompt is required")
 	}
 	g := &genRequest{prompts: prompts, n: 1, logprobs: -1, echo: p.Echo, returnTokenIDs: p.ReturnTokenIDs, stream: p.Stream}
-	r := &g.base
-	r.IgnoreEOS = p.IgnoreEOS
-	r.Sampling = sampling.Params{Temperature: 1}
-	if v := p.Temperature; v != nil {
-		if *v < 0 || math.IsNaN(*v) || math.IsInf(*v, 0) {
-			return nil, badRequest("temperature", "temperature must be a finite number ≥ 0, got %v", *v)
-		}
-		r.Sampling.Temperature = *v
-	}
-	if v := p.TopP; v != nil {
-		if !(*v > 0 && *v <= 1) {
-			return nil, badRequest("top_p", "top_p must be in (0, 1], got %v", *v)
-		}
-		r.Sampling.TopP = *v
-	}
-	if v := p.TopK; v != nil {
-		switch {
-		case *v == -1 || *v == 0: // vLLM's "off"
-		case *v < 0:
-			return nil, badRequest("top_k", "top_k must be ≥ 1, or 0 or -1 for no limit; got %d", *v)
-		default:
-			r.Sampling.TopK = *v
-		}
-		if *v > s.cfg.Scheduler.Config().TopK {
-			// Candidates come from the ranks' merged top-K: more is
-			// the same as no limit.
-			r.Sampling.TopK = 0
-		}
-	}
-	if v := p.MinP; v != nil {
-		if !(*v >= 0 && *v <= 1) {
-			return nil, badRequest("min_p", "min_p must be in [0, 1], got %v", *v)
-		}
-		r.Sampling.MinP = *v
-	}
-	if v := p.N; v != nil {
-		if *v < 1 || *v > maxChoices {
-			return nil, badRequest("n", "n must be in [1, %d], got %d", maxChoices, *v)
-		}
-		g.n = *v
-	}
-	g.bestOf = g.n
-	if v := p.BestOf; v != nil {
-		if *v < g.n || *v > maxChoices {
-			return nil, badRequest("best_of", "best_of must be in [n, %d] (n is %d), got %d", maxChoices, g.n, *v)
-		}
-		g.bestOf = *v
-	}
-	if g.bestOf > g.n && p.Stream {
-		return nil, badRequest("best_of", "best_of > n cannot stream: the best sequences are known only at the end")
-	}
-	if p.Consistency != nil {
-		c := p.Consistency
-		if c.Samples < 1 || c.Samples > maxChoices {
-			return nil, badRequest("self_consistency.samples", "self_consistency.samples must be in [1, %d], got %d", maxChoices, c.Samples)
-		}
-		if c.AnswerPattern == "" {
-			return nil, badRequest("self_consistency.answer_pattern", "self_consistency.answer_pattern is required")
-		}
-		re, err := regexp.Compile(c.AnswerPattern)
-		if err != nil {
-			return nil, badRequest("self_consistency.answer_pattern", "self_consistency.answer_pattern: %v", err)
-		}
-		if p.Stream {
-			return nil, badRequest("stream", "self_consistency cannot stream: the vote needs every chain")
-		}
-		if s.cfg.Tokenizer == nil {
-			return nil, badRequest("self_consistency", "self_consistency extracts answers from text: this model has no tokenizer")
-		}
-		g.consistency = re
-		g.n, g.bestOf = c.Samples, c.Samples
-	}
-	if len(prompts)*g.bestOf > maxSequences {
-		return nil, badRequest("n", "%d prompts × %d sequences each is over the limit of %d sequences per request", len(prompts), g.bestOf, maxSequences)
+	if err := g.choices(p, s.cfg.Tokenizer != nil); err != nil {
+		return nil, err
 	}
 	if p.Seed != nil {
 		g.seed = uint64(*p.Seed)
 	} else {
 		g.seed = rand.Uint64()
 	}
-	for name, v := range map[string]*float64{"presence_penalty": p.PresencePenalty, "frequency_penalty": p.FrequencyPenalty} {
-		if v != nil && !(*v >= -2 && *v <= 2) {
-			return nil, badRequest(name, "%s must be in [-2, 2], got %v", name, *v)
-		}
-	}
-	if v := p.PresencePenalty; v != nil {
-		r.PresencePenalty = *v
-	}
-	if v := p.FrequencyPenalty; v != nil {
-		r.FrequencyPenalty = *v
-	}
-	if v := p.RepetitionPenalty; v != nil {
-		if !(*v > 0) || math.IsInf(*v, 0) {
-			return nil, badRequest("repetition_penalty", "repetition_penalty must be a finite number > 0 (1 is none), got %v", *v)
-		}
-		r.RepetitionPenalty = *v
+	r := &g.base
+	r.IgnoreEOS = p.IgnoreEOS
+	if r.Sampling, err = p.sampling(sched.Config().Vocab); err != nil {
+		return nil, err
 	}
 	if v := p.Logprobs; v != nil {
 		if *v < 0 || *v > maxLP {
-			return nil, badRequest("logprobs", "logprobs must be in [0, %d], got %d", maxLP, *v)
+			return nil, badRequest(lpParam, "%s must be in [0, %d], got %d", lpParam, maxLP, *v)
 		}
 		g.logprobs = *v
 		r.TopLogprobs = *v
@@ -218,48 +154,132 @@ func (s *Server) build(p *params, prompts [][]int32, defaultMax int, maxLP int) 
 		return nil, badRequest("stop", "stop strings need a tokenizer; this model has none: use token ids")
 	}
 	g.stops = p.Stop
-	vocab := s.cfg.Scheduler.Config().Vocab
-	for _, id := range p.StopIDs {
-		if id < 0 || int(id) >= vocab {
-			return nil, badRequest("stop", "stop token id %d is outside the vocabulary of %d", id, vocab)
-		}
-	}
 	r.StopIDs = p.StopIDs
-	limit := s.cfg.Scheduler.Config().MaxContext
 	longest := 0
-	for i, pr := range prompts {
-		if len(pr) == 0 {
-			return nil, badRequest("prompt", "prompt %d is empty", i)
-		}
-		for j, id := range pr {
-			if id < 0 || int(id) >= vocab {
-				return nil, badRequest("prompt", "prompt token %d at position %d is outside the vocabulary of %d", id, j, vocab)
-			}
-		}
+	for _, pr := range prompts {
 		longest = max(longest, len(pr))
 	}
 	switch {
 	case p.MaxTokens != nil:
 		r.MaxTokens = *p.MaxTokens
-		if r.MaxTokens < 1 {
-			return nil, badRequest("max_tokens", "max_tokens must be at least 1, got %d", r.MaxTokens)
-		}
 	case defaultMax > 0:
 		r.MaxTokens = defaultMax
 	default:
-		r.MaxTokens = max(min(256, limit-longest), 1)
+		r.MaxTokens = max(min(256, sched.Config().MaxContext-longest), 1)
 	}
-	if longest+r.MaxTokens > limit {
-		return nil, badRequest("max_tokens", "this model's maximum context length is %d tokens, but the prompt has %d tokens and max_tokens is %d (%d in all): shorten the prompt or lower max_tokens",
-			limit, longest, r.MaxTokens, longest+r.MaxTokens)
+	if p.MinTokens != nil {
+		r.MinTokens = *p.MinTokens
 	}
-	if v := p.MinTokens; v != nil {
-		if *v < 0 || *v > r.MaxTokens {
-			return nil, badRequest("min_tokens", "min_tokens must be in [0, max_tokens=%d], got %d", r.MaxTokens, *v)
+	if p.Guided != nil {
+		if r.Guide, err = s.matcher(p.Guided); err != nil {
+			return nil, err
 		}
-		r.MinTokens = *v
+	}
+	for i := range prompts {
+		if err := sched.Check(g.seqRequest(i, 0)); err != nil {
+			var re *scheduler.RequestError
+			if len(prompts) > 1 && errors.As(err, &re) {
+				return nil, &scheduler.RequestError{Field: re.Field, Err: re.Err, Msg: fmt.Sprintf("prompt %d: %s", i, re.Msg)}
+			}
+			return nil, err
+		}
 	}
 	return g, nil
+}
+
+// choices applies n, best_of and self_consistency, which decide how many
+// sequences run and how many are returned.
+func (g *genRequest) choices(p *params, hasTokenizer bool) error {
+	if v := p.N; v != nil {
+		if *v < 1 || *v > maxChoices {
+			return badRequest("n", "n must be in [1, %d], got %d", maxChoices, *v)
+		}
+		g.n = *v
+	}
+	g.bestOf = g.n
+	if v := p.BestOf; v != nil {
+		if *v < g.n || *v > maxChoices {
+			return badRequest("best_of", "best_of must be in [n, %d] (n is %d), got %d", maxChoices, g.n, *v)
+		}
+		g.bestOf = *v
+	}
+	if g.bestOf > g.n && p.Stream {
+		return badRequest("best_of", "best_of > n cannot stream: the best sequences are known only at the end")
+	}
+	if c := p.Consistency; c != nil {
+		if c.Samples < 1 || c.Samples > maxChoices {
+			return badRequest("self_consistency.samples", "self_consistency.samples must be in [1, %d], got %d", maxChoices, c.Samples)
+		}
+		if c.AnswerPattern == "" && p.Guided != nil && p.Guided.spec.Kind == guide.Choice {
+			// The chains answer with one of the choices: the vote is over
+			// the allowed answers.
+			c.AnswerPattern = `(?s)^(.*)$`
+		}
+		if c.AnswerPattern == "" {
+			return badRequest("self_consistency.answer_pattern", "self_consistency.answer_pattern is required (or guided_choice, whose choices are the answers)")
+		}
+		re, err := regexp.Compile(c.AnswerPattern)
+		if err != nil {
+			return badRequest("self_consistency.answer_pattern", "self_consistency.answer_pattern: %v", err)
+		}
+		if p.Stream {
+			return badRequest("stream", "self_consistency cannot stream: the vote needs every chain")
+		}
+		if !hasTokenizer {
+			return badRequest("self_consistency", "self_consistency extracts answers from text: this model has no tokenizer")
+		}
+		g.consistency = re
+		g.n, g.bestOf = c.Samples, c.Samples
+	}
+	if len(g.prompts)*g.bestOf > maxSequences {
+		return badRequest("n", "%d prompts × %d sequences each is over the limit of %d sequences per request", len(g.prompts), g.bestOf, maxSequences)
+	}
+	return nil
+}
+
+// sampling maps the request's sampling fields onto sampling.Params, whose
+// Validate judges their ranges. What is left here is spelling: vLLM's -1
+// for no top_k, a top_k past the vocabulary, OpenAI's narrower range for
+// two penalties, and the zeros Params reads as "off" (top_p and
+// repetition_penalty), which a request must not use to mean 0.
+func (p *params) sampling(vocab int) (sampling.Params, error) {
+	sp := sampling.Params{Temperature: 1, LogitBias: p.LogitBias}
+	if v := p.Temperature; v != nil {
+		sp.Temperature = *v
+	}
+	if v := p.TopK; v != nil {
+		sp.TopK = *v
+		if *v == -1 || *v >= vocab {
+			sp.TopK = 0 // vLLM's "off", or the whole vocabulary: no limit
+		}
+	}
+	if v := p.TopP; v != nil {
+		if *v == 0 {
+			return sp, badRequest("top_p", "top_p must be in (0, 1], got 0")
+		}
+		sp.TopP = *v
+	}
+	if v := p.MinP; v != nil {
+		sp.MinP = *v
+	}
+	for name, v := range map[string]*float64{"presence_penalty": p.PresencePenalty, "frequency_penalty": p.FrequencyPenalty} {
+		if v != nil && !(*v >= -2 && *v <= 2) {
+			return sp, badRequest(name, "%s must be in [-2, 2], got %v", name, *v)
+		}
+	}
+	if v := p.PresencePenalty; v != nil {
+		sp.PresencePenalty = *v
+	}
+	if v := p.FrequencyPenalty; v != nil {
+		sp.FrequencyPenalty = *v
+	}
+	if v := p.RepetitionPenalty; v != nil {
+		if *v == 0 {
+			return sp, badRequest("repetition_penalty", "repetition_penalty must be a finite number > 0 (1 is none), got 0")
+		}
+		sp.RepetitionPenalty = *v
+	}
+	return sp, nil
 }
 
 // stopField decodes "stop": a string, a list of strings, or a list of
@@ -283,12 +303,13 @@ func stopField(raw json.RawMessage) ([]string, []int32, error) {
 	return nil, nil, badRequest("stop", "stop must be a string, a list of strings or a list of token ids")
 }
 
-// prompts decodes "prompt": a string, a list of strings, a list of token
-// ids, or a list of lists of token ids (a batch: one or more choices per
-// prompt).
-func (s *Server) prompts(raw json.RawMessage) ([][]int32, []string, error) {
+// prompts decodes "prompt" (named param in errors): a string, a list of
+// strings, a list of token ids, or a list of lists of token ids (a batch:
+// one or more choices per prompt). Texts are tokenized with at most limit
+// tokens each.
+func (s *Server) prompts(ctx context.Context, raw json.RawMessage, limit int, param string) ([][]int32, []string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
-		return nil, nil, badRequest("prompt", "prompt is required")
+		return nil, nil, badRequest(param, "%s is required", param)
 	}
 	var texts []string
 	var one string
@@ -298,19 +319,23 @@ func (s *Server) prompts(raw json.RawMessage) ([][]int32, []string, error) {
 		texts = nil
 	}
 	if texts != nil {
-		if s.cfg.Tokenizer == nil {
-			return nil, nil, badRequest("prompt", "this model has no tokenizer.json: send the prompt as token ids")
+		if len(texts) == 0 {
+			return nil, nil, badRequest(param, "%s is an empty list", param)
 		}
 		out := make([][]int32, len(texts))
 		for i, t := range texts {
-			ids, err := s.cfg.Tokenizer.Encode(t, true)
+			name := param
+			if len(texts) > 1 {
+				name = fmt.Sprintf("%s %d", param, i)
+			}
+			ids, err := s.encodeText(ctx, t, true, limit, name)
 			if err != nil {
-				return nil, nil, badRequest("prompt", "tokenizing prompt %d: %v", i, err)
+				if ae, ok := err.(*apiError); ok {
+					ae.param = param
+				}
+				return nil, nil, err
 			}
 			out[i] = ids
-		}
-		if len(out) == 0 {
-			return nil, nil, badRequest("prompt", "prompt is an empty list")
 		}
 		return out, texts, nil
 	}
@@ -320,7 +345,24 @@ func (s *Server) prompts(raw json.RawMessage) ([][]int32, []string, error) {
 	}
 	var batch [][]int32
 	if err := json.Unmarshal(raw, &batch); err != nil || len(batch) == 0 {
-		return nil, nil, badRequest("prompt", "prompt must be a string, a list of strings, a list of token ids or a list of lists of token ids")
+		return nil, nil, badRequest(param, "%s must be a string, a list of strings, a list of token ids or a list of lists of token ids", param)
 	}
 	return batch, nil, nil
+}
+
+// logitBiasField decodes "logit_bias": token ids (as JSON object keys)
+// to biases.
+func logitBiasField(raw map[string]float64) (map[int32]float64, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	out := make(map[int32]float64, len(raw))
+	for k, v := range raw {
+		id, err := strconv.ParseInt(k, 10, 32)
+		if err != nil {
+			return nil, badRequest("logit_bias", "logit_bias key %q is not a token id", k)
+		}
+		out[int32(id)] = v
+	}
+	return out, nil
 }

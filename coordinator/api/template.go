@@ -36,13 +36,50 @@ type ChatTemplate struct {
 	bos, eos string
 }
 
-// ErrTemplate marks a template that failed to render (raise_exception,
-// an undefined call): a client error, since messages drive templates.
+// ErrTemplate marks messages a template refused with raise_exception: a
+// client error, since the messages drove it there.
 var ErrTemplate = errors.New("chat template")
 
+// ErrTemplateBroken marks a template that failed by itself (a call to an
+// undefined function, a type error): a server fault. NewChatTemplate
+// catches what a sample conversation reaches.
+var ErrTemplateBroken = errors.New("chat template is broken")
+
+// undefinedCall reports gonja's errors for a function or filter the
+// template names but nobody defines: the template's fault, whatever the
+// messages. (gonja does not type its errors; these are its words.)
+func undefinedCall(err error) bool {
+	m := err.Error()
+	return (strings.Contains(m, "is not callable") && !strings.Contains(m, "invalid call to method")) ||
+		(strings.Contains(m, "filter '") && strings.Contains(m, "' not found"))
+}
+
+// sampleChat is the conversation NewChatTemplate renders to find a
+// broken template at load rather than on every request.
+var sampleChat = []map[string]any{
+	{"role": "system", "content": "s"},
+	{"role": "user", "content": "u"},
+	{"role": "assistant", "content": "a"},
+	{"role": "user", "content": "u"},
+}
+
 // NewChatTemplate parses a Jinja chat template; bos and eos are the
-// values of bos_token and eos_token inside it.
+// values of bos_token and eos_token inside it. A template that fails on a
+// sample conversation by itself is refused here, at load.
 func NewChatTemplate(source, bos, eos string) (*ChatTemplate, error) {
+	c, err := parseChatTemplate(source, bos, eos)
+	if err != nil {
+		return nil, err
+	}
+	for _, addGen := range []bool{true, false} {
+		if _, err := c.Render(sampleChat, addGen); errors.Is(err, ErrTemplateBroken) {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func parseChatTemplate(source, bos, eos string) (*ChatTemplate, error) {
 	cfg := gonja.DefaultConfig.Inherit()
 	cfg.TrimBlocks, cfg.LeftStripBlocks = true, true
 	cfg.KeepTrailingNewline = false
@@ -54,44 +91,133 @@ func NewChatTemplate(source, bos, eos string) (*ChatTemplate, error) {
 	if err != nil {
 		return nil, err
 	}
-	tpl, err := exec.NewTemplate("chat_template", cfg, shifted, gonja.DefaultEnvironment)
+	tpl, err := exec.NewTemplate("chat_template", cfg, shifted, chatEnvironment)
 	if err != nil {
-		return nil, fmt.Errorf("%w: parsing: %v", ErrTemplate, err)
+		return nil, fmt.Errorf("%w: parsing: %v", ErrTemplateBroken, err)
 	}
 	return &ChatTemplate{tpl: tpl, bos: bos, eos: eos}, nil
+}
+
+// ChatInput is one apply_chat_template call. Messages and Tools are JSON in
+// OpenAI's shapes (tool_calls, tool_call_id and the rest pass through to
+// the template); objects keep their key order, which templates show through
+// tojson and items(). Vars is a JSON object of further template variables
+// (Llama 3.1's date_string or tools_in_user_message, say).
+type ChatInput struct {
+	Messages            json.RawMessage
+	Tools               json.RawMessage
+	Vars                json.RawMessage
+	AddGenerationPrompt bool
 }
 
 // Render applies the template to messages (each a map with at least role
 // and content).
 func (c *ChatTemplate) Render(messages []map[string]any, addGenerationPrompt bool) (string, error) {
-	ctx := exec.NewContext(map[string]any{
-		"messages":              messages,
-		"add_generation_prompt": addGenerationPrompt,
-		"bos_token":             c.bos,
-		"eos_token":             c.eos,
-		"raise_exception": func(msg string) (string, error) {
-			return "", fmt.Errorf("%w: %s", ErrTemplate, msg)
-		},
-		"strftime_now": func(layout string) string { return strftime(time.Now(), layout) },
-	})
-	var buf bytes.Buffer
-	c.mu.Lock()
-	err := c.tpl.Execute(&buf, ctx)
-	c.mu.Unlock()
+	raw, err := json.Marshal(messages)
 	if err != nil {
-		if errors.Is(err, ErrTemplate) {
-			return "", err
-		}
-		return "", fmt.Errorf("%w: %v", ErrTemplate, err)
+		return "", fmt.Errorf("%w: messages: %v", ErrTemplate, err)
 	}
-	return buf.String(), nil
+	return c.RenderChat(ChatInput{Messages: raw, AddGenerationPrompt: addGenerationPrompt})
 }
 
-// strftime covers the directives chat templates use (Llama 3's
-// "%d %b %Y").
+// RenderChat applies the template to in, as transformers'
+// apply_chat_template does.
+func (c *ChatTemplate) RenderChat(in ChatInput) (string, error) {
+	vars := map[string]any{}
+	if len(in.Vars) > 0 {
+		v, err := decodeJinja(in.Vars)
+		d, ok := v.(*exec.Dict)
+		if err != nil || !ok {
+			return "", fmt.Errorf("%w: template variables must be a JSON object", ErrTemplate)
+		}
+		for _, p := range d.Pairs {
+			vars[p.Key.String()] = p.Value.Interface()
+		}
+	}
+	messages, err := decodeJinja(in.Messages)
+	if err != nil {
+		return "", fmt.Errorf("%w: messages: %v", ErrTemplate, err)
+	}
+	vars["messages"] = messages
+	if len(in.Tools) > 0 && string(in.Tools) != "null" {
+		if vars["tools"], err = decodeJinja(in.Tools); err != nil {
+			return "", fmt.Errorf("%w: tools: %v", ErrTemplate, err)
+		}
+	}
+	vars["add_generation_prompt"] = in.AddGenerationPrompt
+	vars["bos_token"] = c.bos
+	vars["eos_token"] = c.eos
+	// gonja does not wrap a function's error: remember it to tell a
+	// raise_exception from a broken template.
+	var raised error
+	vars["raise_exception"] = func(msg string) (string, error) {
+		raised = fmt.Errorf("%w: %s", ErrTemplate, msg)
+		return "", raised
+	}
+	vars["strftime_now"] = func(layout string) string { return strftime(time.Now(), layout) }
+	var buf bytes.Buffer
+	c.mu.Lock()
+	err = c.tpl.Execute(&buf, exec.NewContext(vars))
+	c.mu.Unlock()
+	switch {
+	case raised != nil:
+		return "", raised
+	case err == nil:
+		return buf.String(), nil
+	case undefinedCall(err):
+		return "", fmt.Errorf("%w: %v", ErrTemplateBroken, err)
+	}
+	return "", fmt.Errorf("%w: %v", ErrTemplate, err)
+}
+
+// strftime is Python's strftime for the directives chat templates use
+// (Llama 3.2's "%d %b %Y", Granite's "%B %d, %Y") and a few more; text
+// between directives, and unknown directives, stay as they are.
 func strftime(t time.Time, layout string) string {
-	r := strings.NewReplacer("%d", "02", "%b", "Jan", "%B", "January", "%Y", "2006", "%m", "01", "%H", "15", "%M", "04", "%S", "05", "%y", "06", "%a", "Mon", "%A", "Monday")
-	return t.Format(r.Replace(layout))
+	var sb strings.Builder
+	for i := 0; i < len(layout); i++ {
+		if layout[i] != '%' || i+1 == len(layout) {
+			sb.WriteByte(layout[i])
+			continue
+		}
+		i++
+		switch c := layout[i]; c {
+		case 'Y':
+			fmt.Fprintf(&sb, "%d", t.Year())
+		case 'y':
+			fmt.Fprintf(&sb, "%02d", t.Year()%100)
+		case 'm':
+			fmt.Fprintf(&sb, "%02d", int(t.Month()))
+		case 'd':
+			fmt.Fprintf(&sb, "%02d", t.Day())
+		case 'j':
+			fmt.Fprintf(&sb, "%03d", t.YearDay())
+		case 'H':
+			fmt.Fprintf(&sb, "%02d", t.Hour())
+		case 'I':
+			fmt.Fprintf(&sb, "%02d", (t.Hour()+11)%12+1)
+		case 'M':
+			fmt.Fprintf(&sb, "%02d", t.Minute())
+		case 'S':
+			fmt.Fprintf(&sb, "%02d", t.Second())
+		case 'p':
+			sb.WriteString(t.Format("PM"))
+		case 'b':
+			sb.WriteString(t.Format("Jan"))
+		case 'B':
+			sb.WriteString(t.Format("January"))
+		case 'a':
+			sb.WriteString(t.Format("Mon"))
+		case 'A':
+			sb.WriteString(t.Format("Monday"))
+		case '%':
+			sb.WriteByte('%')
+		default:
+			sb.WriteByte('%')
+			sb.WriteByte(c)
+		}
+	}
+	return sb.String()
 }
 
 // LoadChatTemplate reads chat_template, bos_token and eos_token from a

@@ -74,3 +74,21 @@ func TestLoadChatTemplate(t *testing.T) {
 		t.Fatalf("default template: %q", got)
 	}
 }
+
+// A template that calls an undefined function is refused at load, as a
+// broken template, not blamed on the messages of every request.
+func TestBrokenChatTemplate(t *testing.T) {
+	for _, src := range []string{
+		`{% for m in messages %}{{ undefined_helper(m['content']) }}{% endfor %}`,
+		`{{ messages[0]['content'] | no_such_filter }}`,
+	} {
+		if _, err := NewChatTemplate(src, "", ""); !errors.Is(err, ErrTemplateBroken) {
+			t.Errorf("%s: err %v, want ErrTemplateBroken", src, err)
+		}
+	}
+	// raise_exception in the sample conversation is the messages' fault,
+	// not the template's: it loads.
+	if _, err := NewChatTemplate(`{% if messages[0]['role'] == 'system' %}{{ raise_exception('no system role') }}{% endif %}`, "", ""); err != nil {
+		t.Fatal(err)
+	}
+}

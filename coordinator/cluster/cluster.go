@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -57,7 +58,18 @@ type Manager struct {
 	ready   chan struct{} // closed while a plan serves
 	conns   map[string]*conn
 	version uint64
+	// planning is the last planning outcome; planFailures counts failed
+	// re-plans.
+	planning     *tesserav1.PlanningReport
+	planFailures atomic.Int64
 }
+
+// Re-planning after a failure backs off from minBackoff to maxBackoff; a
+// membership change re-plans at once.
+const (
+	minBackoff = time.Second
+	maxBackoff = 30 * time.Second
+)
 
 // New makes a manager; Run campaigns and manages.
 func New(cfg Config, cli *clientv3.Client, tr transport.Transport) *Manager {
@@ -92,7 +104,7 @@ func (m *Manager) Leader() bool {
 // until ctx ends.
 func (m *Manager) Run(ctx context.Context) error {
 	defer m.deactivate()
-	defer m.closeConns()
+	defer m.closeConns(nil)
 	for ctx.Err() == nil {
 		var opts []registry.CampaignOption
 		if m.cfg.LeaderTTL > 0 {
@@ -146,6 +158,7 @@ func (m *Manager) lead(ctx context.Context, lead *registry.Leadership) error {
 	}
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
+	backoff := minBackoff
 	for {
 		select {
 		case ws, ok := <-watch:
@@ -162,8 +175,12 @@ func (m *Manager) lead(ctx context.Context, lead *registry.Leadership) error {
 			return nil
 		}
 		if err := m.reconcile(ctx, lead); err != nil {
-			m.log.Warn("plan not applied; retrying", "err", err)
-			retry.Reset(time.Second)
+			m.log.Warn("plan not applied; retrying", "err", err, "in", backoff)
+			retry.Reset(backoff)
+			backoff = min(2*backoff, maxBackoff)
+		} else {
+			retry.Stop()
+			backoff = minBackoff
 		}
 	}
 }
@@ -181,5 +198,12 @@ func (m *Manager) ClusterStatus(ctx context.Context, _ *tesserav1.ClusterStatusR
 		resp.PlanVersion, resp.PlanJson = v, string(raw)
 	}
 	resp.Ready = m.Ready()
+	if m.Leader() {
+		m.mu.Lock()
+		resp.Planning = m.planning
+		m.mu.Unlock()
+	} else if resp.Planning, err = registry.Report(ctx, m.cli, m.cfg.Cluster); err != nil {
+		return nil, err
+	}
 	return resp, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -47,11 +48,16 @@ func (m *Manager) load(ctx context.Context, p *plan.Plan, raw []byte, ws []*tess
 
 func rng(r [2]int) *tesserav1.Range { return &tesserav1.Range{Start: int32(r[0]), End: int32(r[1])} }
 
+// loadShard has one rank load its shard and waits for its last progress
+// message. The stream is cancelled on return, whatever the worker still
+// sends, so it never outlives the load.
 func (m *Manager) loadShard(ctx context.Context, addr string, sh *tesserav1.Shard) error {
 	c, err := m.client(addr)
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	stream, err := c.LoadShard(ctx, &tesserav1.LoadShardRequest{Shard: sh})
 	if err != nil {
 		return err
@@ -94,10 +100,15 @@ func (m *Manager) client(addr string) (tesserav1.WorkerClient, error) {
 	return c, nil
 }
 
-func (m *Manager) closeConns() {
+// closeConns closes the connections to every address but those of keep:
+// to workers that left when membership changes, to all at the end.
+func (m *Manager) closeConns(keep []*tesserav1.WorkerInfo) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for a, c := range m.conns {
+		if slices.ContainsFunc(keep, func(w *tesserav1.WorkerInfo) bool { return w.Address == a }) {
+			continue
+		}
 		c.closer.Close()
 		delete(m.conns, a)
 	}

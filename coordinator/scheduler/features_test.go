@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tessera-llm/tessera/coordinator/sampling"
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
 	"github.com/tessera-llm/tessera/shard/topk"
 )
@@ -92,7 +93,7 @@ func TestPenaltiesAndMinTokens(t *testing.T) {
 		req   Request
 		check func(t *testing.T, got []int32, res Result)
 	}{
-		{"presence penalty forbids repeats", Request{Prompt: prompt, MaxTokens: 30, PresencePenalty: 100}, func(t *testing.T, got []int32, _ Result) {
+		{"presence penalty forbids repeats", Request{Prompt: prompt, MaxTokens: 30, Sampling: sampling.Params{PresencePenalty: 100}}, func(t *testing.T, got []int32, _ Result) {
 			seen := map[int32]bool{}
 			for _, id := range got {
 				if seen[id] {
@@ -104,7 +105,7 @@ func TestPenaltiesAndMinTokens(t *testing.T) {
 				t.Fatal("the penalty changed nothing")
 			}
 		}},
-		{"repetition penalty forbids prompt tokens", Request{Prompt: prompt, MaxTokens: 10, RepetitionPenalty: 1000}, func(t *testing.T, got []int32, _ Result) {
+		{"repetition penalty forbids prompt tokens", Request{Prompt: prompt, MaxTokens: 10, Sampling: sampling.Params{RepetitionPenalty: 1000}}, func(t *testing.T, got []int32, _ Result) {
 			for _, id := range got {
 				if slices.Contains(prompt, id) {
 					t.Fatalf("prompt token %d generated under a repetition penalty of 1000: %v", id, got)

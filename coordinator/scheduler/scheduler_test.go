@@ -102,6 +102,9 @@ func (f *fakeCluster) Step(ctx context.Context, st *tesserav1.Step) ([][]topk.Pa
 			logits[i] = float32(math.Sin(float64(i)))
 		}
 		logits[next(h)] = 10
+		if len(sp.Allow) > 0 {
+			topk.Mask(logits, 0, sp.Allow)
+		}
 		rows = append(rows, []topk.Partial{topk.Local(logits[:20], 0, int(st.TopK)), topk.Local(logits[20:], 20, int(st.TopK))})
 	}
 	return rows, nil

@@ -59,9 +59,10 @@ func prose(n int, cjk bool) string {
 	return sb.String()
 }
 
-// benchTokenizers are the fixtures plus the bundled model's byte-level BPE
-// (4096 tokens, so its merges do real work; the 512-token fixture emits about
-// 0.7 tokens per byte).
+// benchTokenizers are the fixtures, the Llama 3, Qwen2 and Mistral
+// pipelines, plus the bundled model's byte-level BPE (4096 tokens, so its
+// merges do real work; the 512-token fixture emits about 0.7 tokens per
+// byte).
 func benchTokenizers(b *testing.B) map[string]*Tokenizer {
 	m := map[string]*Tokenizer{}
 	for _, name := range fixtures {
@@ -72,10 +73,15 @@ func benchTokenizers(b *testing.B) map[string]*Tokenizer {
 		b.Fatal(err)
 	}
 	m["docbloom-3m"] = tk
+	for _, name := range pipelines {
+		if m[name], err = Load("testdata/pipelines/" + name + ".json"); err != nil {
+			b.Fatal(err)
+		}
+	}
 	return m
 }
 
-var benchNames = []string{"bytelevel_bpe", "docbloom-3m", "metaspace_bpe_bytefallback", "wordpiece_bert"}
+var benchNames = []string{"bytelevel_bpe", "docbloom-3m", "metaspace_bpe_bytefallback", "wordpiece_bert", "llama3", "qwen2", "mistral"}
 
 // BenchmarkEncode measures encode throughput on ~1 MB of mixed English and
 // Chinese text per tokenizer; the byte-level BPE rows are the ones recorded

@@ -261,6 +261,13 @@ func TestNormalizers(t *testing.T) {
 	}{
 		{"nfd splits accents, both map to é", nfd, "é", "e\u0301", [][2]int{{0, 2}, {0, 2}}},
 		{"nfc composes, mapped to the base letter", unicodeNormalizer{f: norm.NFC}, "e\u0301x", "éx", [][2]int{{0, 1}, {3, 4}}},
+		// HF's alignments through reordering and composition (checked with
+		// tokenizers 0.23): an extra decomposition piece is inserted, aligned
+		// to the last consumed character; a composition consumes its parts.
+		{"nfd inserted piece, then a consumed one", nfd, "ë\u0301", "e\u0308\u0301", [][2]int{{0, 2}, {0, 2}, {2, 4}}},
+		{"nfc reorders and composes", unicodeNormalizer{f: norm.NFC}, "ë\u0328\u0301x", "ę\u0308\u0301x", [][2]int{{0, 2}, {2, 4}, {4, 6}, {6, 7}}},
+		{"nfc composes Hangul jamo", unicodeNormalizer{f: norm.NFC}, "\u1100\u1161\u11a8", "각", [][2]int{{0, 3}}},
+		{"nfkd expands a ligature", unicodeNormalizer{f: norm.NFKD}, "ﬁ\u0301", "fi\u0301", [][2]int{{0, 3}, {0, 3}, {3, 5}}},
 		{"lowercase dotted I becomes two", lowercaseNormalizer{}, "İa", "i\u0307a", [][2]int{{0, 2}, {0, 2}, {2, 3}}},
 		{"strip", stripNormalizer{true, true}, "  ab \n", "ab", [][2]int{{2, 3}, {3, 4}}},
 		{"strip accents after nfd", seqNormalizer{nfd, stripAccentsNormalizer{}}, "naïve", "naive", [][2]int{{0, 1}, {1, 2}, {2, 4}, {4, 5}, {5, 6}}},

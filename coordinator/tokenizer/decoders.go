@@ -174,11 +174,14 @@ type replaceDec struct {
 func (r replaceDec) decodeChain(toks []string) []string {
 	out := make([]string, len(toks))
 	for i, t := range toks {
-		if r.p.re != nil {
+		switch {
+		case r.p.re != nil:
 			out[i] = r.p.re.ReplaceAllLiteralString(t, r.content)
-		} else if r.p.lit != "" {
+		case r.p.lit != "":
 			out[i] = strings.ReplaceAll(t, r.p.lit, r.content)
-		} else {
+		case r.p.scan != nil:
+			out[i] = identity(t, 0).replaceMatches(r.p.matches(t), r.content).s
+		default:
 			out[i] = t
 		}
 	}

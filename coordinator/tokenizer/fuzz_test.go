@@ -11,11 +11,19 @@ import (
 )
 
 // fuzzTokenizers are loaded once per fuzz process: the three fixtures, the
-// bundled model and the inline Unigram tokenizer.
+// Llama 3, Qwen2 and Mistral pipelines, the bundled model and the inline
+// Unigram tokenizer.
 var fuzzTokenizers = sync.OnceValue(func() map[string]*Tokenizer {
 	m := map[string]*Tokenizer{}
 	for _, name := range fixtures {
 		tk, err := Load(filepath.Join(goldenDir, name+".json"))
+		if err != nil {
+			panic(err)
+		}
+		m[name] = tk
+	}
+	for _, name := range pipelines {
+		tk, err := Load(filepath.Join("testdata", "pipelines", name+".json"))
 		if err != nil {
 			panic(err)
 		}
@@ -36,6 +44,7 @@ var fuzzSeeds = []string{
 	"", " ", "a", "Hello world", "hello  world", "Tabs\tand\nnewlines\n\n", "don't stop-believing; it's 2026!",
 	"天空是湛蓝色的，阳光明媚，没有云彩。", "[CLS]我是谁？[SEP]主题是[MASK][MASK][SEP]", "emoji 🤗🚀 and café naïve",
 	"<s></s><unk><pad><0xF0>", "İstanbul ǅ ﬁ Ⅻ", "\x00\x01\u200b\ufeff\uFFFD", "\xff\xfe invalid \xc3", "x'sx'llx'",
+	"'ſx 'S  \n\n 1234567 \r\n\t!!!\n x", "e\u0303\u0328 ë\u0328\u0301 \u1100\u1161\u11a8", "<|eot_id|>[INST]<|im_start|>",
 }
 
 // FuzzEncode: any input (invalid UTF-8 included) encodes without panicking
@@ -68,7 +77,8 @@ func FuzzEncode(f *testing.F) {
 			if err != nil {
 				t.Fatalf("%s: Decode(Encode(%q)): %v", name, s, err)
 			}
-			if (name == "bytelevel_bpe" || name == "docbloom-3m") && utf8.ValidString(s) && dec != s {
+			roundTrip := name == "bytelevel_bpe" || name == "docbloom-3m" || (name == "llama3" && !addSpecial)
+			if roundTrip && utf8.ValidString(s) && dec != s {
 				t.Fatalf("%s: Decode(Encode(%q)) = %q", name, s, dec)
 			}
 			if tk.fast != nil {

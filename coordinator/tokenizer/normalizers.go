@@ -2,8 +2,10 @@ package tokenizer
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 	"unicode"
 
@@ -71,10 +73,27 @@ type prependNormalizer string
 
 func (p prependNormalizer) normalize(n nstr) nstr { return n.prepend(string(p)) }
 
-// pattern is HF's {"String": "..."} or {"Regex": "..."}.
+// pattern is HF's {"String": "..."} or {"Regex": "..."}; scan runs the
+// regexes RE2 cannot (see splitScanners).
 type pattern struct {
-	lit string
-	re  *regexp.Regexp
+	lit  string
+	re   *regexp.Regexp
+	scan func(s string, i int) int
+}
+
+// regexError tells a regex Go cannot run because RE2 lacks the feature
+// (look-around, back-references, possessive repeats: Oniguruma has them)
+// from one that is simply invalid.
+func regexError(src string, err error) error {
+	var se *syntax.Error
+	if errors.As(err, &se) {
+		switch {
+		case se.Code == syntax.ErrInvalidPerlOp, se.Code == syntax.ErrInvalidRepeatOp,
+			se.Code == syntax.ErrInvalidEscape && len(se.Expr) == 2 && se.Expr[1] >= '1' && se.Expr[1] <= '9':
+			return fmt.Errorf("%w: regex %q (Go's RE2 has no look-around, back-references or possessive repeats): %v", ErrUnsupported, src, err)
+		}
+	}
+	return fmt.Errorf("%w: regex %q is not valid: %v", ErrMalformed, src, err)
 }
 
 func parsePattern(raw json.RawMessage) (pattern, error) {
@@ -89,9 +108,12 @@ func parsePattern(raw json.RawMessage) (pattern, error) {
 	case p.String != nil:
 		return pattern{lit: *p.String}, nil
 	case p.Regex != nil:
+		if scan, ok := splitScanners[*p.Regex]; ok {
+			return pattern{scan: scan}, nil
+		}
 		re, err := regexp.Compile(*p.Regex)
 		if err != nil {
-			return pattern{}, fmt.Errorf("%w: regex %q (Go's RE2 has no look-around or back-references): %v", ErrUnsupported, *p.Regex, err)
+			return pattern{}, regexError(*p.Regex, err)
 		}
 		return pattern{re: re}, nil
 	}
@@ -100,6 +122,15 @@ func parsePattern(raw json.RawMessage) (pattern, error) {
 
 // matches returns the non-overlapping match ranges of p in s.
 func (p pattern) matches(s string) [][]int {
+	if p.scan != nil {
+		var out [][]int
+		for i := 0; i < len(s); {
+			j := p.scan(s, i)
+			out = append(out, []int{i, j})
+			i = j
+		}
+		return out
+	}
 	if p.re != nil {
 		var out [][]int
 		for _, m := range p.re.FindAllStringIndex(s, -1) {
@@ -182,40 +213,6 @@ func (s stripNormalizer) normalize(n nstr) nstr {
 		b = a
 	}
 	return n.slice(a, b)
-}
-
-// unicodeNormalizer applies NFC/NFD/NFKC/NFKD one normalization segment at
-// a time. Output characters take the alignment of the input character at the
-// same position in the segment (extra ones the last), which is what HF
-// reports for decompositions and compositions alike.
-type unicodeNormalizer struct{ f norm.Form }
-
-func (u unicodeNormalizer) normalize(n nstr) nstr {
-	if u.f.IsNormalString(n.s) {
-		return n
-	}
-	al := n.alignments()
-	b := builder{align: make([]span, 0, len(al))}
-	for i := 0; i < len(n.s); {
-		j := i + u.f.NextBoundaryInString(n.s[i:], true)
-		if j <= i {
-			j = len(n.s)
-		}
-		seg := n.s[i:j]
-		out := u.f.String(seg)
-		var starts []int
-		for k := range seg {
-			starts = append(starts, i+k)
-		}
-		ri := 0
-		for _, r := range out {
-			k := min(ri, len(starts)-1)
-			b.addRune(r, al[starts[k]])
-			ri++
-		}
-		i = j
-	}
-	return b.done()
 }
 
 // BertNormalizer, as in HF: clean_text, handle_chinese_chars, strip_accents

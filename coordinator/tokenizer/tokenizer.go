@@ -30,6 +30,8 @@ var (
 	// ErrUnknownID: Decode got an id that is neither in the vocab nor an
 	// added token.
 	ErrUnknownID = errors.New("unknown token id")
+	// ErrTooManyTokens: EncodeLimit's text has more tokens than its limit.
+	ErrTooManyTokens = errors.New("tokenizer: more tokens than the limit")
 )
 
 // Tokenizer encodes and decodes text exactly as Hugging Face tokenizers does
@@ -318,6 +320,15 @@ const maxText = 1<<31 - 1<<20
 // addSpecial runs the post-processor's template (e.g. <s>, [CLS] ... [SEP]).
 // Invalid UTF-8 bytes are each replaced by U+FFFD first.
 func (t *Tokenizer) Encode(text string, addSpecial bool) (*Encoding, error) {
+	return t.EncodeLimit(text, addSpecial, -1)
+}
+
+// EncodeLimit is Encode that stops with ErrTooManyTokens as soon as the
+// text has more than limit tokens (special tokens included; a negative
+// limit is none), so a huge text costs a pass over its bytes, not its
+// whole encoding.
+func (t *Tokenizer) EncodeLimit(text string, addSpecial bool, limit int) (*Encoding, error) {
+	over := func(n int) bool { return limit >= 0 && n > limit }
 	if len(text) > maxText {
 		return nil, fmt.Errorf("tokenizer: text of %d bytes is over the %d-byte limit", len(text), maxText)
 	}
@@ -327,7 +338,7 @@ func (t *Tokenizer) Encode(text string, addSpecial bool) (*Encoding, error) {
 	sc := t.getScratch()
 	defer t.putScratch(sc)
 	if t.fast != nil {
-		return t.encodeFast(text, sc)
+		return t.encodeFast(text, sc, over)
 	}
 	e := &encoding{ids: sc.ids[:0], offsets: sc.offs[:0], canon: t.tokenString}
 	toks := sc.toks[:0]
@@ -343,6 +354,9 @@ func (t *Tokenizer) Encode(text string, addSpecial bool) (*Encoding, error) {
 				m.value, _ = t.model.idToToken(m.id)
 			}
 			e.add(m.id, m.value, a, b)
+		}
+		if over(len(e.ids)) {
+			err = ErrTooManyTokens
 		}
 	}
 	modelPiece := func(n nstr) {
@@ -376,6 +390,9 @@ func (t *Tokenizer) Encode(text string, addSpecial bool) (*Encoding, error) {
 	if t.post != nil {
 		t.post.process(e, addSpecial)
 	}
+	if over(len(e.ids)) {
+		return nil, ErrTooManyTokens
+	}
 	out := &Encoding{IDs: append([]int32(nil), e.ids...), Tokens: make([]string, len(e.ids))}
 	out.Offsets, sc.chars = charOffsets(text, e.offsets, sc.chars)
 	for i := range out.Tokens {
@@ -388,7 +405,7 @@ func (t *Tokenizer) Encode(text string, addSpecial bool) (*Encoding, error) {
 // text once, in order, so character offsets come from a running count
 // instead of a byte-to-character table, and each word's ids and character
 // offsets are appended straight from the model's word cache.
-func (t *Tokenizer) encodeFast(text string, sc *scratch) (*Encoding, error) {
+func (t *Tokenizer) encodeFast(text string, sc *scratch, over func(int) bool) (*Encoding, error) {
 	m := t.fast
 	ids, offs := sc.ids[:0], sc.coffs[:0]
 	pos, ch := 0, 0 // ch is the number of characters in text[:pos]
@@ -420,12 +437,18 @@ func (t *Tokenizer) encodeFast(text string, sc *scratch) (*Encoding, error) {
 						ids, offs, n, err = m.appendWordChars(piece[i:j], ch, ids, offs)
 						pos, ch = a+x+j, ch+n
 						i = j
+						if err == nil && over(len(ids)) {
+							err = ErrTooManyTokens
+						}
 					}
 				},
 				func(x, y int, tok *addedToken) { addToken(a+x, a+y, tok) })
 		},
 		addToken)
 	sc.ids, sc.coffs = ids, offs // keep grown buffers
+	if err == nil && over(len(ids)) {
+		err = ErrTooManyTokens // added tokens alone
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -98,6 +98,11 @@ func TestMalformed(t *testing.T) {
 				m["pre_tokenizer"] = map[string]any{"type": "Split", "pattern": map[string]any{"Regex": `\s+(?!\S)`}, "behavior": "Isolated"}
 			})
 		}, ErrUnsupported, "look-around"},
+		{"regex with a syntax error", func(t *testing.T) []byte {
+			return patchFixture(t, "bytelevel_bpe", func(m map[string]any) {
+				m["pre_tokenizer"] = map[string]any{"type": "Split", "pattern": map[string]any{"Regex": `[a-z`}, "behavior": "Isolated"}
+			})
+		}, ErrMalformed, "missing closing ]"},
 		{"bad split behavior", func(t *testing.T) []byte {
 			return patchFixture(t, "bytelevel_bpe", func(m map[string]any) {
 				m["pre_tokenizer"] = map[string]any{"type": "Split", "pattern": map[string]any{"String": " "}, "behavior": "Sideways"}

@@ -434,6 +434,10 @@ func TestDefaultsAreACUDAClusterWithEmbeddedEtcdAndNATS(t *testing.T) {
 	if w.Image != "ghcr.io/tessera-llm/tessera:0.1.0-cuda" {
 		t.Errorf("worker image %q", w.Image)
 	}
+	// The CUDA image's /tessera hands --device cuda:0 to its companion.
+	if !slices.Contains(w.Env, corev1.EnvVar{Name: "TESSERA_CUDA_BIN", Value: "/tessera-cuda"}) {
+		t.Errorf("GPU workers do not name the CUDA companion: env %v", w.Env)
+	}
 	if !slices.ContainsFunc(s.Spec.Template.Spec.Tolerations, func(t corev1.Toleration) bool { return t.Key == "nvidia.com/gpu" }) {
 		t.Error("GPU workers do not tolerate the nvidia.com/gpu taint")
 	}
@@ -548,6 +552,9 @@ plan: pp=3,tp=1
 	}
 	if w.Image != "ghcr.io/tessera-llm/tessera:0.1.0" {
 		t.Errorf("cpu worker image %q", w.Image)
+	}
+	if slices.ContainsFunc(w.Env, func(e corev1.EnvVar) bool { return e.Name == "TESSERA_CUDA_BIN" }) {
+		t.Error("cpu workers name a CUDA companion")
 	}
 	if s.Spec.Template.Spec.NodeSelector["node-pool"] != "cpu" || len(s.Spec.Template.Spec.Tolerations) != 0 {
 		t.Errorf("placement values not applied: %v %v", s.Spec.Template.Spec.NodeSelector, s.Spec.Template.Spec.Tolerations)

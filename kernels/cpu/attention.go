@@ -31,46 +31,13 @@ func alibiKernel(j *job, _ *scratch, lo, hi int) {
 	}
 }
 
-// cacheShape checks a KV pool [blocks, blockSize, ...] and returns
-// (blocks, width of one token's row).
-func cacheShape(op string, c *Tensor, blockSize int) (int, int) {
-	if len(c.shape) < 2 || c.shape[1] != blockSize || blockSize <= 0 {
-		panic(fmt.Sprintf("cpu.%s: cache %v, want [blocks %d kvHeads headDim]", op, c, blockSize))
-	}
-	if c.shape[0] == 0 {
-		return 0, 0
-	}
-	return c.shape[0], c.Len() / (c.shape[0] * blockSize)
-}
-
-func checkTable(op string, table []int32, blocks, need int) {
-	if need > len(table) {
-		panic(fmt.Sprintf("cpu.%s: block table has %d blocks, need %d", op, len(table), need))
-	}
-	for _, blk := range table[:need] {
-		if blk < 0 || int(blk) >= blocks {
-			panic(fmt.Sprintf("cpu.%s: block %d outside a pool of %d blocks", op, blk, blocks))
-		}
-	}
-}
-
 // WriteKV stores k, v [n, KVHeads*HeadDim] as tokens start..start+n-1 of
 // the sequence whose block table is table.
 func (b *Backend) WriteKV(kCache, vCache, k, v kernels.Tensor, blockSize int, table []int32, start int) {
 	kc, vc := f32("WriteKV", kCache), f32("WriteKV", vCache)
 	kt, vt := tensor("WriteKV", k), tensor("WriteKV", v)
-	blocks, width := cacheShape("WriteKV", kc, blockSize)
-	if vb, vw := cacheShape("WriteKV", vc, blockSize); vb != blocks || vw != width {
-		panic(fmt.Sprintf("cpu.WriteKV: k cache %v and v cache %v differ", kc, vc))
-	}
-	if width == 0 || kt.Len()%width != 0 || vt.Len() != kt.Len() || start < 0 {
-		panic(fmt.Sprintf("cpu.WriteKV: k %v, v %v, start %d for rows of %d", kt, vt, start, width))
-	}
-	n := kt.Len() / width
-	if n == 0 {
-		return
-	}
-	checkTable("WriteKV", table, blocks, (start+n-1)/blockSize+1)
+	n, width, err := kernels.WriteKVShape(kc, vc, kt, vt, blockSize, table, start)
+	check("WriteKV", err)
 	for i := range n {
 		t := start + i
 		off := (int(table[t/blockSize])*blockSize + t%blockSize) * width
@@ -85,33 +52,14 @@ func (b *Backend) WriteKV(kCache, vCache, k, v kernels.Tensor, blockSize int, ta
 func (b *Backend) Attend(dst, q, kCache, vCache kernels.Tensor, a *kernels.Attention) {
 	d, qt := f32("Attend", dst), f32("Attend", q)
 	kc, vc := f32("Attend", kCache), f32("Attend", vCache)
-	if a.Heads <= 0 || a.KVHeads <= 0 || a.HeadDim <= 0 {
-		panic(fmt.Sprintf("cpu.Attend: bad heads %d/%d × %d", a.Heads, a.KVHeads, a.HeadDim))
-	}
-	for _, c := range []*Tensor{kc, vc} {
-		s := c.shape
-		if len(s) != 4 || s[1] != a.BlockSize || s[2] != a.KVHeads || s[3] != a.HeadDim {
-			panic(fmt.Sprintf("cpu.Attend: cache %v, want [blocks %d %d %d]", c, a.BlockSize, a.KVHeads, a.HeadDim))
-		}
-	}
-	if kc.shape[0] != vc.shape[0] {
-		panic(fmt.Sprintf("cpu.Attend: k cache %v and v cache %v differ", kc, vc))
-	}
-	stride := a.Heads * a.HeadDim
-	if qt.Len()%stride != 0 || d.Len() != qt.Len() {
-		panic(fmt.Sprintf("cpu.Attend: q %v, dst %v, want [n %d]", qt, d, stride))
-	}
-	n := qt.Len() / stride
+	n, err := a.Check(d, qt, kc, vc)
+	check("Attend", err)
 	if overlaps(d, qt) || overlaps(d, kc) || overlaps(d, vc) {
 		panic("cpu.Attend: dst must not share storage with q or the caches")
-	}
-	if err := a.Validate(n); err != nil {
-		panic("cpu.Attend: " + err.Error())
 	}
 	if n == 0 {
 		return
 	}
-	checkTable("Attend", a.Table, kc.shape[0], (a.Keys+a.BlockSize-1)/a.BlockSize)
 	// Work items are (query, kv head, part): the q heads that share a kv head
 	// read each cached row once, token-major, so a group costs one pass over
 	// its keys and values. When there are fewer groups than goroutines (a

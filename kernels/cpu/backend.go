@@ -72,18 +72,9 @@ func (b *Backend) FromFloat32(data []float32, shape ...int) kernels.Tensor {
 // Upload decodes little-endian raw bytes of dtype dt into a new tensor that
 // keeps dt (half weights stay half and are widened inside the kernels).
 func (b *Backend) Upload(dt kernels.DType, raw []byte, shape ...int) (kernels.Tensor, error) {
-	n := 1
-	for _, d := range shape {
-		if d < 0 {
-			return nil, fmt.Errorf("cpu.Upload: negative dimension in shape %v", shape)
-		}
-		n *= d
-	}
-	if dt.Size() == 0 {
-		return nil, fmt.Errorf("cpu.Upload: unsupported dtype %v", dt)
-	}
-	if len(raw) != n*dt.Size() {
-		return nil, fmt.Errorf("cpu.Upload: %d bytes for %v%v, want %d", len(raw), dt, shape, n*dt.Size())
+	n, err := kernels.UploadLen(dt, raw, shape)
+	if err != nil {
+		return nil, fmt.Errorf("cpu.Upload: %w", err)
 	}
 	t := &Tensor{dtype: dt, shape: slices.Clone(shape)}
 	if dt == kernels.F32 {
@@ -113,12 +104,7 @@ func (b *Backend) Read(t kernels.Tensor, dst []float32) {
 // shares t's storage.
 func (b *Backend) Rows(t kernels.Tensor, lo, hi int) kernels.Tensor {
 	c := tensor("Rows", t)
-	if len(c.shape) == 0 {
-		panic(fmt.Sprintf("cpu.Rows: scalar tensor %v has no rows", c))
-	}
-	if lo < 0 || hi < lo || hi > c.shape[0] {
-		panic(fmt.Sprintf("cpu.Rows: rows [%d,%d) out of range for %v", lo, hi, c))
-	}
+	check("Rows", kernels.CheckRows(c, lo, hi))
 	if c.dtype == kernels.Q8_0 {
 		return q8Rows(c, lo, hi)
 	}

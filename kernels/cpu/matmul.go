@@ -76,26 +76,14 @@ func (b *Backend) MatMuls(dst []kernels.Tensor, x kernels.Tensor, w, bias []kern
 // returns x and its row count and width.
 func matMulArgs(seg *gemvSeg, dst, x, w, bias kernels.Tensor) (xt *Tensor, n, k int) {
 	d, xt, wt := f32("MatMul", dst), f32("MatMul", x), tensor("MatMul", w)
-	if len(wt.shape) != 2 {
-		panic(fmt.Sprintf("cpu.MatMul: weight %v is not 2-D", wt))
-	}
-	m, k := wt.shape[0], wt.shape[1]
-	if len(xt.shape) == 0 || lastDim(xt) != k {
-		panic(fmt.Sprintf("cpu.MatMul: x %v does not end in k=%d of weight %v", xt, k, wt))
-	}
-	n = rows(xt)
-	if len(d.shape) == 0 || lastDim(d) != m || d.Len() != n*m {
-		panic(fmt.Sprintf("cpu.MatMul: dst %v, want [%d %d] for x %v · w %v", d, n, m, xt, wt))
-	}
-	if overlaps(d, xt) {
-		panic("cpu.MatMul: dst must not share storage with x")
-	}
 	var bt *Tensor
 	if bias != nil {
 		bt = tensor("MatMul", bias)
-		if bt.Len() != m {
-			panic(fmt.Sprintf("cpu.MatMul: bias %v, want %d elements", bt, m))
-		}
+	}
+	n, _, k, err := kernels.MatMulShape(d, xt, wt, bias)
+	check("MatMul", err)
+	if overlaps(d, xt) {
+		panic("cpu.MatMul: dst must not share storage with x")
 	}
 	*seg = gemvSeg{d: d, w: wt, b: bt}
 	return xt, n, k

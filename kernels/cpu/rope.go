@@ -1,8 +1,6 @@
 package cpu
 
 import (
-	"fmt"
-	"math"
 	"sync"
 
 	"github.com/tessera-llm/tessera/kernels"
@@ -17,20 +15,15 @@ type ropeTable struct {
 	cos, sin []float32
 }
 
-type ropeKey struct {
-	dim   int
-	theta float32
-}
-
-// ropeCache maps (Dim, Theta) to the widest table built so far.
+// ropeCache maps a RoPE's key to the widest table built so far.
 type ropeCache struct {
 	mu sync.RWMutex
-	m  map[ropeKey]*ropeTable
+	m  map[kernels.RoPEKey]*ropeTable
 }
 
-// table returns a table for dim and theta covering positions [0, maxPos].
-func (c *ropeCache) table(dim int, theta float32, maxPos int) *ropeTable {
-	k := ropeKey{dim, theta}
+// table returns a table for r covering positions [0, maxPos].
+func (c *ropeCache) table(r kernels.RoPE, maxPos int) *ropeTable {
+	k := r.Key()
 	c.mu.RLock()
 	t := c.m[k]
 	c.mu.RUnlock()
@@ -46,57 +39,26 @@ func (c *ropeCache) table(dim int, theta float32, maxPos int) *ropeTable {
 	if t != nil {
 		n = max(n, 2*t.n)
 	}
-	t = newRopeTable(dim, theta, n)
+	t = &ropeTable{half: r.Dim / 2, n: n}
+	t.cos, t.sin = r.Table(n)
 	if c.m == nil {
-		c.m = make(map[ropeKey]*ropeTable)
+		c.m = make(map[kernels.RoPEKey]*ropeTable)
 	}
 	c.m[k] = t
 	return t
 }
 
-// newRopeTable follows Hugging Face's float32 arithmetic:
-// inv_freq = 1 / base**(arange(0, dim, 2).float() / dim), angle =
-// pos.float() * inv_freq, then cos and sin of the float32 angle.
-func newRopeTable(dim int, theta float32, n int) *ropeTable {
-	half := dim / 2
-	inv := make([]float32, half)
-	for i := range inv {
-		e := float32(2*i) / float32(dim)
-		inv[i] = 1 / float32(math.Pow(float64(theta), float64(e)))
-	}
-	t := &ropeTable{half: half, n: n, cos: make([]float32, n*half), sin: make([]float32, n*half)}
-	for p := range n {
-		for i, f := range inv {
-			a := float64(float32(p) * f)
-			t.cos[p*half+i] = float32(math.Cos(a))
-			t.sin[p*half+i] = float32(math.Sin(a))
-		}
-	}
-	return t
-}
-
 // ApplyRoPE rotates dims [Offset, Offset+Dim) of every head of x
 // [n, Heads*HeadDim] in place, rotate-half style: pair (i, i+Dim/2) turns
-// by pos·Theta^(-2i/Dim). cos/sin tables are cached per (Dim, Theta).
+// by pos·Theta^(-2i/Dim) (or pos·InvFreq[i]). cos/sin tables are cached
+// per RoPE key.
 func (b *Backend) ApplyRoPE(x kernels.Tensor, pos []int32, r kernels.RoPE) {
 	xt := f32("ApplyRoPE", x)
-	if r.Heads <= 0 || r.HeadDim <= 0 || r.Dim <= 0 || r.Dim%2 != 0 || r.Offset < 0 || r.Offset+r.Dim > r.HeadDim {
-		panic(fmt.Sprintf("cpu.ApplyRoPE: bad RoPE %+v", r))
-	}
-	stride := r.Heads * r.HeadDim
-	if xt.Len() != len(pos)*stride {
-		panic(fmt.Sprintf("cpu.ApplyRoPE: x %v, want [%d %d]", xt, len(pos), stride))
-	}
-	maxPos := 0
-	for _, p := range pos {
-		if p < 0 {
-			panic(fmt.Sprintf("cpu.ApplyRoPE: negative position %d", p))
-		}
-		maxPos = max(maxPos, int(p))
-	}
+	maxPos, err := r.Check(xt, pos)
+	check("ApplyRoPE", err)
 	j := b.pool.get(ropeKernel)
 	j.t[0], j.ids = xt, pos
-	j.rope = b.ropes.table(r.Dim, r.Theta, maxPos)
+	j.rope = b.ropes.table(r, maxPos)
 	j.i[0], j.i[1], j.i[2], j.i[3] = r.Heads, r.HeadDim, r.Offset, r.Dim
 	b.pool.run(j, len(pos), rowGrain, len(pos)*r.Heads*r.Dim*3)
 }

@@ -62,31 +62,21 @@ func Data(t kernels.Tensor) []float32 {
 }
 
 // tensor asserts that t is a CPU tensor; op names the caller for the panic.
-func tensor(op string, t kernels.Tensor) *Tensor {
-	c, ok := t.(*Tensor)
-	if !ok || c == nil {
-		panic(fmt.Sprintf("cpu.%s: %T is not a CPU tensor", op, t))
-	}
-	return c
-}
+func tensor(op string, t kernels.Tensor) *Tensor { return kernels.Own[*Tensor]("cpu", op, t) }
 
 // f32 asserts that t is a CPU float32 tensor.
-func f32(op string, t kernels.Tensor) *Tensor {
-	c := tensor(op, t)
-	if c.dtype != kernels.F32 {
-		panic(fmt.Sprintf("cpu.%s: want an F32 tensor, got %v", op, c))
+func f32(op string, t kernels.Tensor) *Tensor { return kernels.OwnF32[*Tensor]("cpu", op, t) }
+
+// check panics with a failed shared argument check, naming the op.
+func check(op string, err error) {
+	if err != nil {
+		panic("cpu." + op + ": " + err.Error())
 	}
-	return c
 }
 
 func numel(op string, shape []int) int {
-	n := 1
-	for _, d := range shape {
-		if d < 0 {
-			panic(fmt.Sprintf("cpu.%s: negative dimension in shape %v", op, shape))
-		}
-		n *= d
-	}
+	n, err := kernels.Numel(shape)
+	check(op, err)
 	return n
 }
 

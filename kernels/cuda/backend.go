@@ -1,33 +1,15 @@
-//go:build cuda
-
 package cuda
 
 import (
 	"fmt"
 	"math"
-	"os"
 	"runtime"
 	"slices"
 	"sync"
 	"unsafe"
 
 	"github.com/tessera-llm/tessera/kernels"
-	"gorgonia.org/cu"
 )
-
-func init() {
-	open := func(i int) func() (kernels.Backend, error) {
-		return func() (kernels.Backend, error) { return Open(i) }
-	}
-	kernels.Register("cuda", open(0))
-	n, err := cu.NumDevices()
-	if err != nil || n < 1 {
-		n = 1
-	}
-	for i := range n {
-		kernels.Register(fmt.Sprintf("cuda:%d", i), open(i))
-	}
-}
 
 // Backend is the CUDA kernels.Backend for one device. Weights keep their
 // dtype on the device (bf16 stays bf16); activations are float32. It is
@@ -42,30 +24,30 @@ type Backend struct {
 
 var _ kernels.Backend = (*Backend)(nil)
 
+// opened are the backends Open shares, by device index.
 var (
 	openMu sync.Mutex
 	opened = map[int]*Backend{}
 )
 
-// Open returns the backend of device index, creating its context on first
-// use; later calls share it. It fails when no PTX is embedded (run make
-// cuda-ptx), the device is absent, or the PTX does not load.
-//
-// TESSERA_CUDA_SYNC=1 makes every launch wait for its kernel and report
-// its execution error (slow; for debugging and the conformance tests).
-func Open(index int) (*Backend, error) {
+// forget drops b from the backends Open shares.
+func forget(b *Backend) {
 	openMu.Lock()
 	defer openMu.Unlock()
-	if b := opened[index]; b != nil {
-		return b, nil
+	for i, o := range opened {
+		if o == b {
+			delete(opened, i)
+		}
 	}
-	d, err := startDevice(index, os.Getenv("TESSERA_CUDA_SYNC") == "1")
+}
+
+// newBackend starts device index through drv.
+func newBackend(drv driver, index int, syncEach bool) (*Backend, error) {
+	d, err := startDevice(drv, index, syncEach)
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{dev: d, name: fmt.Sprintf("cuda:%d", index)}
-	opened[index] = b
-	return b, nil
+	return &Backend{dev: d, name: fmt.Sprintf("cuda:%d", index)}, nil
 }
 
 // Name returns "cuda:N".
@@ -74,7 +56,8 @@ func (b *Backend) Name() string { return b.name }
 // Device describes the device: its name, compute capability and the PTX
 // loaded.
 func (b *Backend) Device() string {
-	return fmt.Sprintf("%s (sm_%d%d, %s)", b.dev.name, b.dev.major, b.dev.minor, b.dev.ptxName)
+	i := b.dev.info
+	return fmt.Sprintf("%s (sm_%d%d, %s)", i.name, i.major, i.minor, i.ptx)
 }
 
 // SetSyncEach makes every launch wait for its kernel and return its
@@ -84,7 +67,7 @@ func (b *Backend) SetSyncEach(on bool) {
 }
 
 // Sync waits for all submitted work and returns the first error it hit.
-func (b *Backend) Sync() error { return b.dev.do(cu.Synchronize) }
+func (b *Backend) Sync() error { return b.dev.do(b.dev.drv.sync) }
 
 // Launches is how many kernels the backend has launched.
 func (b *Backend) Launches() int64 {
@@ -96,13 +79,7 @@ func (b *Backend) Launches() int64 {
 // Close waits for the device, frees what the backend holds and destroys
 // its context. Tensors made by the backend must not be used afterwards.
 func (b *Backend) Close() error {
-	openMu.Lock()
-	defer openMu.Unlock()
-	for i, o := range opened {
-		if o == b {
-			delete(opened, i)
-		}
-	}
+	forget(b)
 	return b.dev.close()
 }
 
@@ -117,7 +94,7 @@ type Tensor struct {
 	n     int
 }
 
-type buffer struct{ ptr cu.DevicePtr }
+type buffer struct{ ptr devPtr }
 
 var _ kernels.Tensor = (*Tensor)(nil)
 
@@ -133,11 +110,11 @@ func (t *Tensor) Len() int { return t.n }
 // String describes the tensor's dtype and shape, e.g. "BF16[4 8]".
 func (t *Tensor) String() string { return fmt.Sprintf("%v%v", t.dtype, t.shape) }
 
-func (t *Tensor) ptr() cu.DevicePtr {
+func (t *Tensor) ptr() devPtr {
 	if t == nil || t.buf == nil || t.buf.ptr == 0 {
 		return 0
 	}
-	return t.buf.ptr + cu.DevicePtr(t.off)
+	return t.buf.ptr + devPtr(t.off)
 }
 
 func (t *Tensor) bytes() int64 { return int64(t.n) * int64(t.dtype.Size()) }
@@ -148,7 +125,7 @@ func overlaps(a, b *Tensor) bool {
 		return false
 	}
 	pa, pb := a.ptr(), b.ptr()
-	return pa < pb+cu.DevicePtr(b.bytes()) && pb < pa+cu.DevicePtr(a.bytes())
+	return pa < pb+devPtr(b.bytes()) && pb < pa+devPtr(a.bytes())
 }
 
 func must(err error) {
@@ -157,21 +134,9 @@ func must(err error) {
 	}
 }
 
-func tensor(op string, t kernels.Tensor) *Tensor {
-	c, ok := t.(*Tensor)
-	if !ok || c == nil {
-		panic(fmt.Sprintf("cuda.%s: %T is not a CUDA tensor", op, t))
-	}
-	return c
-}
+func tensor(op string, t kernels.Tensor) *Tensor { return kernels.Own[*Tensor]("cuda", op, t) }
 
-func f32(op string, t kernels.Tensor) *Tensor {
-	c := tensor(op, t)
-	if c.dtype != kernels.F32 {
-		panic(fmt.Sprintf("cuda.%s: want an F32 tensor, got %v", op, c))
-	}
-	return c
-}
+func f32(op string, t kernels.Tensor) *Tensor { return kernels.OwnF32[*Tensor]("cuda", op, t) }
 
 // optTensor is tensor for an optional argument (nil stays nil).
 func optTensor(op string, t kernels.Tensor) *Tensor {
@@ -190,13 +155,8 @@ func optDType(t *Tensor) uint64 {
 }
 
 func numel(op string, shape []int) int {
-	n := 1
-	for _, d := range shape {
-		if d < 0 {
-			panic(fmt.Sprintf("cuda.%s: negative dimension in shape %v", op, shape))
-		}
-		n *= d
-	}
+	n, err := kernels.Numel(shape)
+	check(op, err)
 	return n
 }
 
@@ -210,7 +170,7 @@ func (b *Backend) newTensor(dt kernels.DType, shape []int, n int) (*Tensor, erro
 	if p != 0 {
 		t.buf.ptr = p
 		dev := b.dev
-		runtime.AddCleanup(t.buf, func(p cu.DevicePtr) { dev.deferFree(p) }, p)
+		runtime.AddCleanup(t.buf, func(p devPtr) { dev.deferFree(p) }, p)
 	}
 	return t, nil
 }
@@ -224,7 +184,7 @@ func (b *Backend) Alloc(shape ...int) kernels.Tensor {
 		if t, err = b.newTensor(kernels.F32, shape, n); err != nil || n == 0 {
 			return err
 		}
-		return cu.MemsetD32(t.ptr(), 0, int64(n))
+		return b.dev.drv.memsetD32(t.ptr(), int64(n))
 	}))
 	return t
 }
@@ -241,7 +201,7 @@ func (b *Backend) FromFloat32(data []float32, shape ...int) kernels.Tensor {
 		if t, err = b.newTensor(kernels.F32, shape, n); err != nil || n == 0 {
 			return err
 		}
-		return cu.MemcpyHtoD(t.ptr(), unsafe.Pointer(&data[0]), int64(4*n))
+		return b.dev.drv.htod(t.ptr(), unsafe.Pointer(&data[0]), int64(4*n))
 	}))
 	return t
 }
@@ -249,26 +209,17 @@ func (b *Backend) FromFloat32(data []float32, shape ...int) kernels.Tensor {
 // Upload copies little-endian raw bytes of dtype dt into a new device
 // tensor that keeps dt: bf16 and f16 weights stay half on the device.
 func (b *Backend) Upload(dt kernels.DType, raw []byte, shape ...int) (kernels.Tensor, error) {
-	n := 1
-	for _, d := range shape {
-		if d < 0 {
-			return nil, fmt.Errorf("cuda.Upload: negative dimension in shape %v", shape)
-		}
-		n *= d
-	}
-	if dt.Size() == 0 {
-		return nil, fmt.Errorf("cuda.Upload: unsupported dtype %v", dt)
-	}
-	if len(raw) != n*dt.Size() {
-		return nil, fmt.Errorf("cuda.Upload: %d bytes for %v%v, want %d", len(raw), dt, shape, n*dt.Size())
+	n, err := kernels.UploadLen(dt, raw, shape)
+	if err != nil {
+		return nil, fmt.Errorf("cuda.Upload: %w", err)
 	}
 	var t *Tensor
-	err := b.dev.do(func() error {
+	err = b.dev.do(func() error {
 		var err error
 		if t, err = b.newTensor(dt, shape, n); err != nil || n == 0 {
 			return err
 		}
-		return cu.MemcpyHtoD(t.ptr(), unsafe.Pointer(&raw[0]), int64(len(raw)))
+		return b.dev.drv.htod(t.ptr(), unsafe.Pointer(&raw[0]), int64(len(raw)))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cuda.Upload: %w", err)
@@ -287,12 +238,12 @@ func (b *Backend) Read(t kernels.Tensor, dst []float32) {
 		return
 	}
 	if c.dtype == kernels.F32 {
-		must(b.dev.do(func() error { return cu.MemcpyDtoH(unsafe.Pointer(&dst[0]), c.ptr(), c.bytes()) }))
+		must(b.dev.do(func() error { return b.dev.drv.dtoh(unsafe.Pointer(&dst[0]), c.ptr(), c.bytes()) }))
 		runtime.KeepAlive(c)
 		return
 	}
 	raw := make([]uint16, c.n)
-	must(b.dev.do(func() error { return cu.MemcpyDtoH(unsafe.Pointer(&raw[0]), c.ptr(), c.bytes()) }))
+	must(b.dev.do(func() error { return b.dev.drv.dtoh(unsafe.Pointer(&raw[0]), c.ptr(), c.bytes()) }))
 	runtime.KeepAlive(c)
 	for i, h := range raw {
 		if c.dtype == kernels.BF16 {
@@ -312,19 +263,14 @@ func (b *Backend) Write(t kernels.Tensor, src []float32) {
 	if c.n == 0 {
 		return
 	}
-	must(b.dev.do(func() error { return cu.MemcpyHtoD(c.ptr(), unsafe.Pointer(&src[0]), c.bytes()) }))
+	must(b.dev.do(func() error { return b.dev.drv.htod(c.ptr(), unsafe.Pointer(&src[0]), c.bytes()) }))
 	runtime.KeepAlive(c)
 }
 
 // Rows is a view of rows [lo, hi) of t seen as [Shape[0], rest...].
 func (b *Backend) Rows(t kernels.Tensor, lo, hi int) kernels.Tensor {
 	c := tensor("Rows", t)
-	if len(c.shape) == 0 {
-		panic(fmt.Sprintf("cuda.Rows: scalar tensor %v has no rows", c))
-	}
-	if lo < 0 || hi < lo || hi > c.shape[0] {
-		panic(fmt.Sprintf("cuda.Rows: rows [%d,%d) out of range for %v", lo, hi, c))
-	}
+	check("Rows", kernels.CheckRows(c, lo, hi))
 	row := 1
 	for _, d := range c.shape[1:] {
 		row *= d

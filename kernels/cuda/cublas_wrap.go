@@ -14,7 +14,6 @@ import (
 	"fmt"
 
 	"github.com/tessera-llm/tessera/kernels"
-	"gorgonia.org/cu"
 )
 
 // blas is a cuBLAS handle. It is used only on the device goroutine, with
@@ -41,7 +40,7 @@ func (b *blas) close() error { return blasError("cublasDestroy", C.ts_blas_destr
 
 // gemm: dst[n,m] = x[n,k] · w[m,k]ᵀ, x and w of dtype dt, f32 out and
 // accumulation.
-func (b *blas) gemm(m, n, k int, w, x cu.DevicePtr, dt kernels.DType, dst cu.DevicePtr) error {
+func (b *blas) gemm(m, n, k int, w, x devPtr, dt kernels.DType, dst devPtr) error {
 	s := C.ts_gemm(b.h, C.int(m), C.int(n), C.int(k), C.uint64_t(w), C.uint64_t(x), C.int(dt), C.uint64_t(dst))
 	return blasError("cublasGemmEx", s)
 }

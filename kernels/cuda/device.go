@@ -1,5 +1,3 @@
-//go:build cuda
-
 package cuda
 
 import (
@@ -10,15 +8,15 @@ import (
 	"sync"
 	"unsafe"
 
-	"gorgonia.org/cu"
+	"github.com/tessera-llm/tessera/kernels"
 )
 
 // kernelNames are the extern "C" kernels of kernels/all.cu that Open
 // resolves; a PTX missing one fails Open.
 var kernelNames = []string{
-	"ts_rmsnorm", "ts_layernorm", "ts_softmax",
+	"ts_rmsnorm", "ts_layernorm",
 	"ts_act", "ts_glu", "ts_add", "ts_scale", "ts_add_bias", "ts_to_half",
-	"ts_embedding", "ts_alibi", "ts_write_kv", "ts_rope",
+	"ts_embedding", "ts_write_kv", "ts_rope",
 	"ts_attend_decode", "ts_attend_prefill", "ts_topk_lse",
 }
 
@@ -32,49 +30,39 @@ const metaLimit = 512
 // fed through work; every kernel and GEMM goes to the legacy default
 // stream, so they run in submission order.
 type device struct {
-	index        int
-	name         string
-	major, minor int
-	ptxName      string
-	syncEach     bool
+	index    int
+	info     deviceInfo
+	syncEach bool
 
 	work chan func()
 
 	// Owned by the device goroutine.
-	ctx      cu.CUContext
-	mod      cu.Module
-	fns      map[string]cu.Function
-	blas     *blas
-	meta     map[string]cu.DevicePtr
-	ropes    map[ropeKey]*ropeDev
+	drv      driver
+	meta     map[string]devPtr
+	ropes    map[kernels.RoPEKey]*ropeDev
 	half     devBuf // activations converted for half GEMMs
 	topk     devBuf // TopK outputs
 	launches int64
 
 	freeMu   sync.Mutex
-	freeList []cu.DevicePtr
+	freeList []devPtr
 }
 
 // devBuf is a growable scratch allocation.
 type devBuf struct {
-	ptr   cu.DevicePtr
+	ptr   devPtr
 	bytes int64
 }
 
 // ropeDev is a cos/sin table on the device for positions [0, n).
 type ropeDev struct {
 	n        int
-	cos, sin cu.DevicePtr
+	cos, sin devPtr
 }
 
-type ropeKey struct {
-	dim   int
-	theta float32
-}
-
-func startDevice(index int, syncEach bool) (*device, error) {
-	d := &device{index: index, syncEach: syncEach, work: make(chan func()),
-		fns: map[string]cu.Function{}, meta: map[string]cu.DevicePtr{}, ropes: map[ropeKey]*ropeDev{}}
+func startDevice(drv driver, index int, syncEach bool) (*device, error) {
+	d := &device{index: index, syncEach: syncEach, drv: drv, work: make(chan func()),
+		meta: map[string]devPtr{}, ropes: map[kernels.RoPEKey]*ropeDev{}}
 	ready := make(chan error)
 	go d.loop(ready)
 	if err := <-ready; err != nil {
@@ -84,13 +72,16 @@ func startDevice(index int, syncEach bool) (*device, error) {
 }
 
 // loop is the device goroutine. It never unlocks its thread: when it
-// returns (Close, or a failed start) the thread exits with it.
+// returns (Close, or a failed start) the thread exits with it, and with it
+// whatever context was current there.
 func (d *device) loop(ready chan<- error) {
 	runtime.LockOSThread()
-	if err := d.init(); err != nil {
+	info, err := d.drv.open(d.index, ptxFor, kernelNames)
+	if err != nil {
 		ready <- err
 		return
 	}
+	d.info = info
 	ready <- nil
 	for f := range d.work {
 		if err := d.drainFrees(); err != nil {
@@ -98,55 +89,6 @@ func (d *device) loop(ready chan<- error) {
 		}
 		f()
 	}
-}
-
-func (d *device) init() error {
-	n, err := cu.NumDevices()
-	if err != nil {
-		return fmt.Errorf("cuda: counting devices: %w", err)
-	}
-	if d.index < 0 || d.index >= n {
-		return fmt.Errorf("cuda: device %d not present (%d devices)", d.index, n)
-	}
-	dev, err := cu.GetDevice(d.index)
-	if err != nil {
-		return fmt.Errorf("cuda: device %d: %w", d.index, err)
-	}
-	if d.major, err = dev.Attribute(cu.ComputeCapabilityMajor); err != nil {
-		return fmt.Errorf("cuda: device %d: %w", d.index, err)
-	}
-	if d.minor, err = dev.Attribute(cu.ComputeCapabilityMinor); err != nil {
-		return fmt.Errorf("cuda: device %d: %w", d.index, err)
-	}
-	if d.name, err = dev.Name(); err != nil {
-		return fmt.Errorf("cuda: device %d: %w", d.index, err)
-	}
-	name, image, err := ptxFor(d.major, d.minor)
-	if err != nil {
-		return err
-	}
-	d.ptxName = name
-	// cuCtxCreate makes the new context current on this (locked) thread.
-	if d.ctx, err = dev.MakeContext(cu.SchedAuto); err != nil {
-		return fmt.Errorf("cuda: creating a context on device %d: %w", d.index, err)
-	}
-	if d.mod, err = cu.LoadData(image); err != nil {
-		d.ctx.Destroy()
-		return fmt.Errorf("cuda: loading %s on %s (sm_%d%d): %w", name, d.name, d.major, d.minor, err)
-	}
-	for _, k := range kernelNames {
-		fn, err := d.mod.Function(k)
-		if err != nil {
-			d.ctx.Destroy()
-			return fmt.Errorf("cuda: kernel %s missing from %s (regenerate with make cuda-ptx): %w", k, name, err)
-		}
-		d.fns[k] = fn
-	}
-	if d.blas, err = newBlas(); err != nil {
-		d.ctx.Destroy()
-		return err
-	}
-	return nil
 }
 
 // do runs f on the device goroutine and returns its error.
@@ -158,7 +100,7 @@ func (d *device) do(f func() error) error {
 
 // deferFree queues a device allocation for freeing on the device
 // goroutine; it is called from GC cleanups, on any goroutine.
-func (d *device) deferFree(p cu.DevicePtr) {
+func (d *device) deferFree(p devPtr) {
 	d.freeMu.Lock()
 	d.freeList = append(d.freeList, p)
 	d.freeMu.Unlock()
@@ -174,11 +116,11 @@ func (d *device) drainFrees() error {
 	if len(list) == 0 {
 		return nil
 	}
-	if err := cu.Synchronize(); err != nil {
+	if err := d.drv.sync(); err != nil {
 		return fmt.Errorf("cuda: synchronize before free: %w", err)
 	}
 	for _, p := range list {
-		if err := cu.MemFree(p); err != nil {
+		if err := d.drv.free(p); err != nil {
 			return fmt.Errorf("cuda: free: %w", err)
 		}
 	}
@@ -186,14 +128,14 @@ func (d *device) drainFrees() error {
 }
 
 // alloc returns bytes of device memory (0 for an empty request).
-func (d *device) alloc(bytes int64) (cu.DevicePtr, error) {
+func (d *device) alloc(bytes int64) (devPtr, error) {
 	if bytes == 0 {
 		return 0, nil
 	}
-	p, err := cu.MemAlloc(bytes)
+	p, err := d.drv.alloc(bytes)
 	if err != nil {
-		free, total, _ := cu.MemInfo()
-		return 0, fmt.Errorf("cuda: allocating %d bytes on %s (%d of %d free): %w", bytes, d.name, free, total, err)
+		free, total := d.drv.memInfo()
+		return 0, fmt.Errorf("cuda: allocating %d bytes on %s (%d of %d free): %w", bytes, d.info.name, free, total, err)
 	}
 	return p, nil
 }
@@ -223,7 +165,7 @@ func (d *device) grow(b *devBuf, bytes int64) error {
 // kind. Copies are cached by content: a block table or a slope list that
 // every layer passes is uploaded once. cuMemcpyHtoD from pageable memory
 // waits for earlier work, so replacing the cache never races a kernel.
-func (d *device) upload(kind string, raw []byte) (cu.DevicePtr, error) {
+func (d *device) upload(kind string, raw []byte) (devPtr, error) {
 	if len(raw) == 0 {
 		return 0, nil
 	}
@@ -244,7 +186,7 @@ func (d *device) upload(kind string, raw []byte) (cu.DevicePtr, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := cu.MemcpyHtoD(p, unsafe.Pointer(&raw[0]), int64(len(raw))); err != nil {
+	if err := d.drv.htod(p, unsafe.Pointer(&raw[0]), int64(len(raw))); err != nil {
 		return 0, fmt.Errorf("cuda: uploading %s: %w", kind, err)
 	}
 	d.meta[key] = p
@@ -265,11 +207,11 @@ func float32Bytes(s []float32) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), 4*len(s))
 }
 
-// rope returns the device cos/sin table for (dim, theta) covering
-// positions [0, maxPos], built like kernels/cpu's (n = max(maxPos+1, 256),
-// doubling when it grows) with the same float32 arithmetic.
-func (d *device) rope(dim int, theta float32, maxPos int) (*ropeDev, error) {
-	k := ropeKey{dim, theta}
+// rope returns the device cos/sin table for r covering positions
+// [0, maxPos], built like kernels/cpu's (n = max(maxPos+1, 256), doubling
+// when it grows) by the same kernels.RoPE.Table.
+func (d *device) rope(r kernels.RoPE, maxPos int) (*ropeDev, error) {
+	k := r.Key()
 	t := d.ropes[k]
 	if t != nil && t.n > maxPos {
 		return t, nil
@@ -280,17 +222,17 @@ func (d *device) rope(dim int, theta float32, maxPos int) (*ropeDev, error) {
 		d.deferFree(t.cos)
 		d.deferFree(t.sin)
 	}
-	cos, sin := ropeTable(dim, theta, n)
+	cos, sin := r.Table(n)
 	nt := &ropeDev{n: n}
 	var err error
 	for _, x := range []struct {
-		dst *cu.DevicePtr
+		dst *devPtr
 		src []float32
 	}{{&nt.cos, cos}, {&nt.sin, sin}} {
 		if *x.dst, err = d.alloc(int64(4 * len(x.src))); err != nil {
 			return nil, err
 		}
-		if err = cu.MemcpyHtoD(*x.dst, unsafe.Pointer(&x.src[0]), int64(4*len(x.src))); err != nil {
+		if err = d.drv.htod(*x.dst, unsafe.Pointer(&x.src[0]), int64(4*len(x.src))); err != nil {
 			return nil, fmt.Errorf("cuda: uploading a RoPE table: %w", err)
 		}
 	}
@@ -298,66 +240,47 @@ func (d *device) rope(dim int, theta float32, maxPos int) (*ropeDev, error) {
 	return nt, nil
 }
 
-// ropeTable is kernels/cpu's newRopeTable: inv_freq = 1 /
-// base**(arange(0, dim, 2).float() / dim) and cos/sin of the float32 angle
-// pos.float() * inv_freq, laid out [pos][i].
-func ropeTable(dim int, theta float32, n int) (cos, sin []float32) {
-	half := dim / 2
-	inv := make([]float32, half)
-	for i := range inv {
-		e := float32(2*i) / float32(dim)
-		inv[i] = 1 / float32(math.Pow(float64(theta), float64(e)))
-	}
-	cos, sin = make([]float32, n*half), make([]float32, n*half)
-	for p := range n {
-		for i, f := range inv {
-			a := float64(float32(p) * f)
-			cos[p*half+i] = float32(math.Cos(a))
-			sin[p*half+i] = float32(math.Sin(a))
-		}
-	}
-	return cos, sin
-}
-
 // Kernel parameters: each is one 8-byte slot, the value in its low bytes
-// (gorgonia.org/cu's Launch copies 8 bytes per parameter; the driver reads
-// the parameter's own size from it, little-endian).
+// (the driver reads the parameter's own size from it, little-endian).
 func pInt(v int) uint64 {
 	if v > math.MaxInt32 || v < math.MinInt32 {
 		panic(fmt.Sprintf("cuda: kernel parameter %d overflows int32", v))
 	}
 	return uint64(uint32(int32(v)))
 }
-func pI64(v int) uint64             { return uint64(int64(v)) }
-func pF32(v float32) uint64         { return uint64(math.Float32bits(v)) }
-func pPtr(p cu.DevicePtr) uint64    { return uint64(p) }
-func pDType(t *Tensor) uint64       { return uint64(t.dtype) }
-func elemBlocks(n int) int          { return int(min(max((int64(n)+255)/256, 1), 65535)) }
-func ceilDiv(a, b int) int          { return (a + b - 1) / b }
-func optPtr(t *Tensor) cu.DevicePtr { return t.ptr() }
+func pI64(v int) uint64       { return uint64(int64(v)) }
+func pF32(v float32) uint64   { return uint64(math.Float32bits(v)) }
+func pPtr(p devPtr) uint64    { return uint64(p) }
+func pDType(t *Tensor) uint64 { return uint64(t.dtype) }
 
-// launch runs kernel name on grid (gx, gy) of bx threads; with syncEach it
-// waits for the kernel and reports its execution error too.
+func ceilDiv(a, b int) int    { return (a + b - 1) / b }
+func optPtr(t *Tensor) devPtr { return t.ptr() }
+
+// elemBlocks is the grid of a grid-stride elementwise kernel over n
+// elements: 256 threads a block, at most 65535 blocks, none for no work.
+func elemBlocks(n int) int { return int(min((int64(n)+255)/256, 65535)) }
+
+// launch runs kernel name on grid (gx, gy) of bx threads; an empty grid
+// launches nothing. With syncEach it waits for the kernel and reports its
+// execution error too.
 func (d *device) launch(name string, gx, gy, bx, shared int, args ...uint64) error {
-	fn, ok := d.fns[name]
-	if !ok {
-		return fmt.Errorf("cuda: unknown kernel %s", name)
-	}
 	if gx == 0 || gy == 0 {
 		return nil
 	}
-	ptrs := make([]unsafe.Pointer, len(args))
-	for i := range args {
-		ptrs[i] = unsafe.Pointer(&args[i])
-	}
-	if err := fn.Launch(gx, gy, 1, bx, 1, 1, shared, cu.NoStream, ptrs); err != nil {
+	if err := d.drv.launch(name, gx, gy, bx, shared, args); err != nil {
 		return fmt.Errorf("cuda: launching %s (grid %d×%d, block %d, %d B shared): %w", name, gx, gy, bx, shared, err)
 	}
 	d.launches++
 	if d.syncEach {
-		if err := cu.Synchronize(); err != nil {
-			return fmt.Errorf("cuda: %s failed: %w", name, err)
-		}
+		return d.syncErr(name)
+	}
+	return nil
+}
+
+// syncErr waits for the device and names op in the error it reports.
+func (d *device) syncErr(op string) error {
+	if err := d.drv.sync(); err != nil {
+		return fmt.Errorf("cuda: %s failed: %w", op, err)
 	}
 	return nil
 }
@@ -366,19 +289,19 @@ func (d *device) launch(name string, gx, gy, bx, shared int, args ...uint64) err
 func (d *device) close() error {
 	err := d.do(func() error {
 		var errs []error
-		errs = append(errs, cu.Synchronize(), d.drainFrees())
+		errs = append(errs, d.drv.sync(), d.drainFrees())
 		for _, p := range d.meta {
-			errs = append(errs, cu.MemFree(p))
+			errs = append(errs, d.drv.free(p))
 		}
 		for _, t := range d.ropes {
-			errs = append(errs, cu.MemFree(t.cos), cu.MemFree(t.sin))
+			errs = append(errs, d.drv.free(t.cos), d.drv.free(t.sin))
 		}
 		for _, b := range []devBuf{d.half, d.topk} {
 			if b.ptr != 0 {
-				errs = append(errs, cu.MemFree(b.ptr))
+				errs = append(errs, d.drv.free(b.ptr))
 			}
 		}
-		errs = append(errs, d.blas.close(), d.mod.Unload(), d.ctx.Destroy())
+		errs = append(errs, d.drv.close())
 		return errors.Join(errs...)
 	})
 	close(d.work)

@@ -1,5 +1,3 @@
-//go:build cuda
-
 package cuda
 
 import (
@@ -7,7 +5,6 @@ import (
 	"runtime"
 
 	"github.com/tessera-llm/tessera/kernels"
-	"gorgonia.org/cu"
 )
 
 const rowThreads = 256 // threads per block of the row-wise kernels (a multiple of 32)
@@ -55,6 +52,13 @@ func rowOp(op string, dst, x *Tensor, params ...*Tensor) (int, int) {
 	return x.n / d, d
 }
 
+// check panics with a failed shared argument check, naming the op.
+func check(op string, err error) {
+	if err != nil {
+		panic("cuda." + op + ": " + err.Error())
+	}
+}
+
 func checkAct(op string, a kernels.Activation) {
 	if a < kernels.ReLU || a > kernels.GELUErf {
 		panic(fmt.Sprintf("cuda.%s: unknown activation %d", op, a))
@@ -67,37 +71,22 @@ func checkAct(op string, a kernels.Activation) {
 // weight's type (bf16: round to nearest even) in a scratch buffer.
 func (b *Backend) MatMul(dst, x, w, bias kernels.Tensor) {
 	d, xt, wt := f32("MatMul", dst), f32("MatMul", x), tensor("MatMul", w)
-	if len(wt.shape) != 2 {
-		panic(fmt.Sprintf("cuda.MatMul: weight %v is not 2-D", wt))
-	}
-	m, k := wt.shape[0], wt.shape[1]
-	if len(xt.shape) == 0 || lastDim(xt) != k {
-		panic(fmt.Sprintf("cuda.MatMul: x %v does not end in k=%d of weight %v", xt, k, wt))
-	}
-	n := 1
-	for _, s := range xt.shape[:len(xt.shape)-1] {
-		n *= s
-	}
-	if len(d.shape) == 0 || lastDim(d) != m || d.n != n*m {
-		panic(fmt.Sprintf("cuda.MatMul: dst %v, want [%d %d] for x %v · w %v", d, n, m, xt, wt))
-	}
+	bt := optTensor("MatMul", bias)
+	n, m, k, err := kernels.MatMulShape(d, xt, wt, bias)
+	check("MatMul", err)
 	if overlaps(d, xt) {
 		panic("cuda.MatMul: dst must not share storage with x")
-	}
-	bt := optTensor("MatMul", bias)
-	if bt != nil && bt.n != m {
-		panic(fmt.Sprintf("cuda.MatMul: bias %v, want %d elements", bt, m))
 	}
 	if n == 0 || m == 0 {
 		return
 	}
 	b.run(func(dv *device) error {
 		if k == 0 {
-			if err := memsetZero(d); err != nil {
+			if err := dv.drv.memsetD32(d.ptr(), int64(d.n)); err != nil {
 				return err
 			}
 		} else if wt.dtype == kernels.F32 {
-			if err := dv.blas.gemm(m, n, k, wt.ptr(), xt.ptr(), kernels.F32, d.ptr()); err != nil {
+			if err := dv.drv.gemm(m, n, k, wt.ptr(), xt.ptr(), kernels.F32, d.ptr()); err != nil {
 				return err
 			}
 		} else {
@@ -108,12 +97,12 @@ func (b *Backend) MatMul(dst, x, w, bias kernels.Tensor) {
 				pPtr(dv.half.ptr), pPtr(xt.ptr()), pDType(wt), pI64(n*k)); err != nil {
 				return err
 			}
-			if err := dv.blas.gemm(m, n, k, wt.ptr(), dv.half.ptr, wt.dtype, d.ptr()); err != nil {
+			if err := dv.drv.gemm(m, n, k, wt.ptr(), dv.half.ptr, wt.dtype, d.ptr()); err != nil {
 				return err
 			}
 		}
 		if dv.syncEach {
-			if err := syncErr("MatMul"); err != nil {
+			if err := dv.syncErr("MatMul"); err != nil {
 				return err
 			}
 		}
@@ -168,38 +157,17 @@ func (b *Backend) GLU(dst, gate, up kernels.Tensor, a kernels.Activation) {
 	}, d, g, u)
 }
 
-// Softmax over the last dim; dst may alias x.
-func (b *Backend) Softmax(dst, x kernels.Tensor) {
-	d, xt := f32("Softmax", dst), tensor("Softmax", x)
-	n, dim := rowOp("Softmax", d, xt)
-	b.run(func(dv *device) error {
-		return dv.launch("ts_softmax", n, 1, rowThreads, 0, pPtr(d.ptr()), pPtr(xt.ptr()), pDType(xt), pInt(dim))
-	}, d, xt)
-}
-
 // ApplyRoPE rotates dims [Offset, Offset+Dim) of every head of x in place
 // with cos/sin tables built like kernels/cpu's and kept on the device.
 func (b *Backend) ApplyRoPE(x kernels.Tensor, pos []int32, r kernels.RoPE) {
 	xt := f32("ApplyRoPE", x)
-	if r.Heads <= 0 || r.HeadDim <= 0 || r.Dim <= 0 || r.Dim%2 != 0 || r.Offset < 0 || r.Offset+r.Dim > r.HeadDim {
-		panic(fmt.Sprintf("cuda.ApplyRoPE: bad RoPE %+v", r))
-	}
-	stride := r.Heads * r.HeadDim
-	if xt.n != len(pos)*stride {
-		panic(fmt.Sprintf("cuda.ApplyRoPE: x %v, want [%d %d]", xt, len(pos), stride))
-	}
-	maxPos := 0
-	for _, p := range pos {
-		if p < 0 {
-			panic(fmt.Sprintf("cuda.ApplyRoPE: negative position %d", p))
-		}
-		maxPos = max(maxPos, int(p))
-	}
+	maxPos, err := r.Check(xt, pos)
+	check("ApplyRoPE", err)
 	if len(pos) == 0 {
 		return
 	}
 	b.run(func(dv *device) error {
-		tab, err := dv.rope(r.Dim, r.Theta, maxPos)
+		tab, err := dv.rope(r, maxPos)
 		if err != nil {
 			return err
 		}
@@ -210,26 +178,6 @@ func (b *Backend) ApplyRoPE(x kernels.Tensor, pos []int32, r kernels.RoPE) {
 		return dv.launch("ts_rope", len(pos), 1, 128, 0, pPtr(xt.ptr()), pPtr(pp), pPtr(tab.cos), pPtr(tab.sin),
 			pInt(r.Heads), pInt(r.HeadDim), pInt(r.Offset), pInt(r.Dim/2))
 	}, xt)
-}
-
-// ALiBi adds slopes[h]*(keyOffset+j) to scores [heads, nq, nk] in place.
-func (b *Backend) ALiBi(scores kernels.Tensor, slopes []float32, keyOffset int) {
-	st := f32("ALiBi", scores)
-	if len(st.shape) != 3 || st.shape[0] != len(slopes) {
-		panic(fmt.Sprintf("cuda.ALiBi: scores %v, want [%d nq nk]", st, len(slopes)))
-	}
-	nq, nk := st.shape[1], st.shape[2]
-	if st.n == 0 {
-		return
-	}
-	b.run(func(dv *device) error {
-		sp, err := dv.upload("slopes", float32Bytes(slopes))
-		if err != nil {
-			return err
-		}
-		return dv.launch("ts_alibi", elemBlocks(st.n), 1, 256, 0, pPtr(st.ptr()), pPtr(sp), pInt(nq), pInt(nk),
-			pInt(keyOffset), pI64(st.n))
-	}, st)
 }
 
 // Embedding gathers rows ids of table [vocab, d] (any dtype) into dst.
@@ -280,46 +228,16 @@ func (b *Backend) Scale(dst, x kernels.Tensor, s float32) {
 	}, d, xt)
 }
 
-// cacheShape checks a KV pool [blocks, blockSize, ...] and returns
-// (blocks, width of one token's row).
-func cacheShape(op string, c *Tensor, blockSize int) (int, int) {
-	if len(c.shape) < 2 || c.shape[1] != blockSize || blockSize <= 0 {
-		panic(fmt.Sprintf("cuda.%s: cache %v, want [blocks %d kvHeads headDim]", op, c, blockSize))
-	}
-	if c.shape[0] == 0 {
-		return 0, 0
-	}
-	return c.shape[0], c.n / (c.shape[0] * blockSize)
-}
-
-func checkTable(op string, table []int32, blocks, need int) {
-	if need > len(table) {
-		panic(fmt.Sprintf("cuda.%s: block table has %d blocks, need %d", op, len(table), need))
-	}
-	for _, blk := range table[:need] {
-		if blk < 0 || int(blk) >= blocks {
-			panic(fmt.Sprintf("cuda.%s: block %d outside a pool of %d blocks", op, blk, blocks))
-		}
-	}
-}
-
 // WriteKV stores k, v [n, KVHeads*HeadDim] as tokens start..start+n-1.
 func (b *Backend) WriteKV(kCache, vCache, k, v kernels.Tensor, blockSize int, table []int32, start int) {
 	kc, vc := f32("WriteKV", kCache), f32("WriteKV", vCache)
 	kt, vt := tensor("WriteKV", k), tensor("WriteKV", v)
-	blocks, width := cacheShape("WriteKV", kc, blockSize)
-	if vb, vw := cacheShape("WriteKV", vc, blockSize); vb != blocks || vw != width {
-		panic(fmt.Sprintf("cuda.WriteKV: k cache %v and v cache %v differ", kc, vc))
-	}
-	if width == 0 || kt.n%width != 0 || vt.n != kt.n || start < 0 {
-		panic(fmt.Sprintf("cuda.WriteKV: k %v, v %v, start %d for rows of %d", kt, vt, start, width))
-	}
-	n := kt.n / width
+	n, width, err := kernels.WriteKVShape(kc, vc, kt, vt, blockSize, table, start)
+	check("WriteKV", err)
 	if n == 0 {
 		return
 	}
 	need := (start+n-1)/blockSize + 1
-	checkTable("WriteKV", table, blocks, need)
 	b.run(func(dv *device) error {
 		tp, err := dv.upload("table", int32Bytes(table[:need]))
 		if err != nil {
@@ -341,37 +259,18 @@ const prefillMin = 8
 func (b *Backend) Attend(dst, q, kCache, vCache kernels.Tensor, a *kernels.Attention) {
 	d, qt := f32("Attend", dst), f32("Attend", q)
 	kc, vc := f32("Attend", kCache), f32("Attend", vCache)
-	if a.Heads <= 0 || a.KVHeads <= 0 || a.HeadDim <= 0 {
-		panic(fmt.Sprintf("cuda.Attend: bad heads %d/%d × %d", a.Heads, a.KVHeads, a.HeadDim))
-	}
 	if a.HeadDim > maxHeadDim {
 		panic(fmt.Sprintf("cuda.Attend: head dim %d above the kernels' %d", a.HeadDim, maxHeadDim))
 	}
-	for _, c := range []*Tensor{kc, vc} {
-		s := c.shape
-		if len(s) != 4 || s[1] != a.BlockSize || s[2] != a.KVHeads || s[3] != a.HeadDim {
-			panic(fmt.Sprintf("cuda.Attend: cache %v, want [blocks %d %d %d]", c, a.BlockSize, a.KVHeads, a.HeadDim))
-		}
-	}
-	if kc.shape[0] != vc.shape[0] {
-		panic(fmt.Sprintf("cuda.Attend: k cache %v and v cache %v differ", kc, vc))
-	}
-	stride := a.Heads * a.HeadDim
-	if qt.n%stride != 0 || d.n != qt.n {
-		panic(fmt.Sprintf("cuda.Attend: q %v, dst %v, want [n %d]", qt, d, stride))
-	}
-	n := qt.n / stride
+	n, err := a.Check(d, qt, kc, vc)
+	check("Attend", err)
 	if overlaps(d, qt) || overlaps(d, kc) || overlaps(d, vc) {
 		panic("cuda.Attend: dst must not share storage with q or the caches")
-	}
-	if err := a.Validate(n); err != nil {
-		panic("cuda.Attend: " + err.Error())
 	}
 	if n == 0 {
 		return
 	}
 	need := (a.Keys + a.BlockSize - 1) / a.BlockSize
-	checkTable("Attend", a.Table, kc.shape[0], need)
 	b.run(func(dv *device) error {
 		tp, err := dv.upload("table", int32Bytes(a.Table[:need]))
 		if err != nil {
@@ -406,17 +305,3 @@ const (
 	maxHeadDim  = 256
 	prefillRows = 16
 )
-
-func memsetZero(t *Tensor) error {
-	if t.n == 0 {
-		return nil
-	}
-	return cu.MemsetD32(t.ptr(), 0, int64(t.n))
-}
-
-func syncErr(op string) error {
-	if err := cu.Synchronize(); err != nil {
-		return fmt.Errorf("cuda: %s failed: %w", op, err)
-	}
-	return nil
-}

@@ -1,71 +1,63 @@
-//go:build cuda
-
 package cuda
 
 import (
-	"fmt"
 	"math"
 	"unsafe"
 
 	"github.com/tessera-llm/tessera/kernels"
-	"github.com/tessera-llm/tessera/shard/topk"
-	"gorgonia.org/cu"
 )
 
-// TopK computes, for each row of logits [rows, len] (a vocabulary slice
-// starting at global id offset), what topk.Local computes on the host:
-// the k best entries (logit descending, ties to the lower id; all of them
-// when the slice is shorter) and the slice's log-sum-exp in float64. Only
-// rows·k entries and rows sums cross to the host instead of whole rows.
-// Logits must not be NaN.
-func (b *Backend) TopK(logits kernels.Tensor, offset, k int) []topk.Partial {
+var _ kernels.TopKer = (*Backend)(nil)
+
+// topkThreads is the block size of ts_topk_lse (kernels/topk.cu).
+const topkThreads = 1024
+
+// TopK computes kernels.TopKRow for each row of logits [rows, n] on the
+// device, one block per row; only rows·k entries and rows sums cross to the
+// host instead of whole rows.
+func (b *Backend) TopK(logits kernels.Tensor, offset, k int) []kernels.RowTopK {
+	rows, n, k, err := kernels.TopKShape(logits, offset, k)
+	if err != nil {
+		panic("cuda." + err.Error())
+	}
 	t := f32("TopK", logits)
-	if len(t.shape) == 0 {
-		panic(fmt.Sprintf("cuda.TopK: scalar logits %v", t))
+	out := make([]kernels.RowTopK, rows)
+	if rows == 0 {
+		return out
 	}
-	n := lastDim(t)
-	rows := 0
-	if n > 0 {
-		rows = t.n / n
-	}
-	k = max(0, min(k, n))
-	parts := make([]topk.Partial, rows)
-	for r := range parts {
-		parts[r] = topk.Partial{Offset: offset, Len: n, LSE: math.Inf(-1),
-			IDs: make([]int32, k), Logits: make([]float32, k)}
-	}
-	if rows == 0 || n == 0 {
-		return parts
+	if n == 0 {
+		for r := range out {
+			out[r] = kernels.RowTopK{LSE: math.Inf(-1)}
+		}
+		return out
 	}
 	ids := make([]int32, rows*k)
 	vals := make([]float32, rows*k)
 	lse := make([]float64, rows)
-	idBytes, valBytes := int64(4*rows*k), int64(4*rows*k)
+	idBytes := int64(4 * rows * k)
 	b.run(func(dv *device) error {
-		if err := dv.grow(&dv.topk, idBytes+valBytes+int64(8*rows)); err != nil {
+		if err := dv.grow(&dv.topk, 2*idBytes+int64(8*rows)); err != nil {
 			return err
 		}
 		pi := dv.topk.ptr
-		pv := pi + cu.DevicePtr(idBytes)
-		pl := pv + cu.DevicePtr(valBytes)
-		if err := dv.launch("ts_topk_lse", rows, 1, 1024, 0, pPtr(t.ptr()), pInt(n), pI64(n), pInt(k),
+		pv := pi + devPtr(idBytes)
+		pl := pv + devPtr(idBytes)
+		if err := dv.launch("ts_topk_lse", rows, 1, topkThreads, 0, pPtr(t.ptr()), pInt(n), pI64(n), pInt(k),
 			pInt(offset), pPtr(pi), pPtr(pv), pPtr(pl)); err != nil {
 			return err
 		}
 		if k > 0 {
-			if err := cu.MemcpyDtoH(unsafe.Pointer(&ids[0]), pi, idBytes); err != nil {
+			if err := dv.drv.dtoh(unsafe.Pointer(&ids[0]), pi, idBytes); err != nil {
 				return err
 			}
-			if err := cu.MemcpyDtoH(unsafe.Pointer(&vals[0]), pv, valBytes); err != nil {
+			if err := dv.drv.dtoh(unsafe.Pointer(&vals[0]), pv, idBytes); err != nil {
 				return err
 			}
 		}
-		return cu.MemcpyDtoH(unsafe.Pointer(&lse[0]), pl, int64(8*rows))
+		return dv.drv.dtoh(unsafe.Pointer(&lse[0]), pl, int64(8*rows))
 	}, t)
-	for r := range parts {
-		copy(parts[r].IDs, ids[r*k:])
-		copy(parts[r].Logits, vals[r*k:])
-		parts[r].LSE = lse[r]
+	for r := range out {
+		out[r] = kernels.RowTopK{IDs: ids[r*k : (r+1)*k : (r+1)*k], Logits: vals[r*k : (r+1)*k : (r+1)*k], LSE: lse[r]}
 	}
-	return parts
+	return out
 }

@@ -10,8 +10,9 @@
 // read (replicated when ranks outnumber kv heads) with the local
 // query → kv map, and for ALiBi models its slice of the global slopes.
 //
-// Rules(arch) gives, as data, how each checkpoint tensor is sliced
-// (column-parallel, fused per-head QKV, row-parallel with the bias on rank 0
-// only, vocab-parallel, replicated), and Rank.Slice turns a rule into the
-// exact row and column ranges of the full tensor to read.
+// Rules(arch) reads from the architecture's card (shard/spec) how each
+// checkpoint tensor is sliced (column-parallel, fused per-head QKV,
+// row-parallel with the bias on rank 0 only, vocab-parallel, replicated),
+// and Rank.Slice turns a rule into the exact row and column ranges of the
+// full tensor to read.
 package plan

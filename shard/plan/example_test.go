@@ -24,7 +24,7 @@ func Example() {
 	r := p.Stages[1].Ranks[0]
 	fmt.Printf("stage 1 rank 0 slopes %.4f\n", r.ALiBiSlopes)
 	rules, _ := plan.Rules(s.Arch)
-	qkv, _, _ := plan.Lookup(rules, "transformer.h.2.self_attention.query_key_value.weight")
+	qkv, _, _ := spec.Lookup(rules, "transformer.h.2.self_attention.query_key_value.weight")
 	fmt.Println("qkv rows", r.RowRanges(qkv, s), "cols", r.ColRange(qkv, s))
 	// Output:
 	// plan v1 bloom: 3 layers, 12 heads (12 kv) × 8, mlp 384, vocab 512; pp=2 tp=2, 4-byte weights

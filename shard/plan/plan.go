@@ -112,6 +112,18 @@ func (p *Plan) Find(worker string) (stage, rank int, ok bool) {
 	return 0, 0, false
 }
 
+// Workers are the ids of the workers the plan uses, sorted.
+func (p *Plan) Workers() []string {
+	var ids []string
+	for _, s := range p.Stages {
+		for _, r := range s.Ranks {
+			ids = append(ids, r.Worker)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
 // Errors from New; each is wrapped with the numbers that broke the plan.
 var (
 	// ErrImpossible: the shape cannot divide this model over these workers.
@@ -170,9 +182,8 @@ func New(s *spec.Spec, workers []Worker, opts ...Option) (*Plan, error) {
 	if err := s.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrImpossible, err)
 	}
-	if !known(s.Arch) {
-		_, err := Rules(s.Arch)
-		return nil, err
+	if _, err := spec.CardOf(s.Arch); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnknownArch, err)
 	}
 	n := len(workers)
 	if n == 0 {
@@ -335,7 +346,7 @@ func (p *Plan) estimate() {
 			r := &st.Ranks[j]
 			var elems int64
 			for _, rule := range rules {
-				if rule.Place == EveryLayer {
+				if rule.Place == spec.EveryLayer {
 					elems += int64(st.Layers[1]-st.Layers[0]) * r.slice(rule, p.Dims).Elements()
 				} else if p.Needs(i, rule, 0) {
 					elems += r.slice(rule, p.Dims).Elements()
@@ -348,7 +359,7 @@ func (p *Plan) estimate() {
 
 // genericRules approximate a decoder layer for estimates of architectures
 // without slicing rules: LLaMA's layout without the gate.
-var genericRules = slices.DeleteFunc(slices.Clone(llamaRules), func(r Rule) bool {
+var genericRules = slices.DeleteFunc(slices.Clone(spec.LlamaTensors), func(r spec.Rule) bool {
 	return strings.HasSuffix(r.Pattern, ".gate_proj.weight")
 })
 

@@ -7,6 +7,7 @@
 //	/tessera/<cluster>/leader/<lease>  concurrency.Election keys; the oldest is the leader
 //	/tessera/<cluster>/plan/<version>  plan JSON, written once by the leader
 //	/tessera/<cluster>/plan/current    the current version, decimal
+//	/tessera/<cluster>/planning        the leader's PlanningReport as protojson, under its session lease
 //
 // A worker's entry is owned by its lease: Register creates it only where no
 // entry exists (compare on the key in the same transaction) and only that
@@ -17,8 +18,10 @@
 // the lease is lost (etcd unreachable for longer than the TTL), through the
 // same rules. A coordinator calls Campaign, which blocks until it
 // leads; the leader watches the workers with Watch and publishes plans with
-// Leadership.PutPlan, which commits only while the leadership holds. Workers
-// and standbys follow plans with WatchPlan or read one with CurrentPlan.
+// Leadership.PutPlan, which commits only while the leadership holds; it
+// stores what its planning left out, and why, with Leadership.PutReport
+// (read with Report). Workers and standbys follow plans with WatchPlan or
+// read one with CurrentPlan.
 //
 // Dial connects and fails fast with ErrUnreachable when no member answers.
 // Embedded starts a single-member etcd on loopback for `tessera local` and

@@ -2,7 +2,8 @@ package spec
 
 import "fmt"
 
-func init() { Register("bert", parseBert) }
+// BERT loads only whole, and the coordinator serves it in process.
+func init() { Register(Card{ModelType: "bert", Parse: parseBert, Serving: Encoder}) }
 
 // parseBert reads a BERT encoder config. Extra carries type_vocab_size.
 func parseBert(c Config) (*Spec, error) {

@@ -2,7 +2,20 @@ package spec
 
 import "fmt"
 
-func init() { Register("bloom", parseBloom) }
+func init() {
+	Register(Card{ModelType: "bloom", Parse: parseBloom, Serving: Causal, Tensors: concat(
+		[]Rule{weight("transformer.word_embeddings.weight", VocabParallel, AxisVocab, Embeddings)},
+		norm("transformer.word_embeddings_layernorm", FirstStage, true),
+		norm("transformer.h.{layer}.input_layernorm", EveryLayer, true),
+		linear("transformer.h.{layer}.self_attention.query_key_value", FusedQKVPerHead, AxisHeads, EveryLayer),
+		linear("transformer.h.{layer}.self_attention.dense", RowParallel, AxisHeads, EveryLayer),
+		norm("transformer.h.{layer}.post_attention_layernorm", EveryLayer, true),
+		linear("transformer.h.{layer}.mlp.dense_h_to_4h", ColumnParallel, AxisMLP, EveryLayer),
+		linear("transformer.h.{layer}.mlp.dense_4h_to_h", RowParallel, AxisMLP, EveryLayer),
+		norm("transformer.ln_f", LastStage, true),
+		[]Rule{weight("lm_head.weight", VocabParallel, AxisVocab, LMHead)},
+	)})
+}
 
 func parseBloom(c Config) (*Spec, error) {
 	r := &Reader{C: c}

@@ -2,7 +2,19 @@ package spec
 
 import "fmt"
 
-func init() { Register("chatglm", parseChatGLM) }
+func init() {
+	Register(Card{ModelType: "chatglm", Parse: parseChatGLM, Serving: Causal, Tensors: concat(
+		[]Rule{weight("transformer.word_embeddings.weight", VocabParallel, AxisVocab, Embeddings)},
+		norm("transformer.layers.{layer}.input_layernorm", EveryLayer, true),
+		linear("transformer.layers.{layer}.attention.query_key_value", FusedQKVPerHead, AxisHeads, EveryLayer),
+		linear("transformer.layers.{layer}.attention.dense", RowParallel, AxisHeads, EveryLayer),
+		norm("transformer.layers.{layer}.post_attention_layernorm", EveryLayer, true),
+		halves(linear("transformer.layers.{layer}.mlp.dense_h_to_4h", ColumnParallel, AxisMLP, EveryLayer)),
+		linear("transformer.layers.{layer}.mlp.dense_4h_to_h", RowParallel, AxisMLP, EveryLayer),
+		norm("transformer.final_layernorm", LastStage, true),
+		[]Rule{weight("lm_head.weight", VocabParallel, AxisVocab, LMHead)},
+	)})
+}
 
 // parseChatGLM reads a ChatGLM-6B config: a prefix LM with 2-D RoPE and
 // DeepNorm residuals. ChatGLM2/3 share the model_type but not the

@@ -2,7 +2,8 @@ package spec
 
 import "fmt"
 
-func init() { Register("marian", parseMarian) }
+// Marian loads only whole, on one worker.
+func init() { Register(Card{ModelType: "marian", Parse: parseMarian, Serving: EncoderDecoder}) }
 
 // parseMarian reads a Marian (original Transformer) encoder-decoder
 // config. The Spec's Layers, Heads and Intermediate describe the decoder,

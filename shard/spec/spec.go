@@ -1,6 +1,8 @@
 // Package spec turns a Hugging Face config.json into a Spec: the shape and
 // semantics of a model, independent of where its weights live. Each
-// architecture registers a parser for its model_type in init.
+// architecture registers one Card for its model_type: its config parser,
+// the tensors its checkpoint holds and how they are sliced, and how it is
+// served. The planner, the loader, the models and the server all read it.
 package spec
 
 import (
@@ -9,9 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"sync"
 )
 
 // Norm names a normalisation.
@@ -63,6 +63,14 @@ type Spec struct {
 	Gated     bool      `json:"gated"`
 	Positions Positions `json:"positions"`
 	RopeTheta float64   `json:"rope_theta,omitempty"`
+	// RopeInvFreq are the RoPE pair frequencies of a scaled RoPE
+	// (rope_scaling); nil for the plain RopeTheta series.
+	RopeInvFreq []float32 `json:"rope_inv_freq,omitempty"`
+	// RopeMscale scales RoPE's cos and sin (yarn's attention factor); 0
+	// or 1 is none.
+	RopeMscale float64 `json:"rope_mscale,omitempty"`
+	// QKVBias marks q, k and v projections with a bias (Qwen2).
+	QKVBias bool `json:"qkv_bias,omitempty"`
 	// MaxPositions is the longest sequence the model supports; 0 is unbounded
 	// (ALiBi extrapolates).
 	MaxPositions   int  `json:"max_positions,omitempty"`
@@ -83,36 +91,6 @@ var (
 	ErrUnsupportedArch = errors.New("unsupported model architecture")
 	ErrInvalidConfig   = errors.New("invalid model config")
 )
-
-// Parser turns a decoded config.json into a Spec.
-type Parser func(c Config) (*Spec, error)
-
-var (
-	mu      sync.Mutex
-	parsers = map[string]Parser{}
-)
-
-// Register adds a parser for a model_type. Architectures call it from init.
-func Register(modelType string, p Parser) {
-	mu.Lock()
-	defer mu.Unlock()
-	if _, dup := parsers[modelType]; dup {
-		panic("spec: model_type registered twice: " + modelType)
-	}
-	parsers[modelType] = p
-}
-
-// Supported lists the model_types with a registered parser, sorted.
-func Supported() []string {
-	mu.Lock()
-	defer mu.Unlock()
-	out := make([]string, 0, len(parsers))
-	for k := range parsers {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
 
 // Load reads config.json from a model directory (or the file itself).
 func Load(path string) (*Spec, error) {
@@ -140,13 +118,11 @@ func Parse(raw []byte) (*Spec, error) {
 	if !ok || mt == "" {
 		return nil, fmt.Errorf("%w: no model_type (supported: %s)", ErrInvalidConfig, strings.Join(Supported(), ", "))
 	}
-	mu.Lock()
-	p, ok := parsers[mt]
-	mu.Unlock()
-	if !ok {
-		return nil, fmt.Errorf("%w: model_type %q (supported: %s)", ErrUnsupportedArch, mt, strings.Join(Supported(), ", "))
+	card, err := CardOf(mt)
+	if err != nil {
+		return nil, err
 	}
-	s, err := p(c)
+	s, err := card.Parse(c)
 	if err != nil {
 		return nil, fmt.Errorf("%s config: %w", mt, err)
 	}

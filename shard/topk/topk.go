@@ -15,12 +15,17 @@ package topk
 
 import (
 	"cmp"
-	"container/heap"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/tessera-llm/tessera/kernels"
 )
+
+// MaxTopK bounds the candidates a step may ask each rank for: the
+// coordinator's scheduler never asks for more, and workers refuse more.
+const MaxTopK = 1024
 
 // Partial is one rank's contribution: the top entries of its vocabulary
 // slice [Offset, Offset+Len), best first, and the slice's log-sum-exp.
@@ -39,81 +44,12 @@ type Partial struct {
 // Local computes a rank's Partial from the logits of its vocabulary slice,
 // which starts at global id offset: the k best entries (all of them when
 // the slice is shorter) and the log-sum-exp. Logits must not be NaN; -Inf
-// (a masked token) is fine.
+// (a masked token) is fine. The arithmetic is kernels.TopKRow's, the host
+// reference of the backends' TopK, so a partial computed on the host and
+// one computed where the logits live are identical.
 func Local(logits []float32, offset, k int) Partial {
-	k = max(0, min(k, len(logits)))
-	p := Partial{Offset: offset, Len: len(logits), LSE: math.Inf(-1)}
-	if len(logits) == 0 {
-		return p
-	}
-	// One pass for the maximum and the top k (a min-heap of the k best
-	// indices, its root the worst), one for the sum of exponentials.
-	h := topHeap{logits: logits, idx: make([]int32, 0, k)}
-	mx := logits[0]
-	for i := range k {
-		mx = max(mx, logits[i])
-		heap.Push(&h, int32(i))
-	}
-	// worst is the root's logit; scanning in id order, an equal logit never
-	// beats the root, which has the lower id.
-	worst := float32(math.Inf(1))
-	if k > 0 {
-		worst = logits[h.idx[0]]
-	}
-	for i := k; i < len(logits); i++ {
-		v := logits[i]
-		mx = max(mx, v)
-		if v > worst {
-			h.idx[0] = int32(i)
-			heap.Fix(&h, 0)
-			worst = logits[h.idx[0]]
-		}
-	}
-	p.IDs = make([]int32, len(h.idx))
-	p.Logits = make([]float32, len(h.idx))
-	for n := len(h.idx) - 1; n >= 0; n-- {
-		i := heap.Pop(&h).(int32)
-		p.IDs[n] = int32(offset) + i
-		p.Logits[n] = logits[i]
-	}
-	if math.IsInf(float64(mx), -1) {
-		return p // every token masked
-	}
-	m := float64(mx)
-	// Four accumulators break the dependency chain of the sum.
-	var s0, s1, s2, s3 float64
-	i := 0
-	for ; i+4 <= len(logits); i += 4 {
-		s0 += math.Exp(float64(logits[i]) - m)
-		s1 += math.Exp(float64(logits[i+1]) - m)
-		s2 += math.Exp(float64(logits[i+2]) - m)
-		s3 += math.Exp(float64(logits[i+3]) - m)
-	}
-	for ; i < len(logits); i++ {
-		s0 += math.Exp(float64(logits[i]) - m)
-	}
-	p.LSE = m + math.Log((s0+s1)+(s2+s3))
-	return p
-}
-
-// topHeap is a min-heap of slice indices under the "worse" order: a lower
-// logit, or an equal logit and a higher index.
-type topHeap struct {
-	logits []float32
-	idx    []int32
-}
-
-func (h *topHeap) Len() int { return len(h.idx) }
-func (h *topHeap) Less(a, b int) bool {
-	x, y := h.logits[h.idx[a]], h.logits[h.idx[b]]
-	return x < y || (x == y && h.idx[a] > h.idx[b])
-}
-func (h *topHeap) Swap(a, b int) { h.idx[a], h.idx[b] = h.idx[b], h.idx[a] }
-func (h *topHeap) Push(x any)    { h.idx = append(h.idx, x.(int32)) }
-func (h *topHeap) Pop() any {
-	x := h.idx[len(h.idx)-1]
-	h.idx = h.idx[:len(h.idx)-1]
-	return x
+	r := kernels.TopKRow(logits, offset, k)
+	return Partial{Offset: offset, Len: len(logits), IDs: r.IDs, Logits: r.Logits, LSE: r.LSE}
 }
 
 // Merge returns the global top k (fewer when the partials hold fewer) ids,
@@ -227,4 +163,19 @@ func Argmax(logits []float32) int32 {
 		}
 	}
 	return int32(best)
+}
+
+// Mask sets to -Inf the logits of a vocabulary slice starting at global id
+// offset whose tokens a constraint does not allow. allow is a bitset over
+// global ids (bit i of byte i/8); ids past its end are not allowed. A
+// masked row's top-k and log-sum-exp then cover the allowed tokens only,
+// so the merge of masked partials is the constrained distribution.
+func Mask(logits []float32, offset int, allow []byte) {
+	inf := float32(math.Inf(-1))
+	for j := range logits {
+		id := offset + j
+		if id>>3 >= len(allow) || allow[id>>3]&(1<<(id&7)) == 0 {
+			logits[j] = inf
+		}
+	}
 }

@@ -237,3 +237,49 @@ func BenchmarkLocal(b *testing.B) {
 		})
 	}
 }
+
+// Masking each rank's slice and merging equals masking the whole row: the
+// allowed tokens keep their order and their probabilities renormalise
+// over the allowed set.
+func TestMaskedMergeMatchesMaskedRow(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	const vocab = 1000
+	for trial := range 50 {
+		logits := make([]float32, vocab)
+		for i := range logits {
+			logits[i] = float32(rng.NormFloat64() * 3)
+		}
+		allow := make([]byte, (vocab+7)/8)
+		var allowed []int32
+		for id := range int32(vocab) {
+			if rng.IntN(10) == 0 || (trial%5 == 0 && id == 777) {
+				allow[id>>3] |= 1 << (id & 7)
+				allowed = append(allowed, id)
+			}
+		}
+		row := slices.Clone(logits)
+		Mask(row, 0, allow)
+		wantIDs, wantLP := reference(row)
+		cuts := []int{0, 1 + rng.IntN(vocab/2), vocab/2 + rng.IntN(vocab/2), vocab}
+		var parts []Partial
+		for r := range 3 {
+			slice := slices.Clone(logits[cuts[r]:cuts[r+1]])
+			Mask(slice, cuts[r], allow)
+			parts = append(parts, Local(slice, cuts[r], 16))
+		}
+		ids, lps, _ := Merge(parts, 16)
+		for i := range min(16, len(allowed)) {
+			if ids[i] != wantIDs[i] || math.Abs(lps[i]-wantLP[ids[i]]) > 1e-9 {
+				t.Fatalf("trial %d rank %d: got %d (%g), want %d (%g)", trial, i, ids[i], lps[i], wantIDs[i], wantLP[wantIDs[i]])
+			}
+			if allow[ids[i]>>3]&(1<<(ids[i]&7)) == 0 {
+				t.Fatalf("trial %d: masked token %d in the top", trial, ids[i])
+			}
+		}
+		for i := len(allowed); i < len(ids); i++ {
+			if !math.IsInf(lps[i], -1) {
+				t.Fatalf("trial %d: candidate %d past the %d allowed has log-prob %g", trial, i, len(allowed), lps[i])
+			}
+		}
+	}
+}

@@ -32,9 +32,10 @@ type Loader struct {
 	// quant is the format Matrix and SplitMatrix convert to (0: none).
 	quant kernels.DType
 
-	// A shard's loader reads only the rank's slices.
+	// rules are the card's tensors (nil for an architecture that loads
+	// only whole); a shard's loader reads only the rank's slices of them.
 	spec  *spec.Spec
-	rules []plan.Rule
+	rules []spec.Rule
 	rank  *plan.Rank
 }
 
@@ -196,19 +197,22 @@ func (l *Loader) slice(name string, shape []int) (plan.Slice, bool) {
 	if len(shape) == 2 {
 		full.Cols[1] = shape[1]
 	}
+	if l.rules == nil {
+		return full, true
+	}
+	rule, _, ok := spec.Lookup(l.rules, name)
+	if !ok {
+		l.fail(fmt.Errorf("%w: the model reads %s, which the %s card does not name", ErrWeights, name, l.spec.Arch))
+		return full, false
+	}
+	if want := plan.Shape(rule, l.spec); !slices.Equal(want, shape) {
+		l.fail(fmt.Errorf("%w: %s: the card's shape %v differs from the model's %v", ErrWeights, name, want, shape))
+		return full, false
+	}
 	if l.rank == nil {
 		return full, true
 	}
-	rule, _, ok := plan.Lookup(l.rules, name)
-	if !ok {
-		l.fail(fmt.Errorf("%w: %s has no slicing rule for %s", ErrShard, name, l.spec.Arch))
-		return full, false
-	}
 	s := l.rank.Slice(rule, l.spec)
-	if !slices.Equal(s.Shape, shape) {
-		l.fail(fmt.Errorf("%w: %s: the rule's shape %v differs from %v", ErrShard, name, s.Shape, shape))
-		return full, false
-	}
 	return s, len(s.Rows) > 0
 }
 
@@ -271,7 +275,7 @@ func (l *Loader) LoadedBytes() int64 { return l.p.Bytes }
 func (l *Loader) shardTotals(p *plan.Plan, stage int) {
 	l.p.TotalTensors, l.p.TotalBytes = 0, 0
 	for _, n := range l.ckpt.Names() {
-		rule, layer, ok := plan.Lookup(l.rules, n)
+		rule, layer, ok := spec.Lookup(l.rules, n)
 		if !ok || !p.Needs(stage, rule, layer) {
 			continue
 		}

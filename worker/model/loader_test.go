@@ -1,11 +1,14 @@
 package model_test
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tessera-llm/tessera/worker/model"
 	"github.com/tessera-llm/tessera/worker/weights"
@@ -101,5 +104,64 @@ func TestLoadReportsProgress(t *testing.T) {
 	}
 	if calls == 0 || last.Tensors != last.TotalTensors || last.Bytes != last.TotalBytes {
 		t.Fatalf("%d progress calls, last %+v: want it to end at the totals", calls, last)
+	}
+}
+
+// TestConfigAgainstCheckpoint: a config.json whose sizes the checkpoint
+// contradicts fails before anything is allocated in proportion to them,
+// with an error naming the size, fast and in little memory.
+func TestConfigAgainstCheckpoint(t *testing.T) {
+	cases := []struct {
+		name, fixture, field string
+		value                float64
+		want                 string
+	}{
+		{"bloom 1e8 layers", "bloom", "n_layer", 1e8, "layer count 100000000"},
+		{"bloom 2e9 layers", "bloom", "n_layer", 2e9, "layer count 2000000000"},
+		{"llama 1e8 layers", "llama", "num_hidden_layers", 1e8, "layer count 100000000"},
+		{"llama one layer too many", "llama", "num_hidden_layers", 4, "checkpoint's tensors hold 3 layers"},
+		{"llama one layer too few", "llama", "num_hidden_layers", 2, "checkpoint's tensors hold 3 layers"},
+		{"llama 2e9 wide mlp", "llama", "intermediate_size", 2e9, "intermediate size 2000000000"},
+		{"llama wider mlp", "llama", "intermediate_size", 192, "config implies"},
+		{"bert 1e8 layers", "bert", "num_hidden_layers", 1e8, "layer count 100000000"},
+		{"marian 1e8 encoder layers", "transformer-marian", "encoder_layers", 1e8, "encoder_layers 100000000"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			src := filepath.Join("../../testdata/golden", tc.fixture)
+			dir := t.TempDir()
+			raw, err := os.ReadFile(filepath.Join(src, "config.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var cfg map[string]any
+			if err := json.Unmarshal(raw, &cfg); err != nil {
+				t.Fatal(err)
+			}
+			cfg[tc.field] = tc.value
+			raw, _ = json.Marshal(cfg)
+			if err := os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			abs, _ := filepath.Abs(filepath.Join(src, "model.safetensors"))
+			if err := os.Symlink(abs, filepath.Join(dir, "model.safetensors")); err != nil {
+				t.Fatal(err)
+			}
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			start := time.Now()
+			_, err = model.Load(dir, model.WithCache(64, 16))
+			took := time.Since(start)
+			runtime.ReadMemStats(&after)
+			if !errors.Is(err, model.ErrConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("load: %v, want ErrConfig naming %q", err, tc.want)
+			}
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 100<<20 {
+				t.Errorf("allocated %d MiB before failing", alloc>>20)
+			}
+			if took > time.Second {
+				t.Errorf("took %v to fail", took)
+			}
+		})
 	}
 }

@@ -1,7 +1,8 @@
 // Package model loads a checkpoint into a runnable architecture. Each
 // architecture lives in its own package (bloom, llama, ...) built from the
-// shared blocks in model/nn, and registers a constructor for its model_type
-// in init. Importing worker/model/all registers every architecture.
+// shared blocks in model/nn, and registers a constructor under its card's
+// model_type (shard/spec) in init. The loader reads the card: it refuses a
+// tensor the card does not name, and checks each one's shape against it. Importing worker/model/all registers every architecture.
 package model
 
 import (
@@ -133,7 +134,8 @@ var (
 	archs = map[string]Constructor{}
 )
 
-// Register adds an architecture by model_type. Architectures call it in init.
+// Register adds the constructor of the architecture whose card (see
+// spec.Register) has this model_type. Architectures call it in init.
 func Register(arch string, c Constructor) {
 	mu.Lock()
 	defer mu.Unlock()
@@ -167,6 +169,10 @@ func Load(dir string, opts ...Option) (Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	card, err := spec.CardOf(s.Arch)
+	if err != nil {
+		return nil, err
+	}
 	mu.Lock()
 	build, ok := archs[s.Arch]
 	names := make([]string, 0, len(archs))
@@ -178,12 +184,11 @@ func Load(dir string, opts ...Option) (Model, error) {
 		sort.Strings(names)
 		return nil, fmt.Errorf("%w %q (this build serves: %s)", ErrUnsupportedArch, s.Arch, strings.Join(names, ", "))
 	}
-	var rules []plan.Rule
 	if o.Shard != nil {
 		if err := o.Shard.check(s); err != nil {
 			return nil, err
 		}
-		if rules, err = plan.Rules(s.Arch); err != nil {
+		if _, err := plan.Rules(s.Arch); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrShard, err)
 		}
 	}
@@ -192,20 +197,44 @@ func Load(dir string, opts ...Option) (Model, error) {
 		return nil, err
 	}
 	defer ckpt.Close()
+	if err := checkSizes(s, card, ckpt); err != nil {
+		return nil, fmt.Errorf("loading %s model from %s: %w", s.Arch, dir, err)
+	}
 	l := newLoader(o.Backend, ckpt, o.Progress)
 	l.quant = o.Quantize
+	l.spec, l.rules = s, card.Tensors
 	if o.Shard != nil {
-		l.spec, l.rules, l.rank = s, rules, o.Shard.rank()
+		l.rank = o.Shard.rank()
 		l.shardTotals(o.Shard.Plan, o.Shard.Stage)
 	}
 	m, err := build(l, s, &o)
 	if err == nil {
 		err = l.Err()
 	}
+	if err == nil {
+		err = serves(m, card.Serving)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("loading %s model from %s: %w", s.Arch, dir, err)
 	}
 	return m, nil
+}
+
+// serves checks that a constructor built what its card says it serves.
+func serves(m Model, how spec.Serving) error {
+	var ok bool
+	switch how {
+	case spec.Causal:
+		_, ok = m.(CausalLM)
+	case spec.Encoder:
+		_, ok = m.(Encoder)
+	case spec.EncoderDecoder:
+		_, ok = m.(Seq2SeqLM)
+	}
+	if !ok {
+		return fmt.Errorf("%w: the card says %s, the constructor built a %T", ErrUnsupportedArch, how, m)
+	}
+	return nil
 }
 
 // NewCache sizes a KV cache for a model from its options: layers and

@@ -124,7 +124,9 @@ func (s *Server) runStep(ctx context.Context, sh *shard, subj transport.Subjects
 	if err != nil || !work {
 		return err
 	}
-	s.stepTime.Observe(time.Since(start).Seconds())
+	took := time.Since(start)
+	s.stepTime.Observe(took.Seconds())
+	s.busy.Add(int64(took))
 	s.steps.Add(1)
 	s.tokens.Add(int64(len(st.Tokens)))
 	meta := s.meta(st, sh, tesserav1.FrameKind_FRAME_KIND_ACTIVATION)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"sync"
 	"testing"
 
-	_ "github.com/tessera-llm/tessera/kernels/cpu"
+	"github.com/tessera-llm/tessera/kernels"
+	"github.com/tessera-llm/tessera/kernels/cpu"
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
 	"github.com/tessera-llm/tessera/shard/plan"
 	"github.com/tessera-llm/tessera/shard/spec"
@@ -93,7 +95,7 @@ func (c *coordinator) generate(t *testing.T, prompts [][]int32, steps int) [][]i
 	return out
 }
 
-func newCoordinator(t testing.TB, dir string, pp, tp int) *coordinator {
+func newCoordinator(t testing.TB, dir string, pp, tp int, opts ...model.Option) *coordinator {
 	t.Helper()
 	s, err := spec.Load(dir)
 	if err != nil {
@@ -107,7 +109,7 @@ func newCoordinator(t testing.TB, dir string, pp, tp int) *coordinator {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pl, err := engine.LoadPipeline(dir, p, model.WithCache(512, 8))
+	pl, err := engine.LoadPipeline(dir, p, append([]model.Option{model.WithCache(512, 8)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,6 +147,62 @@ func TestRunnersBatchGolden(t *testing.T) {
 	}
 }
 
+// A token mask on a span leaves only allowed tokens in its last row, and a
+// vocabulary split over ranks picks what the whole row picks.
+func TestRunnersMaskedGreedy(t *testing.T) {
+	dir := filepath.Join(modeltest.Root(t), "testdata/golden/llama")
+	g := modeltest.LoadGolden(t, dir)
+	whole, split := newCoordinator(t, dir, 1, 1), newCoordinator(t, dir, 1, 2)
+	vocab := whole.runners[0][0].Geometry().Vocab[1]
+	rng := rand.New(rand.NewPCG(1, 2))
+	prompt := g.Cases[0].PromptIDs
+	for trial := range 6 {
+		allow := make([]byte, (vocab+7)/8)
+		for id := range vocab {
+			if rng.IntN(50) == 0 {
+				allow[id>>3] |= 1 << (id & 7)
+			}
+		}
+		var got [2]int32
+		for i, c := range []*coordinator{whole, split} {
+			seq := kvcache.Seq{}
+			if err := c.tables.Reserve(&seq, len(prompt)); err != nil {
+				t.Fatal(err)
+			}
+			st := &tesserav1.Step{StepId: uint64(trial + 1), TopK: 1, Tokens: prompt,
+				Spans: []*tesserav1.SeqSpan{{SeqId: uint64(100 + trial), Tokens: int32(len(prompt)), BlockTable: seq.Table, Allow: allow}}}
+			got[i] = c.run(t, st)[0]
+			c.tables.Release(&seq)
+		}
+		if got[0] != got[1] {
+			t.Fatalf("trial %d: whole row picks %d, split vocabulary %d", trial, got[0], got[1])
+		}
+		if allow[got[0]>>3]&(1<<(got[0]&7)) == 0 {
+			t.Fatalf("trial %d: picked %d, which the mask does not allow", trial, got[0])
+		}
+	}
+}
+
+// hostTopK is the CPU backend without its TopK, like a backend that lacks
+// the kernels.TopKer capability.
+type hostTopK struct{ kernels.Backend }
+
+// A backend without TopK gets the same top-k from the runner's host path.
+func TestRunnerTopKWithoutCapability(t *testing.T) {
+	dir := filepath.Join(modeltest.Root(t), "testdata/golden/bloom")
+	g := modeltest.LoadGolden(t, dir)
+	prompts := [][]int32{g.Cases[0].PromptIDs}
+	const steps = 4
+	want := newCoordinator(t, dir, 1, 2).generate(t, prompts, steps)
+	if _, ok := kernels.Backend(hostTopK{cpu.New()}).(kernels.TopKer); ok {
+		t.Fatal("hostTopK still has TopK")
+	}
+	got := newCoordinator(t, dir, 1, 2, model.WithBackend(hostTopK{cpu.New()})).generate(t, prompts, steps)
+	if fmt.Sprint(got) != fmt.Sprint(want) || fmt.Sprint(got[0]) != fmt.Sprint(g.Cases[0].GreedyIDs[:steps]) {
+		t.Errorf("host top-k %v, backend top-k %v, golden %v", got, want, g.Cases[0].GreedyIDs[:steps])
+	}
+}
+
 func TestRunnerRejectsBadSteps(t *testing.T) {
 	c := newCoordinator(t, filepath.Join(modeltest.Root(t), "testdata/golden/bloom"), 1, 1)
 	r := c.runners[0][0]
@@ -164,6 +222,7 @@ func TestRunnerRejectsBadSteps(t *testing.T) {
 		{"cached past the table", func(st *tesserav1.Step) { st.Spans[0].Cached = 7 }},
 		{"token outside the vocabulary", func(st *tesserav1.Step) { st.Tokens[0] = 1 << 30 }},
 		{"huge top-k", func(st *tesserav1.Step) { st.TopK = 1 << 20 }},
+		{"oversized token mask", func(st *tesserav1.Step) { st.Spans[0].Allow = make([]byte, 1<<20) }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -198,3 +257,23 @@ func FuzzRunnerStep(f *testing.F) {
 }
 
 func protoUnmarshal(raw []byte, st *tesserav1.Step) error { return proto.Unmarshal(raw, st) }
+
+// KVBlocks counts the blocks the held sequences' tables name, and none
+// once they are released.
+func TestRunnerKVBlocks(t *testing.T) {
+	c := newCoordinator(t, filepath.Join(modeltest.Root(t), "testdata/golden/bloom"), 1, 1)
+	r := c.runners[0][0]
+	prompts := [][]int32{{5, 6, 7, 8, 9, 10, 11, 12, 13}, {14, 15}}
+	c.generate(t, prompts, 2)
+	// 9+2 tokens in blocks of 8 take 2 blocks, 2+2 take 1.
+	if used, total := r.KVBlocks(); used != 3 || total != 64 {
+		t.Fatalf("KVBlocks = %d of %d, want 3 of 64", used, total)
+	}
+	c.step++
+	if _, err := r.Step(context.Background(), &tesserav1.Step{StepId: c.step, Release: []uint64{1, 2}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if used, _ := r.KVBlocks(); used != 0 {
+		t.Fatalf("KVBlocks after release = %d, want 0", used)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -58,6 +59,7 @@ type Server struct {
 	loading atomic.Bool
 
 	steps, tokens, badSteps atomic.Int64
+	busy                    atomic.Int64 // nanoseconds in runner.Step
 	stepTime                prometheus.Histogram
 	metrics                 *prometheus.Registry
 }
@@ -254,12 +256,15 @@ func (s *Server) Health(context.Context, *tesserav1.HealthRequest) (*tesserav1.H
 
 // Stats reports counters.
 func (s *Server) Stats(context.Context, *tesserav1.StatsRequest) (*tesserav1.StatsResponse, error) {
-	resp := &tesserav1.StatsResponse{Steps: s.steps.Load(), Tokens: s.tokens.Load(), BadFrames: s.badSteps.Load()}
+	resp := &tesserav1.StatsResponse{Steps: s.steps.Load(), Tokens: s.tokens.Load(), BadFrames: s.badSteps.Load(),
+		BusySeconds: time.Duration(s.busy.Load()).Seconds()}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.shard != nil {
 		resp.WeightBytes = s.shard.bytes
 		resp.BadFrames += s.shard.comm.dropped()
+		used, total := s.shard.runner.KVBlocks()
+		resp.KvBlocksUsed, resp.KvBlocksTotal = int32(used), int32(total)
 	}
 	return resp, nil
 }

@@ -61,15 +61,6 @@ extern "C" __global__ void ts_embedding(float* dst, const void* table, int tdt, 
   for (int i = threadIdx.x; i < dim; i += blockDim.x) dst[out + i] = ld(table, tdt, src + i);
 }
 
-// ts_alibi: scores [heads, nq, nk] += slopes[h] * (off + j), n = heads*nq*nk.
-extern "C" __global__ void ts_alibi(float* scores, const float* slopes, int nq, int nk, int off, long long n) {
-  TS_GRID_LOOP(i, n) {
-    long long r = i / nk;
-    int c = (int)(i - r * nk);
-    scores[i] = __fadd_rn(scores[i], __fmul_rn(slopes[r / nq], (float)(off + c)));
-  }
-}
-
 // ts_write_kv stores k, v [n, width] as tokens start.. of a sequence with
 // block table table into pools [blocks, bs, width]; count = n*width.
 extern "C" __global__ void ts_write_kv(float* kc, float* vc, const void* k, int kdt, const void* v, int vdt,

@@ -1,6 +1,6 @@
-// RMSNorm, LayerNorm and softmax: one block per row, sums in float64 like
+// RMSNorm and LayerNorm: one block per row, sums in float64 like
 // kernels/cpu (elementwise.go). References: reference.h ref_rmsnorm,
-// ref_layernorm, ref_softmax.
+// ref_layernorm.
 #include "common.cuh"
 
 // ts_rmsnorm: dst = x / sqrt(mean(x²)+eps) * gamma per row of dim; grid.x =
@@ -43,24 +43,4 @@ extern "C" __global__ void ts_layernorm(float* dst, const void* x, int xdt, cons
     if (bdt != 0) v = __fadd_rn(v, ld(b, bdt, i));
     dst[base + i] = v;
   }
-}
-
-// ts_softmax: max-subtracted softmax over each row of dim; e = exp in
-// float64 of the float32 difference, sum in float64. dst may alias x.
-extern "C" __global__ void ts_softmax(float* dst, const void* x, int xdt, int dim) {
-  __shared__ float shf[32];
-  __shared__ double shd[32];
-  long long base = (long long)blockIdx.x * dim;
-  float m = -INFINITY;
-  for (int i = threadIdx.x; i < dim; i += blockDim.x) m = fmaxf(m, ld(x, xdt, base + i));
-  m = block_max(m, shf);
-  double s = 0;
-  for (int i = threadIdx.x; i < dim; i += blockDim.x) {
-    float e = (float)exp((double)__fsub_rn(ld(x, xdt, base + i), m));
-    dst[base + i] = e;
-    s += (double)e;
-  }
-  s = block_sum(s, shd);
-  float inv = (float)(1.0 / s);
-  for (int i = threadIdx.x; i < dim; i += blockDim.x) dst[base + i] = __fmul_rn(dst[base + i], inv);
 }

@@ -58,18 +58,6 @@ inline void ref_layernorm(float* dst, const void* x, int xdt, const void* g, int
   }
 }
 
-inline void ref_softmax(float* dst, const void* x, int xdt, int rows, int dim) {
-  for (int r = 0; r < rows; r++) {
-    int64_t b = int64_t(r) * dim;
-    if (dim == 0) continue;
-    float m = ld(x, xdt, b);
-    for (int i = 1; i < dim; i++) m = std::max(m, ld(x, xdt, b + i));
-    double s = 0;
-    for (int i = 0; i < dim; i++) { float e = float(std::exp(double(ld(x, xdt, b + i) - m))); dst[b + i] = e; s += e; }
-    float inv = float(1 / s);
-    for (int i = 0; i < dim; i++) dst[b + i] *= inv;
-  }
-}
 
 // act codes: 1 ReLU, 2 SiLU, 3 GELU tanh, 4 GELU erf; float64, rounded once.
 inline float ref_act1(int a, float v) {
@@ -107,10 +95,6 @@ inline void ref_matmul(float* dst, const float* x, const void* w, int wdt, const
 inline void ref_embedding(float* dst, const void* table, int tdt, const int32_t* ids, int n, int dim) {
   for (int r = 0; r < n; r++)
     for (int i = 0; i < dim; i++) dst[int64_t(r) * dim + i] = ld(table, tdt, int64_t(ids[r]) * dim + i);
-}
-inline void ref_alibi(float* scores, const float* slopes, int heads, int nq, int nk, int off) {
-  for (int64_t r = 0; r < int64_t(heads) * nq; r++)
-    for (int c = 0; c < nk; c++) scores[r * nk + c] += slopes[r / nq] * float(off + c);
 }
 
 // ref_rope_table: Hugging Face's float32 arithmetic (kernels/cpu/rope.go):

@@ -1,6 +1,6 @@
 // Rotate-half RoPE over dims [off, off+2*half) of every head. The cos/sin
 // tables are built on the host with Hugging Face's float32 arithmetic
-// (reference.h ref_rope_table, the Go side's ropeTable: identical to
+// (reference.h ref_rope_table, the Go side's kernels.RoPE.Table: identical to
 // kernels/cpu/rope.go) and indexed [pos][i] here, so the rotation is
 // bit-for-bit the CPU's (no contraction into FMA).
 #include "common.cuh"

@@ -1,8 +1,8 @@
-// Top-k and log-sum-exp over a vocabulary slice (shard/merge.Local): one
+// Top-k and log-sum-exp over a vocabulary slice (kernels.TopKRow): one
 // block of 1024 threads per row. The log-sum-exp is m + log Σ exp(x-m) in
 // float64; the top k are found by k block-wide arg-max rounds, each taking
 // the best entry strictly worse than the previous pick under the order
-// "higher logit, then lower id" (merge's tie rule). Logits must not be NaN.
+// "higher logit, then lower id" (TopKRow's tie rule). Logits must not be NaN.
 // Reference: reference.h ref_topk_lse.
 #include "common.cuh"
 

@@ -276,10 +276,14 @@ type SeqSpan struct {
 	SeqId  uint64                 `protobuf:"varint,1,opt,name=seq_id,json=seqId,proto3" json:"seq_id,omitempty"`
 	Tokens int32                  `protobuf:"varint,2,opt,name=tokens,proto3" json:"tokens,omitempty"`
 	// cached is how many tokens of the sequence are already in the KV cache.
-	Cached        int32   `protobuf:"varint,3,opt,name=cached,proto3" json:"cached,omitempty"`
-	PrefixLen     int32   `protobuf:"varint,4,opt,name=prefix_len,json=prefixLen,proto3" json:"prefix_len,omitempty"`
-	AllLogits     bool    `protobuf:"varint,5,opt,name=all_logits,json=allLogits,proto3" json:"all_logits,omitempty"`
-	BlockTable    []int32 `protobuf:"varint,6,rep,packed,name=block_table,json=blockTable,proto3" json:"block_table,omitempty"`
+	Cached     int32   `protobuf:"varint,3,opt,name=cached,proto3" json:"cached,omitempty"`
+	AllLogits  bool    `protobuf:"varint,5,opt,name=all_logits,json=allLogits,proto3" json:"all_logits,omitempty"`
+	BlockTable []int32 `protobuf:"varint,6,rep,packed,name=block_table,json=blockTable,proto3" json:"block_table,omitempty"`
+	// allow, when set, constrains the span's last row (the one sampled): a
+	// bitset over global token ids, bit i of byte i/8 for token i. Ranks
+	// mask the rest of their vocabulary slice before their top-k, so that
+	// constrained decoding stays exact under a vocabulary-parallel head.
+	Allow         []byte `protobuf:"bytes,7,opt,name=allow,proto3" json:"allow,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -335,13 +339,6 @@ func (x *SeqSpan) GetCached() int32 {
 	return 0
 }
 
-func (x *SeqSpan) GetPrefixLen() int32 {
-	if x != nil {
-		return x.PrefixLen
-	}
-	return 0
-}
-
 func (x *SeqSpan) GetAllLogits() bool {
 	if x != nil {
 		return x.AllLogits
@@ -352,6 +349,13 @@ func (x *SeqSpan) GetAllLogits() bool {
 func (x *SeqSpan) GetBlockTable() []int32 {
 	if x != nil {
 		return x.BlockTable
+	}
+	return nil
+}
+
+func (x *SeqSpan) GetAllow() []byte {
+	if x != nil {
+		return x.Allow
 	}
 	return nil
 }
@@ -602,17 +606,16 @@ const file_tessera_v1_activation_proto_rawDesc = "" +
 	"\x05dtype\x18\t \x01(\x0e2\x11.tessera.v1.DTypeR\x05dtype\x12\x14\n" +
 	"\x05shape\x18\n" +
 	" \x03(\x03R\x05shape\x12\x12\n" +
-	"\x04data\x18\v \x01(\fR\x04data\"\xaf\x01\n" +
+	"\x04data\x18\v \x01(\fR\x04data\"\xac\x01\n" +
 	"\aSeqSpan\x12\x15\n" +
 	"\x06seq_id\x18\x01 \x01(\x04R\x05seqId\x12\x16\n" +
 	"\x06tokens\x18\x02 \x01(\x05R\x06tokens\x12\x16\n" +
 	"\x06cached\x18\x03 \x01(\x05R\x06cached\x12\x1d\n" +
 	"\n" +
-	"prefix_len\x18\x04 \x01(\x05R\tprefixLen\x12\x1d\n" +
-	"\n" +
 	"all_logits\x18\x05 \x01(\bR\tallLogits\x12\x1f\n" +
 	"\vblock_table\x18\x06 \x03(\x05R\n" +
-	"blockTable\"\xb4\x01\n" +
+	"blockTable\x12\x14\n" +
+	"\x05allow\x18\a \x01(\fR\x05allowJ\x04\b\x04\x10\x05\"\xb4\x01\n" +
 	"\x04Step\x12!\n" +
 	"\fplan_version\x18\x01 \x01(\x04R\vplanVersion\x12\x17\n" +
 	"\astep_id\x18\x02 \x01(\x04R\x06stepId\x12\x16\n" +

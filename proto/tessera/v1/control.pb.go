@@ -137,17 +137,16 @@ type Shard struct {
 	PlanVersion uint64                 `protobuf:"varint,1,opt,name=plan_version,json=planVersion,proto3" json:"plan_version,omitempty"`
 	Cluster     string                 `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	// model_dir is where the worker finds config.json and the safetensors.
-	ModelDir  string `protobuf:"bytes,3,opt,name=model_dir,json=modelDir,proto3" json:"model_dir,omitempty"`
-	ModelName string `protobuf:"bytes,4,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
-	Stage     int32  `protobuf:"varint,5,opt,name=stage,proto3" json:"stage,omitempty"`
-	Rank      int32  `protobuf:"varint,6,opt,name=rank,proto3" json:"rank,omitempty"`
-	Stages    int32  `protobuf:"varint,7,opt,name=stages,proto3" json:"stages,omitempty"`
-	Ranks     int32  `protobuf:"varint,8,opt,name=ranks,proto3" json:"ranks,omitempty"`
-	Layers    *Range `protobuf:"bytes,9,opt,name=layers,proto3" json:"layers,omitempty"`
-	Heads     *Range `protobuf:"bytes,10,opt,name=heads,proto3" json:"heads,omitempty"`
-	KvHeads   *Range `protobuf:"bytes,11,opt,name=kv_heads,json=kvHeads,proto3" json:"kv_heads,omitempty"`
-	Mlp       *Range `protobuf:"bytes,12,opt,name=mlp,proto3" json:"mlp,omitempty"`
-	Vocab     *Range `protobuf:"bytes,13,opt,name=vocab,proto3" json:"vocab,omitempty"`
+	ModelDir string `protobuf:"bytes,3,opt,name=model_dir,json=modelDir,proto3" json:"model_dir,omitempty"`
+	Stage    int32  `protobuf:"varint,5,opt,name=stage,proto3" json:"stage,omitempty"`
+	Rank     int32  `protobuf:"varint,6,opt,name=rank,proto3" json:"rank,omitempty"`
+	Stages   int32  `protobuf:"varint,7,opt,name=stages,proto3" json:"stages,omitempty"`
+	Ranks    int32  `protobuf:"varint,8,opt,name=ranks,proto3" json:"ranks,omitempty"`
+	Layers   *Range `protobuf:"bytes,9,opt,name=layers,proto3" json:"layers,omitempty"`
+	Heads    *Range `protobuf:"bytes,10,opt,name=heads,proto3" json:"heads,omitempty"`
+	KvHeads  *Range `protobuf:"bytes,11,opt,name=kv_heads,json=kvHeads,proto3" json:"kv_heads,omitempty"`
+	Mlp      *Range `protobuf:"bytes,12,opt,name=mlp,proto3" json:"mlp,omitempty"`
+	Vocab    *Range `protobuf:"bytes,13,opt,name=vocab,proto3" json:"vocab,omitempty"`
 	// alibi_slopes is the slice of the global slopes for this rank's heads.
 	AlibiSlopes []float32 `protobuf:"fixed32,14,rep,packed,name=alibi_slopes,json=alibiSlopes,proto3" json:"alibi_slopes,omitempty"`
 	// kv_map maps a local query head to its local kv head.
@@ -208,13 +207,6 @@ func (x *Shard) GetCluster() string {
 func (x *Shard) GetModelDir() string {
 	if x != nil {
 		return x.ModelDir
-	}
-	return ""
-}
-
-func (x *Shard) GetModelName() string {
-	if x != nil {
-		return x.ModelName
 	}
 	return ""
 }
@@ -570,13 +562,19 @@ func (*StatsRequest) Descriptor() ([]byte, []int) {
 }
 
 type StatsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Steps         int64                  `protobuf:"varint,1,opt,name=steps,proto3" json:"steps,omitempty"`
-	Tokens        int64                  `protobuf:"varint,2,opt,name=tokens,proto3" json:"tokens,omitempty"`
-	WeightBytes   int64                  `protobuf:"varint,3,opt,name=weight_bytes,json=weightBytes,proto3" json:"weight_bytes,omitempty"`
-	KvBlocksUsed  int32                  `protobuf:"varint,4,opt,name=kv_blocks_used,json=kvBlocksUsed,proto3" json:"kv_blocks_used,omitempty"`
-	KvBlocksTotal int32                  `protobuf:"varint,5,opt,name=kv_blocks_total,json=kvBlocksTotal,proto3" json:"kv_blocks_total,omitempty"`
-	BadFrames     int64                  `protobuf:"varint,6,opt,name=bad_frames,json=badFrames,proto3" json:"bad_frames,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Steps       int64                  `protobuf:"varint,1,opt,name=steps,proto3" json:"steps,omitempty"`
+	Tokens      int64                  `protobuf:"varint,2,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	WeightBytes int64                  `protobuf:"varint,3,opt,name=weight_bytes,json=weightBytes,proto3" json:"weight_bytes,omitempty"`
+	// kv_blocks_used counts the distinct blocks named by the tables of the
+	// sequences the shard holds; kv_blocks_total is its pool per layer.
+	KvBlocksUsed  int32 `protobuf:"varint,4,opt,name=kv_blocks_used,json=kvBlocksUsed,proto3" json:"kv_blocks_used,omitempty"`
+	KvBlocksTotal int32 `protobuf:"varint,5,opt,name=kv_blocks_total,json=kvBlocksTotal,proto3" json:"kv_blocks_total,omitempty"`
+	BadFrames     int64 `protobuf:"varint,6,opt,name=bad_frames,json=badFrames,proto3" json:"bad_frames,omitempty"`
+	// Wall time spent computing steps (its layers and the stage's
+	// all-reduces, not waiting for the previous stage), cumulative: the
+	// console's per-stage busy time.
+	BusySeconds   float64 `protobuf:"fixed64,7,opt,name=busy_seconds,json=busySeconds,proto3" json:"busy_seconds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -649,6 +647,13 @@ func (x *StatsResponse) GetKvBlocksTotal() int32 {
 func (x *StatsResponse) GetBadFrames() int64 {
 	if x != nil {
 		return x.BadFrames
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetBusySeconds() float64 {
+	if x != nil {
+		return x.BusySeconds
 	}
 	return 0
 }
@@ -869,8 +874,10 @@ type ClusterStatusResponse struct {
 	Workers     []*WorkerInfo          `protobuf:"bytes,3,rep,name=workers,proto3" json:"workers,omitempty"`
 	PlanVersion uint64                 `protobuf:"varint,4,opt,name=plan_version,json=planVersion,proto3" json:"plan_version,omitempty"`
 	// plan_json is the plan as stored in etcd.
-	PlanJson      string `protobuf:"bytes,5,opt,name=plan_json,json=planJson,proto3" json:"plan_json,omitempty"`
-	Ready         bool   `protobuf:"varint,6,opt,name=ready,proto3" json:"ready,omitempty"`
+	PlanJson string `protobuf:"bytes,5,opt,name=plan_json,json=planJson,proto3" json:"plan_json,omitempty"`
+	Ready    bool   `protobuf:"varint,6,opt,name=ready,proto3" json:"ready,omitempty"`
+	// planning is the leader's last planning outcome.
+	Planning      *PlanningReport `protobuf:"bytes,7,opt,name=planning,proto3" json:"planning,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -947,6 +954,124 @@ func (x *ClusterStatusResponse) GetReady() bool {
 	return false
 }
 
+func (x *ClusterStatusResponse) GetPlanning() *PlanningReport {
+	if x != nil {
+		return x.Planning
+	}
+	return nil
+}
+
+// PlanningReport is what the leader's last planning left out and why. The
+// leader stores it in etcd next to the plan, so `tessera status` reads it
+// without asking a coordinator.
+type PlanningReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// left_out lists registered workers that the plan does not use because
+	// they cannot hold a share of the model.
+	LeftOut []*LeftOut `protobuf:"bytes,1,rep,name=left_out,json=leftOut,proto3" json:"left_out,omitempty"`
+	// error is why the last re-plan failed (the serving plan, if any, keeps
+	// serving); empty after a success.
+	Error         string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanningReport) Reset() {
+	*x = PlanningReport{}
+	mi := &file_tessera_v1_control_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanningReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanningReport) ProtoMessage() {}
+
+func (x *PlanningReport) ProtoReflect() protoreflect.Message {
+	mi := &file_tessera_v1_control_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanningReport.ProtoReflect.Descriptor instead.
+func (*PlanningReport) Descriptor() ([]byte, []int) {
+	return file_tessera_v1_control_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PlanningReport) GetLeftOut() []*LeftOut {
+	if x != nil {
+		return x.LeftOut
+	}
+	return nil
+}
+
+func (x *PlanningReport) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type LeftOut struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeftOut) Reset() {
+	*x = LeftOut{}
+	mi := &file_tessera_v1_control_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeftOut) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeftOut) ProtoMessage() {}
+
+func (x *LeftOut) ProtoReflect() protoreflect.Message {
+	mi := &file_tessera_v1_control_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeftOut.ProtoReflect.Descriptor instead.
+func (*LeftOut) Descriptor() ([]byte, []int) {
+	return file_tessera_v1_control_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *LeftOut) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *LeftOut) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_tessera_v1_control_proto protoreflect.FileDescriptor
 
 const file_tessera_v1_control_proto_rawDesc = "" +
@@ -955,13 +1080,11 @@ const file_tessera_v1_control_proto_rawDesc = "" +
 	"tessera.v1\"/\n" +
 	"\x05Range\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x05R\x05start\x12\x10\n" +
-	"\x03end\x18\x02 \x01(\x05R\x03end\"\xc1\x04\n" +
+	"\x03end\x18\x02 \x01(\x05R\x03end\"\xa8\x04\n" +
 	"\x05Shard\x12!\n" +
 	"\fplan_version\x18\x01 \x01(\x04R\vplanVersion\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x1b\n" +
-	"\tmodel_dir\x18\x03 \x01(\tR\bmodelDir\x12\x1d\n" +
-	"\n" +
-	"model_name\x18\x04 \x01(\tR\tmodelName\x12\x14\n" +
+	"\tmodel_dir\x18\x03 \x01(\tR\bmodelDir\x12\x14\n" +
 	"\x05stage\x18\x05 \x01(\x05R\x05stage\x12\x12\n" +
 	"\x04rank\x18\x06 \x01(\x05R\x04rank\x12\x16\n" +
 	"\x06stages\x18\a \x01(\x05R\x06stages\x12\x14\n" +
@@ -977,7 +1100,7 @@ const file_tessera_v1_control_proto_rawDesc = "" +
 	"\fcache_tokens\x18\x10 \x01(\x05R\vcacheTokens\x12\x1d\n" +
 	"\n" +
 	"block_size\x18\x11 \x01(\x05R\tblockSize\x12\x1b\n" +
-	"\tplan_json\x18\x12 \x01(\tR\bplanJson\";\n" +
+	"\tplan_json\x18\x12 \x01(\tR\bplanJsonJ\x04\b\x04\x10\x05\";\n" +
 	"\x10LoadShardRequest\x12'\n" +
 	"\x05shard\x18\x01 \x01(\v2\x11.tessera.v1.ShardR\x05shard\"\x98\x01\n" +
 	"\fLoadProgress\x12\x14\n" +
@@ -992,7 +1115,7 @@ const file_tessera_v1_control_proto_rawDesc = "" +
 	"\x06status\x18\x01 \x01(\x0e2\x19.tessera.v1.ServingStatusR\x06status\x12!\n" +
 	"\fplan_version\x18\x02 \x01(\x04R\vplanVersion\x12\x1b\n" +
 	"\tworker_id\x18\x03 \x01(\tR\bworkerId\"\x0e\n" +
-	"\fStatsRequest\"\xcd\x01\n" +
+	"\fStatsRequest\"\xf0\x01\n" +
 	"\rStatsResponse\x12\x14\n" +
 	"\x05steps\x18\x01 \x01(\x03R\x05steps\x12\x16\n" +
 	"\x06tokens\x18\x02 \x01(\x03R\x06tokens\x12!\n" +
@@ -1000,7 +1123,8 @@ const file_tessera_v1_control_proto_rawDesc = "" +
 	"\x0ekv_blocks_used\x18\x04 \x01(\x05R\fkvBlocksUsed\x12&\n" +
 	"\x0fkv_blocks_total\x18\x05 \x01(\x05R\rkvBlocksTotal\x12\x1d\n" +
 	"\n" +
-	"bad_frames\x18\x06 \x01(\x03R\tbadFrames\"0\n" +
+	"bad_frames\x18\x06 \x01(\x03R\tbadFrames\x12!\n" +
+	"\fbusy_seconds\x18\a \x01(\x01R\vbusySeconds\"0\n" +
 	"\vDropRequest\x12!\n" +
 	"\fplan_version\x18\x01 \x01(\x04R\vplanVersion\"\x0e\n" +
 	"\fDropResponse\"\x16\n" +
@@ -1013,14 +1137,21 @@ const file_tessera_v1_control_proto_rawDesc = "" +
 	"\x06device\x18\x04 \x01(\tR\x06device\x12!\n" +
 	"\fmemory_bytes\x18\x05 \x01(\x03R\vmemoryBytes\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12\x18\n" +
-	"\ahealthy\x18\a \x01(\bR\ahealthy\"\xd1\x01\n" +
+	"\ahealthy\x18\a \x01(\bR\ahealthy\"\x89\x02\n" +
 	"\x15ClusterStatusResponse\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x120\n" +
 	"\aworkers\x18\x03 \x03(\v2\x16.tessera.v1.WorkerInfoR\aworkers\x12!\n" +
 	"\fplan_version\x18\x04 \x01(\x04R\vplanVersion\x12\x1b\n" +
 	"\tplan_json\x18\x05 \x01(\tR\bplanJson\x12\x14\n" +
-	"\x05ready\x18\x06 \x01(\bR\x05ready*\x80\x01\n" +
+	"\x05ready\x18\x06 \x01(\bR\x05ready\x126\n" +
+	"\bplanning\x18\a \x01(\v2\x1a.tessera.v1.PlanningReportR\bplanning\"V\n" +
+	"\x0ePlanningReport\x12.\n" +
+	"\bleft_out\x18\x01 \x03(\v2\x13.tessera.v1.LeftOutR\aleftOut\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\">\n" +
+	"\aLeftOut\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason*\x80\x01\n" +
 	"\rServingStatus\x12\x1e\n" +
 	"\x1aSERVING_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13SERVING_STATUS_IDLE\x10\x01\x12\x1a\n" +
@@ -1047,7 +1178,7 @@ func file_tessera_v1_control_proto_rawDescGZIP() []byte {
 }
 
 var file_tessera_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tessera_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_tessera_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_tessera_v1_control_proto_goTypes = []any{
 	(ServingStatus)(0),            // 0: tessera.v1.ServingStatus
 	(*Range)(nil),                 // 1: tessera.v1.Range
@@ -1063,6 +1194,8 @@ var file_tessera_v1_control_proto_goTypes = []any{
 	(*ClusterStatusRequest)(nil),  // 11: tessera.v1.ClusterStatusRequest
 	(*WorkerInfo)(nil),            // 12: tessera.v1.WorkerInfo
 	(*ClusterStatusResponse)(nil), // 13: tessera.v1.ClusterStatusResponse
+	(*PlanningReport)(nil),        // 14: tessera.v1.PlanningReport
+	(*LeftOut)(nil),               // 15: tessera.v1.LeftOut
 }
 var file_tessera_v1_control_proto_depIdxs = []int32{
 	1,  // 0: tessera.v1.Shard.layers:type_name -> tessera.v1.Range
@@ -1073,21 +1206,23 @@ var file_tessera_v1_control_proto_depIdxs = []int32{
 	2,  // 5: tessera.v1.LoadShardRequest.shard:type_name -> tessera.v1.Shard
 	0,  // 6: tessera.v1.HealthResponse.status:type_name -> tessera.v1.ServingStatus
 	12, // 7: tessera.v1.ClusterStatusResponse.workers:type_name -> tessera.v1.WorkerInfo
-	3,  // 8: tessera.v1.Worker.LoadShard:input_type -> tessera.v1.LoadShardRequest
-	5,  // 9: tessera.v1.Worker.Health:input_type -> tessera.v1.HealthRequest
-	7,  // 10: tessera.v1.Worker.Stats:input_type -> tessera.v1.StatsRequest
-	9,  // 11: tessera.v1.Worker.Drop:input_type -> tessera.v1.DropRequest
-	11, // 12: tessera.v1.Coordinator.ClusterStatus:input_type -> tessera.v1.ClusterStatusRequest
-	4,  // 13: tessera.v1.Worker.LoadShard:output_type -> tessera.v1.LoadProgress
-	6,  // 14: tessera.v1.Worker.Health:output_type -> tessera.v1.HealthResponse
-	8,  // 15: tessera.v1.Worker.Stats:output_type -> tessera.v1.StatsResponse
-	10, // 16: tessera.v1.Worker.Drop:output_type -> tessera.v1.DropResponse
-	13, // 17: tessera.v1.Coordinator.ClusterStatus:output_type -> tessera.v1.ClusterStatusResponse
-	13, // [13:18] is the sub-list for method output_type
-	8,  // [8:13] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	14, // 8: tessera.v1.ClusterStatusResponse.planning:type_name -> tessera.v1.PlanningReport
+	15, // 9: tessera.v1.PlanningReport.left_out:type_name -> tessera.v1.LeftOut
+	3,  // 10: tessera.v1.Worker.LoadShard:input_type -> tessera.v1.LoadShardRequest
+	5,  // 11: tessera.v1.Worker.Health:input_type -> tessera.v1.HealthRequest
+	7,  // 12: tessera.v1.Worker.Stats:input_type -> tessera.v1.StatsRequest
+	9,  // 13: tessera.v1.Worker.Drop:input_type -> tessera.v1.DropRequest
+	11, // 14: tessera.v1.Coordinator.ClusterStatus:input_type -> tessera.v1.ClusterStatusRequest
+	4,  // 15: tessera.v1.Worker.LoadShard:output_type -> tessera.v1.LoadProgress
+	6,  // 16: tessera.v1.Worker.Health:output_type -> tessera.v1.HealthResponse
+	8,  // 17: tessera.v1.Worker.Stats:output_type -> tessera.v1.StatsResponse
+	10, // 18: tessera.v1.Worker.Drop:output_type -> tessera.v1.DropResponse
+	13, // 19: tessera.v1.Coordinator.ClusterStatus:output_type -> tessera.v1.ClusterStatusResponse
+	15, // [15:20] is the sub-list for method output_type
+	10, // [10:15] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_tessera_v1_control_proto_init() }
@@ -1101,7 +1236,7 @@ func file_tessera_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tessera_v1_control_proto_rawDesc), len(file_tessera_v1_control_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

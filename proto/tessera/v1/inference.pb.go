@@ -24,12 +24,13 @@ const (
 type GenerateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
-	// The prompt: text (tokenized with special tokens) or, when set, ids.
+	// The prompt: text (tokenized with special tokens) or ids; giving both
+	// is refused.
 	Prompt    string  `protobuf:"bytes,2,opt,name=prompt,proto3" json:"prompt,omitempty"`
 	PromptIds []int32 `protobuf:"varint,3,rep,packed,name=prompt_ids,json=promptIds,proto3" json:"prompt_ids,omitempty"`
-	// 0 means the HTTP default (16).
-	MaxTokens int32 `protobuf:"varint,4,opt,name=max_tokens,json=maxTokens,proto3" json:"max_tokens,omitempty"`
-	MinTokens int32 `protobuf:"varint,5,opt,name=min_tokens,json=minTokens,proto3" json:"min_tokens,omitempty"`
+	// Unset means the HTTP default (16); 0 is refused, as over HTTP.
+	MaxTokens *int32 `protobuf:"varint,4,opt,name=max_tokens,json=maxTokens,proto3,oneof" json:"max_tokens,omitempty"`
+	MinTokens int32  `protobuf:"varint,5,opt,name=min_tokens,json=minTokens,proto3" json:"min_tokens,omitempty"`
 	// Unset temperature is 1; unset top_p is 1.
 	Temperature *float64 `protobuf:"fixed64,6,opt,name=temperature,proto3,oneof" json:"temperature,omitempty"`
 	TopP        *float64 `protobuf:"fixed64,7,opt,name=top_p,json=topP,proto3,oneof" json:"top_p,omitempty"`
@@ -103,8 +104,8 @@ func (x *GenerateRequest) GetPromptIds() []int32 {
 }
 
 func (x *GenerateRequest) GetMaxTokens() int32 {
-	if x != nil {
-		return x.MaxTokens
+	if x != nil && x.MaxTokens != nil {
+		return *x.MaxTokens
 	}
 	return 0
 }
@@ -767,32 +768,33 @@ var File_tessera_v1_inference_proto protoreflect.FileDescriptor
 const file_tessera_v1_inference_proto_rawDesc = "" +
 	"\n" +
 	"\x1atessera/v1/inference.proto\x12\n" +
-	"tessera.v1\"\x8c\x05\n" +
+	"tessera.v1\"\xa0\x05\n" +
 	"\x0fGenerateRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x12\x1d\n" +
 	"\n" +
-	"prompt_ids\x18\x03 \x03(\x05R\tpromptIds\x12\x1d\n" +
+	"prompt_ids\x18\x03 \x03(\x05R\tpromptIds\x12\"\n" +
 	"\n" +
-	"max_tokens\x18\x04 \x01(\x05R\tmaxTokens\x12\x1d\n" +
+	"max_tokens\x18\x04 \x01(\x05H\x00R\tmaxTokens\x88\x01\x01\x12\x1d\n" +
 	"\n" +
 	"min_tokens\x18\x05 \x01(\x05R\tminTokens\x12%\n" +
-	"\vtemperature\x18\x06 \x01(\x01H\x00R\vtemperature\x88\x01\x01\x12\x18\n" +
-	"\x05top_p\x18\a \x01(\x01H\x01R\x04topP\x88\x01\x01\x12\x13\n" +
+	"\vtemperature\x18\x06 \x01(\x01H\x01R\vtemperature\x88\x01\x01\x12\x18\n" +
+	"\x05top_p\x18\a \x01(\x01H\x02R\x04topP\x88\x01\x01\x12\x13\n" +
 	"\x05top_k\x18\b \x01(\x05R\x04topK\x12\x13\n" +
 	"\x05min_p\x18\t \x01(\x01R\x04minP\x12\f\n" +
 	"\x01n\x18\n" +
 	" \x01(\x05R\x01n\x12\x17\n" +
-	"\x04seed\x18\v \x01(\x03H\x02R\x04seed\x88\x01\x01\x12\x12\n" +
+	"\x04seed\x18\v \x01(\x03H\x03R\x04seed\x88\x01\x01\x12\x12\n" +
 	"\x04stop\x18\f \x03(\tR\x04stop\x12$\n" +
 	"\x0estop_token_ids\x18\r \x03(\x05R\fstopTokenIds\x12)\n" +
 	"\x10presence_penalty\x18\x0e \x01(\x01R\x0fpresencePenalty\x12+\n" +
 	"\x11frequency_penalty\x18\x0f \x01(\x01R\x10frequencyPenalty\x122\n" +
-	"\x12repetition_penalty\x18\x10 \x01(\x01H\x03R\x11repetitionPenalty\x88\x01\x01\x12\x1a\n" +
+	"\x12repetition_penalty\x18\x10 \x01(\x01H\x04R\x11repetitionPenalty\x88\x01\x01\x12\x1a\n" +
 	"\blogprobs\x18\x11 \x01(\bR\blogprobs\x12!\n" +
 	"\ftop_logprobs\x18\x12 \x01(\x05R\vtopLogprobs\x12\x1d\n" +
 	"\n" +
-	"ignore_eos\x18\x13 \x01(\bR\tignoreEosB\x0e\n" +
+	"ignore_eos\x18\x13 \x01(\bR\tignoreEosB\r\n" +
+	"\v_max_tokensB\x0e\n" +
 	"\f_temperatureB\b\n" +
 	"\x06_top_pB\a\n" +
 	"\x05_seedB\x15\n" +

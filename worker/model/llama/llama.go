@@ -1,6 +1,7 @@
 // Package llama is Meta's LLaMA: a pre-RMSNorm causal decoder with
 // rotate-half rotary position embeddings, grouped-query attention and a
-// SwiGLU MLP.
+// SwiGLU MLP. It serves the family that shares its layout: Llama 2 and
+// 3.x (scaled RoPE), Mistral and Qwen2 (q/k/v biases).
 package llama
 
 import (
@@ -14,7 +15,11 @@ import (
 	"github.com/tessera-llm/tessera/worker/model/nn"
 )
 
-func init() { model.Register("llama", New) }
+func init() {
+	for _, arch := range []string{"llama", "mistral", "qwen2"} {
+		model.Register(arch, New)
+	}
+}
 
 // Model is a loaded LLaMA.
 type Model struct {
@@ -31,18 +36,23 @@ func New(l *model.Loader, s *spec.Spec, o *model.Options) (model.Model, error) {
 	if g.First || (g.Last && s.TiedEmbeddings) {
 		m.EmbedTokens = nn.LoadEmbedding(l, "model.embed_tokens.weight", g, s.Vocab, h, s.TiedEmbeddings)
 	}
-	rope := []nn.Rotary{{Dim: d, Theta: float32(s.RopeTheta)}}
+	rope := []nn.Rotary{{Dim: d, Theta: float32(s.RopeTheta), InvFreq: s.RopeInvFreq}}
+	// yarn scales cos and sin by mscale, so q·k by mscale².
+	scale := 1 / math.Sqrt(float64(d))
+	if m := s.RopeMscale; m != 0 {
+		scale *= m * m
+	}
 	for i := g.Layers[0]; i < g.Layers[1]; i++ {
 		p := fmt.Sprintf("model.layers.%d.", i)
 		m.Layers = append(m.Layers, &nn.PreNormBlock{
 			InputNorm: rmsNorm(l, s, p+"input_layernorm"),
 			Attention: nn.SelfAttention{
-				Q:     linear(l, p+"self_attn.q_proj", s.Heads*d, h),
-				K:     linear(l, p+"self_attn.k_proj", s.KVHeads*d, h),
-				V:     linear(l, p+"self_attn.v_proj", s.KVHeads*d, h),
+				Q:     nn.LoadLinear(l, p+"self_attn.q_proj", s.Heads*d, h, s.QKVBias),
+				K:     nn.LoadLinear(l, p+"self_attn.k_proj", s.KVHeads*d, h, s.QKVBias),
+				V:     nn.LoadLinear(l, p+"self_attn.v_proj", s.KVHeads*d, h, s.QKVBias),
 				O:     linear(l, p+"self_attn.o_proj", h, s.Heads*d),
 				Heads: g.Heads, KVHeads: g.KVHeads, HeadDim: d, KVMap: g.KVMap,
-				Scale: float32(1 / math.Sqrt(float64(d))), Mask: kernels.Causal, Rotary: rope,
+				Scale: float32(scale), Mask: kernels.Causal, Rotary: rope,
 			},
 			PostAttentionNorm: rmsNorm(l, s, p+"post_attention_layernorm"),
 			MLP: &nn.GatedMLP{

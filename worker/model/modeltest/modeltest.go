@@ -93,6 +93,18 @@ func RelErr(got []float32, want []float64) float64 {
 func CheckCausal(t *testing.T, dir string, opts ...model.Option) {
 	t.Helper()
 	g, gen := loadCausal(t, dir, opts...)
+	checkCausal(t, g, gen)
+}
+
+// CheckCausalLM checks every case of dir's golden file on lm, loaded by
+// the caller (a sharded pipeline, say).
+func CheckCausalLM(t *testing.T, dir string, lm model.CausalLM) {
+	t.Helper()
+	checkCausal(t, LoadGolden(t, dir), engine.New(lm))
+}
+
+func checkCausal(t *testing.T, g Golden, gen *engine.Generator) {
+	t.Helper()
 	ctx := context.Background()
 	for i, c := range g.Cases {
 		t.Run(caseName(i, c.PromptIDs), func(t *testing.T) {

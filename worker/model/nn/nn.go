@@ -72,7 +72,9 @@ func (n *Norm) Forward(b kernels.Backend, dst, x kernels.Tensor) {
 type Rotary struct {
 	Offset, Dim int
 	Theta       float32
-	Stream      int
+	// InvFreq, if set, are the pair frequencies of a scaled RoPE.
+	InvFreq []float32
+	Stream  int
 }
 
 // SelfAttention is multi-head attention whose keys and values go through
@@ -95,7 +97,7 @@ type SelfAttention struct {
 func (a *SelfAttention) Forward(b kernels.Backend, ws *Workspace, cache *kvcache.Cache, layer int, dst, x kernels.Tensor) {
 	ws.project(b, x, 3, [maxProjections]kernels.Tensor{ws.Q, ws.K, ws.V}, [maxProjections]*Linear{&a.Q, &a.K, &a.V})
 	for _, r := range a.Rotary {
-		rope := kernels.RoPE{Heads: a.Heads, HeadDim: a.HeadDim, Offset: r.Offset, Dim: r.Dim, Theta: r.Theta}
+		rope := kernels.RoPE{Heads: a.Heads, HeadDim: a.HeadDim, Offset: r.Offset, Dim: r.Dim, Theta: r.Theta, InvFreq: r.InvFreq}
 		b.ApplyRoPE(ws.Q, ws.Pos[r.Stream], rope)
 		rope.Heads = a.KVHeads
 		b.ApplyRoPE(ws.K, ws.Pos[r.Stream], rope)
