@@ -17,7 +17,7 @@ FUZZ_TARGETS = ./worker/weights:FuzzOpen:20000 ./worker/weights:FuzzIndex:8000 \
 	./shard/transport:FuzzDecodeFrame:4000 ./worker/server:FuzzRunnerStep:5000 \
 	./coordinator/api:FuzzCompletionRequest:8000 ./coordinator/api:FuzzHTTPRequest:3000
 
-.PHONY: all build run generate test vet fuzz bench proto clean refs
+.PHONY: all build run generate test vet fuzz bench bench-peer bench-serving proto clean refs
 
 all: build
 
@@ -64,11 +64,28 @@ bench:
 	d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && $(GO) build -o $$d/tessera ./cmd/tessera && \
 	for dt in f32 bf16; do \
 		$$d/tessera bench-model --model $$d/$$dt --random-llama 1024,12,16,4,2816,32000,$$dt --prompt 128 --gen 64 --threads 1 && \
-		$$d/tessera bench-model --model $$d/$$dt --prompt 128 --gen 64 --threads 2 || exit 1; \
+		$$d/tessera bench-model --model $$d/$$dt --prompt 128 --gen 64 --threads 2 --batch 1,8,32 || exit 1; \
 	done && \
 	for th in 1 2; do \
 		$$d/tessera bench-model --model $$d/bf16 --quantize q8 --prompt 128 --gen 64 --threads $$th || exit 1; \
 	done
+
+# Side by side with llama.cpp (PEER, see its README): LLAMA_CPP is a folder
+# PEER/build.sh made (bin/ and model/), e.g.
+#   make bench-peer LLAMA_CPP=/work/llama-peer ROUNDS=3
+# paired.py alternates llama-bench and bench-model on the same weights in
+# each round and prints the medians of the per-round ratios;
+# bench-serving runs serving.sh (tessera local vs llama-server).
+PEER      ?= ../shared/peers/llama.cpp
+LLAMA_CPP ?=
+ROUNDS    ?= 3
+bench-peer: build
+	@test -x "$(LLAMA_CPP)/bin/llama-bench" || { echo "LLAMA_CPP=$(LLAMA_CPP): no bin/llama-bench; build one with $(PEER)/build.sh SOURCE DIR and pass LLAMA_CPP=DIR"; exit 2; }
+	python3 $(PEER)/paired.py "$(LLAMA_CPP)/bin/llama-bench" $(BIN) "$(LLAMA_CPP)/model" $(ROUNDS)
+
+bench-serving: build
+	@test -x "$(LLAMA_CPP)/bin/llama-server" || { echo "LLAMA_CPP=$(LLAMA_CPP): no bin/llama-server; see bench-peer"; exit 2; }
+	bash $(PEER)/serving.sh $(BIN) "$(LLAMA_CPP)/bin/llama-server" "$(LLAMA_CPP)/model"
 
 # Regenerate proto/tessera/v1 with the pinned plugins (go.mod tool deps:
 # protoc-gen-go v1.36.12, protoc-gen-go-grpc v1.6.2) and Debian's protoc,

@@ -80,6 +80,14 @@ type Quantizer interface {
 	Quantize(w Tensor, dt DType) (Tensor, error)
 }
 
+// MatMuls is a backend that runs several MatMuls of one x as a single
+// parallel op, found by type assertion: dst[i] = x·w[i]ᵀ + bias[i] (a nil
+// bias adds nothing). Decode's q/k/v and gate/up projections then cost one
+// dispatch and one join instead of three or two.
+type MatMuls interface {
+	MatMuls(dst []Tensor, x Tensor, w, bias []Tensor)
+}
+
 // Tensor is a dense row-major array owned by a Backend. Only the backend
 // that made it may read or write its storage.
 type Tensor interface {

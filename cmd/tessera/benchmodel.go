@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 
 	"github.com/tessera-llm/tessera/worker/model/modelbench"
 )
@@ -24,6 +26,7 @@ func runBenchModel(args []string, stdout, stderr io.Writer) error {
 	quantize := fs.String("quantize", "", quantizeUsage)
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the timed decode steps to this file (go tool pprof)")
+	batchList := fs.String("batch", "", "also time decode with this many sequences per step, comma separated (e.g. 1,8,32)")
 	random := fs.String("random-llama", "", "") // hidden: write random LLaMA weights hidden,layers,heads,kv,inter,vocab[,dtype] into --model first
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: tessera bench-model --model DIR [--prompt 128] [--gen 64] [--threads N] [--quantize q8] [--json]")
@@ -48,6 +51,14 @@ func runBenchModel(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var batches []int
+	for _, f := range strings.FieldsFunc(*batchList, func(r rune) bool { return r == ',' }) {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return fmt.Errorf("%w: --batch: %q is not a positive integer", errUsage, f)
+		}
+		batches = append(batches, n)
+	}
 	if *random != "" {
 		if err := modelbench.WriteRandomLlama(*dir, *random); errors.Is(err, modelbench.ErrBadShape) {
 			return fmt.Errorf("%w: --random-llama: %v", errUsage, err)
@@ -55,7 +66,7 @@ func runBenchModel(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	rep, err := modelbench.Run(*dir, modelbench.Options{Prompt: *promptN, Gen: *gen, Threads: *threads, Quantize: quant, Profile: *profile})
+	rep, err := modelbench.Run(*dir, modelbench.Options{Prompt: *promptN, Gen: *gen, Threads: *threads, Quantize: quant, Profile: *profile, Batches: batches})
 	if err != nil {
 		return err
 	}
@@ -68,5 +79,8 @@ func runBenchModel(args []string, stdout, stderr io.Writer) error {
 		rep.Model, rep.Weights, rep.Threads, rep.SIMD, float64(rep.WeightBytes)/1e6, rep.LoadSeconds)
 	fmt.Fprintf(stdout, "prompt  %4d tokens  %8.1f tok/s\n", rep.Prompt, rep.PromptTokPerS)
 	fmt.Fprintf(stdout, "decode  %4d tokens  %8.1f tok/s  %.1f GB/s of weights\n", rep.Gen, rep.DecodeTokPerS, rep.WeightGBPerSec)
+	for _, b := range rep.BatchDecode {
+		fmt.Fprintf(stdout, "decode  batch %3d   %8.1f tok/s\n", b.Batch, b.TokensPerS)
+	}
 	return nil
 }

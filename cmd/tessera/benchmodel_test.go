@@ -30,6 +30,20 @@ func TestBenchModelCLI(t *testing.T) {
 		t.Fatalf("report %+v: rates must be positive", rep)
 	}
 
+	// --batch: one decode rate per batch size, in order.
+	code, stdout, stderr = runCLI(t, "bench-model", "--model", dir, "--prompt", "4", "--gen", "2", "--batch", "1,3", "--json")
+	if code != 0 {
+		t.Fatalf("--batch: exit %d: %s", code, stderr)
+	}
+	rep = modelbench.Report{}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("%v in %q", err, stdout)
+	}
+	if len(rep.BatchDecode) != 2 || rep.BatchDecode[0].Batch != 1 || rep.BatchDecode[1].Batch != 3 ||
+		rep.BatchDecode[0].TokensPerS <= 0 || rep.BatchDecode[1].TokensPerS <= 0 {
+		t.Fatalf("--batch 1,3 gave %+v, want positive rates for batches 1 and 3", rep.BatchDecode)
+	}
+
 	// Plain text on an existing folder (the one just written, no --random-llama).
 	code, stdout, stderr = runCLI(t, "bench-model", "--model", dir, "--prompt", "4", "--gen", "2")
 	if code != 0 || !strings.Contains(stdout, "decode") || !strings.Contains(stdout, "GB/s of weights") {
@@ -62,6 +76,7 @@ func TestBenchModelCLI(t *testing.T) {
 		{"bench-model"},
 		{"bench-model", "--model", dir, "--gen", "0"},
 		{"bench-model", "--model", dir, "--quantize", "q4"},
+		{"bench-model", "--model", dir, "--batch", "8,0"},
 		{"bench-model", "--model", dir, "--random-llama", "64,2,4"},
 	} {
 		if code, _, _ := runCLI(t, args...); code != 2 {

@@ -23,9 +23,13 @@
 // MatMul has two shapes of kernel. Few rows of x (decode) stream each
 // weight row once, parallel over output columns: 4 weight rows per pass,
 // half weights widened in registers, dotted with each x row while the rows
-// sit in L1. f16 widens with VCVTPH2PS; bf16 loads 32 weights at once and
-// splits them into even (VPSLLD) and odd (VPANDD) halves against x
-// de-interleaved once per call, so it needs no shuffle. Many rows
+// sit in L1. f16 widens with VCVTPH2PS. bf16, with AVX512_BF16, runs
+// VDPBF16PS against x split once per op into two bf16 parts (x to 2⁻¹⁶);
+// without it, loads 32 weights at once and splits them into even (VPSLLD)
+// and odd (VPANDD) halves against x de-interleaved once per op. Q8_0, with
+// AVX512_VNNI, quantizes x to int8 blocks once per op and runs VPDPBUSD,
+// as llama.cpp does. MatMuls (kernels.MatMuls) runs decode's q/k/v or
+// gate/up GEMVs as one op. Many rows
 // (prefill) pack x into transposed panels of 32 rows once per call; each
 // goroutine takes blocks of 12 weight rows (half weights widened once per
 // block) and runs a 12×32 register-blocked FMA micro-kernel against every

@@ -39,16 +39,6 @@ func toF16(f float32) uint16 {
 	return sign | uint16(h)
 }
 
-// toBF16 rounds f to the nearest bfloat16 (ties to even).
-func toBF16(f float32) uint16 {
-	b := math.Float32bits(f)
-	if b&0x7fffffff > 0x7f800000 {
-		return uint16(b>>16) | 0x40
-	}
-	b += 0x7fff + (b>>16)&1
-	return uint16(b >> 16)
-}
-
 // f16Ref decodes an IEEE half by its definition, in float64.
 func f16Ref(h uint16) float64 {
 	sign := 1.0

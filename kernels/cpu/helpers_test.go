@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/tessera-llm/tessera/kernels"
@@ -94,6 +95,22 @@ func assertClose(t testing.TB, what string, got []float32, want []float64, tol f
 	if bad > 0 {
 		t.Errorf("%s: %d of %d values off", what, bad, len(want))
 	}
+}
+
+// assertWithin is assertClose after moving each got value up to slack[i]
+// toward want[i]: for kernels that round their inputs, slack is the bound
+// on what the rounding can cost and tol covers the arithmetic.
+func assertWithin(t testing.TB, what string, got []float32, want, slack []float64, tol float64) {
+	t.Helper()
+	got = slices.Clone(got)
+	for i, s := range slack {
+		if d := float64(got[i]) - want[i]; math.Abs(d) <= s {
+			got[i] = float32(want[i])
+		} else {
+			got[i] -= float32(math.Copysign(s, d))
+		}
+	}
+	assertClose(t, what, got, want, tol)
 }
 
 func read(b *Backend, x kernels.Tensor) []float32 {

@@ -1,6 +1,8 @@
 package cpu
 
 import (
+	"fmt"
+
 	"github.com/tessera-llm/tessera/kernels"
 )
 
@@ -13,22 +15,11 @@ const gemmMinRows = 4
 // MatMul: dst[n,m] = x[n,k] · w[m,k]ᵀ (+ bias[m]). x and dst are float32
 // with any leading shape; w is [m, k] of any dtype; bias may be any dtype.
 func (b *Backend) MatMul(dst, x, w, bias kernels.Tensor) {
-	d, xt, wt := f32("MatMul", dst), f32("MatMul", x), tensor("MatMul", w)
-	var bt *Tensor
-	if bias != nil {
-		bt = tensor("MatMul", bias)
-	}
-	n, m, k, err := kernels.MatMulShape(d, xt, wt, bias)
-	check("MatMul", err)
-	if overlaps(d, xt) {
-		panic("cpu.MatMul: dst must not share storage with x")
-	}
-	if wt.dtype == kernels.Q8_0 && n < simdGemmRows {
-		// gemvQ8 picks the AVX-512 kernel or its Go fallback itself.
-		j := b.pool.get(gemvQ8Kernel)
-		j.t[0], j.t[1], j.t[2], j.t[3] = d, xt, wt, bt
-		j.i[0], j.i[1], j.i[2] = n, m, k
-		b.pool.run(j, (m+q8Group-1)/q8Group, 16, n*m*k)
+	var segs [maxFused]gemvSeg
+	xt, n, k := matMulArgs(&segs[0], dst, x, w, bias)
+	d, wt, bt, m := segs[0].d, segs[0].w, segs[0].b, segs[0].w.shape[0]
+	if n < simdGemmRows && k > 0 && (wt.dtype == kernels.Q8_0 || useSIMD) {
+		b.gemv(&segs, 1, xt, n, k)
 		return
 	}
 	if useSIMD && k > 0 {
@@ -48,6 +39,54 @@ func (b *Backend) MatMul(dst, x, w, bias kernels.Tensor) {
 	} else {
 		b.pool.run(j, (m+3)/4, 1, n*m*k)
 	}
+}
+
+// MatMuls runs the products dst[i] = x·w[i]ᵀ + bias[i] (kernels.MatMuls).
+// For decode (few rows of x) with up to maxFused weights of one dtype they
+// are one op: x is prepared once (de-interleaved for bf16, quantized for
+// Q8_0) and the goroutines share out the rows of all the weights, so the
+// op joins once. Otherwise each product is a MatMul.
+func (b *Backend) MatMuls(dst []kernels.Tensor, x kernels.Tensor, w, bias []kernels.Tensor) {
+	if len(dst) != len(w) || len(bias) != len(w) {
+		panic(fmt.Sprintf("cpu.MatMuls: %d outputs, %d weights and %d biases", len(dst), len(w), len(bias)))
+	}
+	var segs [maxFused]gemvSeg
+	fuse := len(w) <= maxFused
+	var xt *Tensor
+	var n, k int
+	for i := range w {
+		seg := &gemvSeg{}
+		if i < maxFused {
+			seg = &segs[i]
+		}
+		xt, n, k = matMulArgs(seg, dst[i], x, w[i], bias[i])
+		dt := seg.w.dtype
+		fuse = fuse && n < simdGemmRows && k > 0 && dt == segs[0].w.dtype && (dt == kernels.Q8_0 || useSIMD)
+	}
+	if !fuse {
+		for i := range w {
+			b.MatMul(dst[i], x, w[i], bias[i])
+		}
+		return
+	}
+	b.gemv(&segs, len(w), xt, n, k)
+}
+
+// matMulArgs checks one product's operands and sets seg's tensors; it
+// returns x and its row count and width.
+func matMulArgs(seg *gemvSeg, dst, x, w, bias kernels.Tensor) (xt *Tensor, n, k int) {
+	d, xt, wt := f32("MatMul", dst), f32("MatMul", x), tensor("MatMul", w)
+	var bt *Tensor
+	if bias != nil {
+		bt = tensor("MatMul", bias)
+	}
+	n, _, k, err := kernels.MatMulShape(d, xt, wt, bias)
+	check("MatMul", err)
+	if overlaps(d, xt) {
+		panic("cpu.MatMul: dst must not share storage with x")
+	}
+	*seg = gemvSeg{d: d, w: wt, b: bt}
+	return xt, n, k
 }
 
 // rows is the product of all but the last dimension.
@@ -145,31 +184,9 @@ func gemmKernel(j *job, s *scratch, lo, hi int) {
 	}
 }
 
-// matMulSIMD is MatMul on the AVX-512 kernels: GEMV for few rows of x,
-// packed-panel GEMM from simdGemmRows rows.
+// matMulSIMD is MatMul's packed-panel GEMM on the AVX-512 kernels, for
+// simdGemmRows rows of x and more.
 func (b *Backend) matMulSIMD(d, xt, wt, bt *Tensor, n, m, k int) {
-	if n < simdGemmRows {
-		var s *scratch
-		j := b.pool.get(gemvSIMDKernel)
-		if wt.dtype == kernels.BF16 {
-			// De-interleave x once for the even/odd bf16 kernels.
-			s = b.pool.scr.get()
-			kp := eoLen(k)
-			j.fs = grow(&s.c, n*kp)
-			for i := range n {
-				deinterleave(j.fs[i*kp:(i+1)*kp], xt.F32[i*k:(i+1)*k])
-			}
-		}
-		j.t[0], j.t[1], j.t[2], j.t[3] = d, xt, wt, bt
-		j.i[0], j.i[1], j.i[2] = n, m, k
-		blk := 4 * pageStride(k*wt.dtype.Size())
-		j.i[3] = blk
-		b.pool.run(j, (m+blk-1)/blk, max(1, 64/blk), n*m*k)
-		if s != nil {
-			b.pool.scr.put(s)
-		}
-		return
-	}
 	panels := (n + gemmNR - 1) / gemmNR
 	s := b.pool.scr.get()
 	xp := grow(&s.c, panels*gemmNR*k)
@@ -184,16 +201,88 @@ func (b *Backend) matMulSIMD(d, xt, wt, bt *Tensor, n, m, k int) {
 	b.pool.scr.put(s)
 }
 
-// gemvQ8Kernel: items are groups of q8Group output columns of a Q8_0
-// weight, SIMD or not.
-func gemvQ8Kernel(j *job, _ *scratch, lo, hi int) {
-	n, m, k := j.i[0], j.i[1], j.i[2]
-	gemvQ8(j.t[0].F32, j.t[1].F32, j.t[2], j.t[3], n, m, k, q8Group*lo, min(q8Group*hi, m))
+// maxFused is how many products one MatMuls op runs together: q, k, v.
+const maxFused = 3
+
+// gemvSeg is one product of a decode GEMV op: d = x·wᵀ + b, whose items
+// (blocks of output columns) end at end, counted over the op's products.
+type gemvSeg struct {
+	d, w, b *Tensor
+	end     int
 }
 
-// gemvSIMDKernel: items are blocks of j.i[3] output columns (weight rows),
-// 4 page-strided passes' worth (pageStride).
-func gemvSIMDKernel(j *job, _ *scratch, lo, hi int) {
-	n, m, k, blk := j.i[0], j.i[1], j.i[2], j.i[3]
-	gemvSIMD(j.t[0].F32, j.t[1].F32, j.fs, j.t[2], j.t[3], n, m, k, blk*lo, min(blk*hi, m))
+// gemv runs products segs[:nseg] of x [n, k] (n < simdGemmRows, one weight
+// dtype) as one op with the GEMV kernels: Q8_0 (either path) in groups of
+// q8Group rows, the SIMD kernels in blocks of 4 page-strided passes
+// (pageStride). x is prepared once for all: split into bf16 parts or
+// de-interleaved for bf16 weights,
+// quantized to int8 for the VNNI Q8_0 kernel.
+func (b *Backend) gemv(segs *[maxFused]gemvSeg, nseg int, xt *Tensor, n, k int) {
+	dt := segs[0].w.dtype
+	j := b.pool.get(gemvSegsKernel)
+	var s *scratch
+	per := q8Group
+	switch {
+	case dt == kernels.Q8_0:
+		if useSIMD && useVNNI && k >= q8Block {
+			s = b.pool.scr.get()
+			quantizeAct(&s.xq, xt.F32, n, k)
+			j.xq = &s.xq
+		}
+	default:
+		per = 4 * pageStride(k*dt.Size())
+		if dt == kernels.BF16 {
+			s = b.pool.scr.get()
+			kp := eoLen(k)
+			if useBF16 {
+				j.hs = grow(&s.h, 2*n*kp)
+				for i := range n {
+					splitBF16(j.hs[2*i*kp:2*(i+1)*kp], xt.F32[i*k:(i+1)*k])
+				}
+			} else {
+				j.fs = grow(&s.c, n*kp)
+				for i := range n {
+					deinterleave(j.fs[i*kp:(i+1)*kp], xt.F32[i*k:(i+1)*k])
+				}
+			}
+		}
+	}
+	items, work := 0, 0
+	for i := range nseg {
+		m := segs[i].w.shape[0]
+		items += (m + per - 1) / per
+		segs[i].end = items
+		work += n * m * k
+	}
+	j.segs, j.nseg = *segs, nseg
+	j.t[1] = xt
+	j.i[0], j.i[1], j.i[2] = n, k, per
+	b.pool.run(j, items, max(1, 64/per), work)
+	if s != nil {
+		b.pool.scr.put(s)
+	}
+}
+
+// gemvSegsKernel computes items [lo, hi) of a gemv op, each inside the
+// product it falls in.
+// j.segs[:j.nseg]: products; j.t[1]: x; j.i: n, k, rows per item; j.hs:
+// x split into bf16 parts, or j.fs: x de-interleaved (bf16); j.xq: int8 x (Q8_0
+// on VNNI).
+func gemvSegsKernel(j *job, _ *scratch, lo, hi int) {
+	n, k, per := j.i[0], j.i[1], j.i[2]
+	x, start := j.t[1].F32, 0
+	for i := range j.nseg {
+		sg := &j.segs[i]
+		a, e := max(lo, start)-start, min(hi, sg.end)-start
+		start = sg.end
+		if a >= e {
+			continue
+		}
+		m := sg.w.shape[0]
+		if sg.w.dtype == kernels.Q8_0 {
+			gemvQ8(sg.d.F32, x, j.xq, sg.w, sg.b, n, m, k, per*a, min(per*e, m))
+		} else {
+			gemvSIMD(sg.d.F32, x, j.fs, j.hs, sg.w, sg.b, n, m, k, per*a, min(per*e, m))
+		}
+	}
 }

@@ -30,6 +30,10 @@ type job struct {
 	ids  []int32
 	fs   []float32
 	rope *ropeTable
+	xq   *q8Act
+	hs   []uint16
+	segs [maxFused]gemvSeg
+	nseg int
 }
 
 // scratch is per-participant working memory. A worker goroutine owns one
@@ -38,6 +42,8 @@ type job struct {
 type scratch struct {
 	a, b, c []float32
 	heads   []int
+	xq      q8Act
+	h       []uint16
 }
 
 // pool runs jobs on a fixed set of worker goroutines started once. The
@@ -157,7 +163,8 @@ func (p *pool) get(fn func(*job, *scratch, int, int)) *job {
 func (p *pool) put(j *job) {
 	j.fn = nil
 	j.t = [5]*Tensor{}
-	j.attn, j.ids, j.fs, j.rope = nil, nil, nil, nil
+	j.attn, j.ids, j.fs, j.rope, j.xq, j.hs = nil, nil, nil, nil, nil, nil
+	j.segs = [maxFused]gemvSeg{}
 	p.jobs.put(j)
 }
 

@@ -121,13 +121,33 @@ func dequantBlock(dst []float32, qs []int8, d float32) {
 // gemvQ8 computes output columns [lo, hi) (lo a multiple of q8Group) for
 // all n rows of x against a Q8_0 weight, a group of 4 weight rows at a
 // time, each group's result computed whole and its rows past m dropped.
-func gemvQ8(out, x []float32, wt, bt *Tensor, n, m, k, lo, hi int) {
+// With xq (the rows of x quantized by quantizeAct) the whole blocks run on
+// int8 activations.
+func gemvQ8(out, x []float32, xq *q8Act, wt, bt *Tensor, n, m, k, lo, hi int) {
 	kb, full := q8Blocks(k), k/q8Block
 	var acc [q8Group]float32
-	for r0 := lo; r0 < hi; r0 += q8Group {
+	r0 := lo
+	if xq != nil && full == kb {
+		// Groups stored back to back run in one kernel call per row of x,
+		// straight into out: all but a last group that passes m.
+		if ng := (min(hi, m/q8Group*q8Group) - lo) / q8Group; ng > 0 {
+			g := lo / q8Group * kb
+			for i := range n {
+				b := i * full
+				gemv4Q8VNNI(&xq.q[b*2*q8Block], &xq.c[b], &xq.d[b], &wt.Q8[g*q8Group*q8Block], &wt.Scales[g*q8Group],
+					full, ng, &out[i*m+lo])
+				if bt != nil {
+					for r := lo; r < lo+ng*q8Group; r++ {
+						out[i*m+r] += biasAt(bt, r)
+					}
+				}
+			}
+			r0 += ng * q8Group
+		}
+	}
+	for ; r0 < hi; r0 += q8Group {
 		for i := range n {
-			xi := x[i*k : (i+1)*k]
-			dotGroupQ8(&acc, xi, wt, kb, full, r0)
+			dotGroupQ8(&acc, x[i*k:(i+1)*k], xq, i, wt, kb, full, r0)
 			for l := range min(q8Group, hi-r0) {
 				out[i*m+r0+l] = acc[l] + biasAt(bt, r0+l)
 			}
@@ -135,12 +155,17 @@ func gemvQ8(out, x []float32, wt, bt *Tensor, n, m, k, lo, hi int) {
 	}
 }
 
-// dotGroupQ8 sets acc[l] to x · row r0+l of the Q8_0 weight t.
-func dotGroupQ8(acc *[q8Group]float32, x []float32, t *Tensor, kb, full, r0 int) {
+// dotGroupQ8 sets acc[l] to x · row r0+l of the Q8_0 weight t; x is row i
+// of xq when xq is set.
+func dotGroupQ8(acc *[q8Group]float32, x []float32, xq *q8Act, i int, t *Tensor, kb, full, r0 int) {
 	g := r0 / q8Group * kb
-	if useSIMD && full > 0 {
+	switch {
+	case xq != nil:
+		b := i * full
+		gemv4Q8VNNI(&xq.q[b*2*q8Block], &xq.c[b], &xq.d[b], &t.Q8[g*q8Group*q8Block], &t.Scales[g*q8Group], full, 1, &acc[0])
+	case useSIMD && full > 0:
 		gemv4Q8(&x[0], &t.Q8[g*q8Group*q8Block], &t.Scales[g*q8Group], full, &acc[0])
-	} else {
+	default:
 		*acc = [q8Group]float32{}
 		for b := range full {
 			xb := x[b*q8Block : (b+1)*q8Block]
@@ -155,6 +180,39 @@ func dotGroupQ8(acc *[q8Group]float32, x []float32, t *Tensor, kb, full, r0 int)
 		for l := range q8Group {
 			qs, d := q8At(t, kb, r0+l, full)
 			acc[l] += dotInt8(xb, qs[:len(xb)]) * *d
+		}
+	}
+}
+
+// q8Act is x quantized for gemv4Q8VNNI, the whole blocks of each row in
+// turn: block b is d[b]·q[64b+i] for i < 32 (q[64b+32+i] repeats them), and
+// c[b] = -16·Σ its quants.
+type q8Act struct {
+	q []int8
+	c []int32
+	d []float32
+}
+
+// quantizeAct fills a with the whole blocks of the n rows of x [n, k],
+// each quantized like a weight block (quantizeBlock), so every activation
+// is off by at most max|x|/254 of its block.
+func quantizeAct(a *q8Act, x []float32, n, k int) {
+	full := k / q8Block
+	blocks := n * full
+	a.q = grow(&a.q, blocks*2*q8Block)
+	a.c = grow(&a.c, blocks)
+	a.d = grow(&a.d, blocks)
+	for i := range n {
+		for b := range full {
+			o := i*full + b
+			qs := a.q[o*2*q8Block : (o+1)*2*q8Block]
+			quantizeBlock(qs[:q8Block], &a.d[o], x[i*k+b*q8Block:i*k+(b+1)*q8Block])
+			var sum int32
+			for _, v := range qs[:q8Block] {
+				sum += int32(v)
+			}
+			a.c[o] = -16 * sum
+			copy(qs[q8Block:], qs[:q8Block])
 		}
 	}
 }

@@ -60,7 +60,8 @@ func TestQuantizeBound(t *testing.T) {
 
 // TestMatMulQ8 checks the Q8_0 GEMV (few rows of x) and GEMM (many) against
 // a float64 product with the dequantized weights, with and without bias,
-// on every thread configuration.
+// on every thread configuration. Where the GEMV quantizes x to int8
+// (gemv4Q8VNNI) the bound adds what that rounding can cost (q8ActBound).
 func TestMatMulQ8(t *testing.T) {
 	r := rand.New(rand.NewPCG(83, 84))
 	for _, b := range backends() {
@@ -71,12 +72,14 @@ func TestMatMulQ8(t *testing.T) {
 			for _, n := range []int{1, 2, 3, 5, 8, 9, 33} {
 				xv := randVec(r, n*sh.k)
 				x := b.FromFloat32(xv, n, sh.k)
+				intAct := useSIMD && useVNNI && n < simdGemmRows
 				for _, withBias := range []bool{false, true} {
 					var bt kernels.Tensor
 					if withBias {
 						bt = b.FromFloat32(bias, sh.m)
 					}
 					want := make([]float64, n*sh.m)
+					slack := make([]float64, n*sh.m)
 					for i := range n {
 						for o := range sh.m {
 							s := 0.0
@@ -87,15 +90,46 @@ func TestMatMulQ8(t *testing.T) {
 								s += float64(bias[o])
 							}
 							want[i*sh.m+o] = s
+							if intAct {
+								slack[i*sh.m+o] = q8ActBound(xv[i*sh.k:(i+1)*sh.k], w[o*sh.k:(o+1)*sh.k])
+							}
 						}
 					}
 					dst := b.Alloc(n, sh.m)
 					b.MatMul(dst, x, q, bt)
-					assertClose(t, name("Q8 ", n, "x", sh.m, "x", sh.k, " bias ", withBias, " threads ", b.Threads()), read(b, dst), want, 1e-5)
+					what := name("Q8 ", n, "x", sh.m, "x", sh.k, " bias ", withBias, " threads ", b.Threads(), " int8 x ", intAct)
+					assertWithin(t, what, read(b, dst), want, slack, 1e-5)
 				}
 			}
 		}
 	}
+}
+
+// TestMatMulQ8NoVNNI reruns TestMatMulQ8 on the float-activation AVX-512
+// kernel that CPUs without AVX512_VNNI use.
+func TestMatMulQ8NoVNNI(t *testing.T) {
+	if !useVNNI {
+		t.Skip("the VNNI kernel is not in use: TestMatMulQ8 already runs the float one")
+	}
+	useVNNI = false
+	defer func() { useVNNI = true }()
+	TestMatMulQ8(t)
+}
+
+// q8ActBound is how far x·w can move when each whole 32-block of x is
+// quantized to int8 (quantizeAct): every x is off by at most max|x|/254 of
+// its block, so the dot by Σ over blocks of that times Σ|w| there.
+func q8ActBound(x []float32, w []float64) float64 {
+	var bound float64
+	for b := 0; b+q8Block <= len(x); b += q8Block {
+		var amax, wsum float64
+		for i := b; i < b+q8Block; i++ {
+			amax = max(amax, math.Abs(float64(x[i])))
+			wsum += math.Abs(w[i])
+		}
+		bound += amax / 254 * wsum
+	}
+	return bound * (1 + 1e-5)
 }
 
 // TestQ8RowsAndEmbedding: a Q8_0 row view multiplies and embeds like the
@@ -170,4 +204,53 @@ func TestParseQuantization(t *testing.T) {
 			t.Errorf("ParseQuantization(%q) = %v, %v; want %v, ok %v", tc.in, got, err, tc.want, tc.ok)
 		}
 	}
+}
+
+// TestMatMuls: MatMuls gives exactly the products separate MatMuls give,
+// fused (decode rows, one dtype, up to maxFused weights) or not, for every
+// weight format, with and without biases, on every thread configuration.
+func TestMatMuls(t *testing.T) {
+	r := rand.New(rand.NewPCG(87, 88))
+	const k = 96
+	widths := []int{40, 13, 13, 7}
+	for _, b := range backends() {
+		for _, dt := range append(dtypes, kernels.Q8_0) {
+			ws := make([]kernels.Tensor, len(widths))
+			bs := make([]kernels.Tensor, len(widths))
+			for i, m := range widths {
+				if dt == kernels.Q8_0 {
+					ws[i], _ = quantized(t, b, r, kernels.F32, m, k)
+				} else {
+					ws[i], _ = upload(t, b, dt, randVec(r, m*k), m, k)
+				}
+				if i%2 == 0 {
+					bs[i] = b.FromFloat32(randVec(r, m), m)
+				}
+			}
+			for _, n := range []int{1, 3, 9} {
+				for _, count := range []int{1, 2, 3, 4} {
+					x := b.FromFloat32(randVec(r, n*k), n, k)
+					got := make([]kernels.Tensor, count)
+					for i := range got {
+						got[i] = b.Alloc(n, widths[i])
+					}
+					b.MatMuls(got, x, ws[:count], bs[:count])
+					for i := range got {
+						want := b.Alloc(n, widths[i])
+						b.MatMul(want, x, ws[i], bs[i])
+						if !slices.Equal(read(b, got[i]), read(b, want)) {
+							t.Errorf("threads %d, %v, n=%d, %d products: product %d differs from MatMul", b.Threads(), dt, n, count, i)
+						}
+					}
+				}
+			}
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("MatMuls with 2 outputs and 1 weight did not panic")
+		}
+	}()
+	b := New()
+	b.MatMuls([]kernels.Tensor{b.Alloc(1, 4), b.Alloc(1, 4)}, b.Alloc(1, 4), []kernels.Tensor{b.Alloc(4, 4)}, []kernels.Tensor{nil})
 }

@@ -9,6 +9,16 @@ import "github.com/tessera-llm/tessera/kernels"
 // are running.
 var useSIMD = hasAVX512
 
+// useVNNI selects the Q8_0 GEMV on int8 activations (gemv4Q8VNNI), on
+// CPUs with AVX512_VNNI; like useSIMD, tests toggle it.
+var useVNNI = hasVNNI
+
+// useBF16 selects the bf16 decode GEMV on x split into two bf16 parts
+// (gemv4BF16DP, VDPBF16PS; splitBF16), on CPUs with AVX512_BF16; tests
+// toggle it. The split holds x to 2⁻¹⁶ of itself, so the golden logits of
+// bf16 checkpoints stay within their 1e-4 (one bf16 x would cost 2⁻⁸).
+var useBF16 = hasBF16
+
 // SIMD reports whether the backend runs its AVX-512 kernels.
 func SIMD() bool { return useSIMD }
 
@@ -22,16 +32,20 @@ const (
 	gemmNR = 32
 	// simdGemmRows is the row count of x from which the SIMD MatMul packs x
 	// and runs the GEMM micro-kernel; below it, the GEMV kernel (4 weight
-	// rows per pass, dotted with each x row while they sit in L1) wins.
-	simdGemmRows = 8
+	// rows per pass, dotted with each x row while they sit in L1) wins: a
+	// GEMM panel computes 32 rows whatever n is. One core, 2816×1024,
+	// cpu-ms GEMV / GEMM: bf16 0.53/1.84 at n = 8, 0.93/2.45 at 12,
+	// 1.09/1.69 at 16; f32 1.59/1.81 at 12, 1.93/1.73 at 16.
+	simdGemmRows = 16
 	// packChunk is the k range one packing item transposes.
 	packChunk = 64
 )
 
 // gemvSIMD computes output columns [lo, hi) for all n rows of x with the
 // AVX-512 GEMV kernels: 4 weight rows per pass, widened in registers. For
-// bf16 weights xp holds the rows of x de-interleaved by deinterleave, each
-// eoLen(k) long (the even/odd kernels); other dtypes read x.
+// bf16 weights xb holds the rows of x split by splitBF16, 2·eoLen(k) each
+// (the VDPBF16PS kernels) or, when nil, xp holds them de-interleaved by deinterleave (the
+// even/odd kernels), each eoLen(k) long; other dtypes read x.
 //
 // A pass takes its 4 rows pageStride rows apart, so that rows shorter than
 // a page come from 4 different pages, and the passes of a block of
@@ -39,7 +53,7 @@ const (
 // 4 KiB page: 4 contiguous 2 KiB bf16 rows are 2 streams in each of 2
 // pages, and one core pulled 8–10 GB/s from DRAM that way against 11–14
 // GB/s with the rows in 4 pages (docs/benchmarks.md).
-func gemvSIMD(out, x, xp []float32, wt, bt *Tensor, n, m, k, lo, hi int) {
+func gemvSIMD(out, x, xp []float32, xb []uint16, wt, bt *Tensor, n, m, k, lo, hi int) {
 	kp := eoLen(k)
 	stride := pageStride(k * wt.dtype.Size())
 	var o [4]float32
@@ -48,7 +62,11 @@ func gemvSIMD(out, x, xp []float32, wt, bt *Tensor, n, m, k, lo, hi int) {
 		case kernels.F32:
 			gemv4F32(&x[i*k], &wt.F32[r*k], ldw, k, &o[0])
 		case kernels.BF16:
-			gemv4BF16EO(&xp[i*kp], &wt.Half[r*k], ldw, k, &o[0])
+			if xb != nil {
+				gemv4BF16DP(&xb[2*i*kp], &wt.Half[r*k], ldw, k, &o[0])
+			} else {
+				gemv4BF16EO(&xp[i*kp], &wt.Half[r*k], ldw, k, &o[0])
+			}
 		case kernels.F16:
 			gemv4F16(&x[i*k], &wt.Half[r*k], ldw, k, &o[0])
 		}
@@ -77,7 +95,11 @@ func gemvSIMD(out, x, xp []float32, wt, bt *Tensor, n, m, k, lo, hi int) {
 			case kernels.F32:
 				gemv1F32(&x[i*k], &wt.F32[r*k], k, k, o)
 			case kernels.BF16:
-				gemv1BF16EO(&xp[i*kp], &wt.Half[r*k], k, k, o)
+				if xb != nil {
+					gemv1BF16DP(&xb[2*i*kp], &wt.Half[r*k], k, k, o)
+				} else {
+					gemv1BF16EO(&xp[i*kp], &wt.Half[r*k], k, k, o)
+				}
 			case kernels.F16:
 				gemv1F16(&x[i*k], &wt.Half[r*k], k, k, o)
 			}
@@ -94,6 +116,21 @@ func pageStride(rowBytes int) int {
 		return 1
 	}
 	return (page + rowBytes - 1) / rowBytes
+}
+
+// splitBF16 writes x (len k) into dst (len 2·eoLen(k)) as two bf16
+// parts for the VDPBF16PS kernels: hi = bf16(x) in the first half and
+// lo = bf16(x - hi) in the second, each zero past k. hi + lo is x to
+// within 2⁻¹⁶ of itself (the 8 bits of hi, then 8 more).
+func splitBF16(dst []uint16, x []float32) {
+	kp := eoLen(len(x))
+	hi, lo := dst[:kp], dst[kp:2*kp]
+	for i, v := range x {
+		hi[i] = toBF16(v)
+		lo[i] = toBF16(v - bf16(hi[i]))
+	}
+	clear(hi[len(x):])
+	clear(lo[len(x):])
 }
 
 // eoLen is the length of a row of k values de-interleaved for the even/odd

@@ -61,6 +61,27 @@ func detectAVX512() bool {
 	return b7&avx512f != 0 && b7&avx512bw != 0 && b7&avx512vl != 0
 }
 
+// hasBF16 reports AVX512_BF16 (VDPBF16PS) on top of hasAVX512.
+var hasBF16 = hasAVX512 && detectBF16()
+
+func detectBF16() bool {
+	if maxLeaf, _, _, _ := cpuid(7, 0); maxLeaf < 1 {
+		return false
+	}
+	a71, _, _, _ := cpuid(7, 1)
+	const avx512bf16 = 1 << 5
+	return a71&avx512bf16 != 0
+}
+
+// hasVNNI reports AVX512_VNNI (VPDPBUSD) on top of hasAVX512.
+var hasVNNI = hasAVX512 && detectVNNI()
+
+func detectVNNI() bool {
+	_, _, c7, _ := cpuid(7, 0)
+	const avx512vnni = 1 << 11
+	return c7&avx512vnni != 0
+}
+
 //go:noescape
 func expSumAVX(dst, src *float32, n int, sub float32) float32
 
@@ -84,3 +105,15 @@ func gemv4Q8(x *float32, q *int8, s *float32, nb int, out *float32)
 
 //go:noescape
 func dequantQ8(dst *float32, q *int8, s *float32, nb int)
+
+//go:noescape
+func streamRead(p *byte, n int) uint64
+
+//go:noescape
+func gemv4Q8VNNI(xq *int8, xc *int32, xd *float32, q *int8, s *float32, nb, ng int, out *float32)
+
+//go:noescape
+func gemv1BF16DP(xb *uint16, w *uint16, ldw, k int, out *float32)
+
+//go:noescape
+func gemv4BF16DP(xb *uint16, w *uint16, ldw, k int, out *float32)

@@ -6,6 +6,10 @@ package cpu
 // runs its pure-Go fallback.
 const hasAVX512 = false
 
+const hasVNNI = false
+
+const hasBF16 = false
+
 func gemv1F32(x, w *float32, ldw, k int, out *float32)         { panic("unreachable") }
 func gemv4F32(x, w *float32, ldw, k int, out *float32)         { panic("unreachable") }
 func gemv1F16(x *float32, w *uint16, ldw, k int, out *float32) { panic("unreachable") }
@@ -27,3 +31,12 @@ func gemv4BF16EO(xp *float32, w *uint16, ldw, k int, out *float32) { panic("unre
 
 func gemv4Q8(x *float32, q *int8, s *float32, nb int, out *float32) { panic("unreachable") }
 func dequantQ8(dst *float32, q *int8, s *float32, nb int)           { panic("unreachable") }
+
+func streamRead(p *byte, n int) uint64 { panic("unreachable") }
+
+func gemv4Q8VNNI(xq *int8, xc *int32, xd *float32, q *int8, s *float32, nb, ng int, out *float32) {
+	panic("unreachable")
+}
+
+func gemv1BF16DP(xb *uint16, w *uint16, ldw, k int, out *float32) { panic("unreachable") }
+func gemv4BF16DP(xb *uint16, w *uint16, ldw, k int, out *float32) { panic("unreachable") }

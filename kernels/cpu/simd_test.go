@@ -32,7 +32,7 @@ func TestFallback(t *testing.T) {
 		{"AddScale", TestAddScale}, {"RoPE", TestRoPE}, {"Attend", TestAttend},
 		{"DecodeMatchesPrefill", TestDecodeMatchesPrefill}, {"ConcurrentCallers", TestConcurrentCallers},
 		{"TensorBasics", TestTensorBasics}, {"DecodeAllocs", TestDecodeAllocs},
-		{"QuantizeBound", TestQuantizeBound}, {"MatMulQ8", TestMatMulQ8}, {"Q8RowsAndEmbedding", TestQ8RowsAndEmbedding},
+		{"QuantizeBound", TestQuantizeBound}, {"MatMulQ8", TestMatMulQ8}, {"MatMuls", TestMatMuls}, {"Q8RowsAndEmbedding", TestQ8RowsAndEmbedding},
 	} {
 		t.Run(tc.name, func(t *testing.T) { withFallback(func() { tc.f(t) }) })
 	}
@@ -172,6 +172,17 @@ func checkDot(t *testing.T, what string, got float32, x, w []float32) {
 	}
 }
 
+// bf16Split is v with each value replaced by the sum of its two bf16
+// parts (splitBF16), exact in float32.
+func bf16Split(v []float32) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		hi := bf16(toBF16(x))
+		out[i] = hi + bf16(toBF16(x-hi))
+	}
+	return out
+}
+
 // TestSIMDMatMulMatchesFallback compares the SIMD MatMul (GEMV and packed
 // GEMM, every dtype) with the pure-Go one on random odd shapes: ragged
 // weight blocks, partial x panels and k tails.
@@ -202,7 +213,12 @@ func TestSIMDMatMulMatchesFallback(t *testing.T) {
 							Data(got)[i] = float32(math.NaN())
 						}
 						b.MatMul(got, x, w, bias)
-						withFallback(func() { b.MatMul(want, x, w, bias) })
+						xf := x
+						if dt == kernels.BF16 && useBF16 && sh.n < simdGemmRows {
+							// The VDPBF16PS GEMV splits x into two bf16 parts first.
+							xf = b.FromFloat32(bf16Split(Data(x)), sh.n, sh.k)
+						}
+						withFallback(func() { b.MatMul(want, xf, w, bias) })
 						assertClose(t, "SIMD vs fallback", Data(got), f64s(Data(want)), 2e-5)
 					})
 				}

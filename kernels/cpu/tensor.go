@@ -120,11 +120,21 @@ func span(t *Tensor, off, n int, buf *[]float32) []float32 {
 }
 
 // grow returns (*buf)[:n], reallocating when the capacity is too small.
-func grow(buf *[]float32, n int) []float32 {
+func grow[T any](buf *[]T, n int) []T {
 	if cap(*buf) < n {
-		*buf = make([]float32, n+n/4)
+		*buf = make([]T, n+n/4)
 	}
 	return (*buf)[:n]
+}
+
+// toBF16 rounds f to the nearest bfloat16 (ties to even).
+func toBF16(f float32) uint16 {
+	b := math.Float32bits(f)
+	if b&0x7fffffff > 0x7f800000 {
+		return uint16(b>>16) | 0x40
+	}
+	b += 0x7fff + (b>>16)&1
+	return uint16(b >> 16)
 }
 
 // bf16 widens a bfloat16 to float32 (exact).

@@ -40,7 +40,14 @@ type Report struct {
 	PromptTokPerS  float64 `json:"prompt_tokens_per_s"`
 	DecodeTokPerS  float64 `json:"decode_tokens_per_s"`
 	WeightGBPerSec float64 `json:"weight_gb_per_s"`
+	// BatchDecode is Options.Batches' decode tokens/s, each with that
+	// many sequences stepping together (BatchDecode).
+	BatchDecode []BatchResult `json:"batch_decode,omitempty"`
 }
+
+// batchContext is the context each sequence of a batched run is
+// prefilled with before its timed steps.
+const batchContext = 16
 
 // promptRuns is how many times Run times the prompt.
 const promptRuns = 3
@@ -54,6 +61,8 @@ type Options struct {
 	Quantize kernels.DType
 	// Profile, when set, is a file for a CPU profile of the decode steps.
 	Profile string
+	// Batches are batch sizes to time BatchDecode at, Gen steps each.
+	Batches []int
 }
 
 // Run loads dir on the CPU backend and times a prompt of o.Prompt tokens
@@ -67,7 +76,11 @@ func Run(dir string, o Options) (*Report, error) {
 	}
 	be := cpu.New(cpu.WithThreads(threads))
 	t0 := time.Now()
-	m, err := model.Load(dir, model.WithBackend(be), model.WithCache(promptN+gen+16, 16), model.WithQuantize(quant))
+	cacheTokens := promptN + gen + 16
+	for _, b := range o.Batches {
+		cacheTokens = max(cacheTokens, CacheTokens(b, batchContext, gen, 16))
+	}
+	m, err := model.Load(dir, model.WithBackend(be), model.WithCache(cacheTokens, 16), model.WithQuantize(quant))
 	if err != nil {
 		return nil, err
 	}
@@ -143,12 +156,22 @@ func Run(dir string, o Options) (*Report, error) {
 	lm.Cache().Release(&seq)
 
 	dec := float64(gen) / decode.Seconds()
+	var batched []BatchResult
+	for _, n := range o.Batches {
+		r, err := BatchDecode(ctx, lm, be, n, batchContext, gen)
+		if err != nil {
+			return nil, err
+		}
+		r.TokensPerS = round(r.TokensPerS, 1)
+		batched = append(batched, r)
+	}
 	return &Report{
 		Model: dir, Threads: be.Threads(), SIMD: cpu.SIMD(), Weights: dtype, Prompt: promptN, Gen: gen,
 		WeightBytes: wb, LoadSeconds: round(load.Seconds(), 2),
 		PromptTokPerS:  round(float64(promptN)/prompt.Seconds(), 1),
 		DecodeTokPerS:  round(dec, 2),
 		WeightGBPerSec: round(float64(wb)*dec/1e9, 2),
+		BatchDecode:    batched,
 	}, nil
 }
 

@@ -22,6 +22,29 @@ func (l *Linear) Forward(b kernels.Backend, dst, x kernels.Tensor) {
 	b.MatMul(dst, x, l.Weight, l.Bias)
 }
 
+// maxProjections is the most linears Workspace.project runs together.
+const maxProjections = 3
+
+// project writes x·Wᵀ + b of the first n linears into their dst: as one
+// op on a backend that fuses MatMuls (decode's q/k/v and gate/up then
+// join their goroutines once), else one MatMul each. The operands go
+// through the workspace's arrays, so the slices allocate nothing.
+func (ws *Workspace) project(b kernels.Backend, x kernels.Tensor, n int, dst [maxProjections]kernels.Tensor, ls [maxProjections]*Linear) {
+	mm, ok := b.(kernels.MatMuls)
+	if !ok {
+		for i := range n {
+			ls[i].Forward(b, dst[i], x)
+		}
+		return
+	}
+	ws.proj.dst = dst
+	for i := range n {
+		ws.proj.w[i], ws.proj.b[i] = ls[i].Weight, ls[i].Bias
+	}
+	mm.MatMuls(ws.proj.dst[:n], x, ws.proj.w[:n], ws.proj.b[:n])
+	ws.proj.dst, ws.proj.w, ws.proj.b = [maxProjections]kernels.Tensor{}, [maxProjections]kernels.Tensor{}, [maxProjections]kernels.Tensor{}
+}
+
 // Norm is a LayerNorm (with Bias) or an RMSNorm (Bias nil, RMS true).
 type Norm struct {
 	Weight, Bias kernels.Tensor
@@ -72,9 +95,7 @@ type SelfAttention struct {
 // Forward attends x [n, hidden] for layer's cache and writes the
 // projected output into dst [n, hidden].
 func (a *SelfAttention) Forward(b kernels.Backend, ws *Workspace, cache *kvcache.Cache, layer int, dst, x kernels.Tensor) {
-	a.Q.Forward(b, ws.Q, x)
-	a.K.Forward(b, ws.K, x)
-	a.V.Forward(b, ws.V, x)
+	ws.project(b, x, 3, [maxProjections]kernels.Tensor{ws.Q, ws.K, ws.V}, [maxProjections]*Linear{&a.Q, &a.K, &a.V})
 	for _, r := range a.Rotary {
 		rope := kernels.RoPE{Heads: a.Heads, HeadDim: a.HeadDim, Offset: r.Offset, Dim: r.Dim, Theta: r.Theta, InvFreq: r.InvFreq}
 		b.ApplyRoPE(ws.Q, ws.Pos[r.Stream], rope)
@@ -175,8 +196,7 @@ type GatedMLP struct {
 
 // Forward writes the gated MLP of x into dst.
 func (m *GatedMLP) Forward(b kernels.Backend, ws *Workspace, dst, x kernels.Tensor) {
-	m.Gate.Forward(b, ws.Gate, x)
-	m.Up.Forward(b, ws.Up, x)
+	ws.project(b, x, 2, [maxProjections]kernels.Tensor{ws.Gate, ws.Up}, [maxProjections]*Linear{&m.Gate, &m.Up})
 	b.GLU(ws.Up, ws.Gate, ws.Up, m.Act)
 	m.Down.Forward(b, dst, ws.Up)
 	ws.AllReduce(dst)

@@ -40,8 +40,12 @@ type Workspace struct {
 
 	spans   []spanView
 	selRows []int32
-	layout  []layoutKey
-	n       int
+	// proj holds project's operands for the duration of one call.
+	proj struct {
+		dst, w, b [maxProjections]kernels.Tensor
+	}
+	layout []layoutKey
+	n      int
 
 	// A tensor-parallel rank all-reduces its partial sums through comm;
 	// the first failure is kept in err and later reductions are skipped.

@@ -391,6 +391,8 @@ func main() {
 		if d.name == "BF16" {
 			gemvEO(1) // bf16 reads x de-interleaved instead
 			gemvEO(4)
+			gemvDP(1)
+			gemvDP(4)
 			continue
 		}
 		gemv(1, d)
@@ -404,6 +406,9 @@ func main() {
 	extra()
 	gemv4Q8()
 	dequantQ8()
+	q8perm()
+	gemv4Q8VNNI()
+	streamRead()
 	if err := os.WriteFile(*dst, out.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}

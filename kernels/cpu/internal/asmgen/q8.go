@@ -106,3 +106,101 @@ func off(d int, reg string) string {
 	}
 	return fmt.Sprintf("%d(%s)", d, reg)
 }
+
+// gemv4Q8VNNI writes gemv4Q8VNNI(xq *int8, xc *int32, xd *float32, q *int8,
+// s *float32, nb, ng int, out *float32): the Q8_0 GEMV on activations
+// quantized to int8 per block of 32 (quantizeAct), llama.cpp's scheme, for
+// ng consecutive groups of 4 rows whose nb blocks each are stored back to
+// back (no k%32 tail), so one call streams a whole chunk of the weight.
+// Block b of x is xd[b]·xq[64b+i] (its 32 quants twice, for both halves of
+// a zmm), and xc[b] = -16·Σ its quants. VPDPBUSD multiplies unsigned by
+// signed bytes, so the weights are flipped to q+128 (XOR 0x80) and the
+// excess 128·Σx, spread as 16·Σx over the 8 dword lanes of each row, is
+// the accumulator's start (xc). Per block one zmm holds two rows' 32
+// quants: 2 loads, 2 XORs and 2 VPDPBUSD give 4 rows' integer dots in 8
+// lanes each, converted and scaled by s[4b+r]·xd[b] into float
+// accumulators (rows 0, 1 in Z0's low and high halves, rows 2, 3 in Z1's).
+func gemv4Q8VNNI() {
+	const name = "gemv4Q8VNNI"
+	p("// func %s(xq *int8, xc *int32, xd *float32, q *int8, s *float32, nb, ng int, out *float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-64", name)
+	p("\tMOVQ xq+0(FP), R11")
+	p("\tMOVQ xc+8(FP), R12")
+	p("\tMOVQ xd+16(FP), R13")
+	p("\tMOVQ q+24(FP), DI")
+	p("\tMOVQ s+32(FP), R8")
+	p("\tMOVQ nb+40(FP), BX")
+	p("\tMOVQ ng+48(FP), R14")
+	p("\tMOVQ out+56(FP), DX")
+	p("\tMOVL $0x80808080, AX")
+	p("\tVPBROADCASTD AX, Z30")
+	p("\tVMOVDQU32 q8perm<>(SB), Z28")
+	p("\tVMOVDQU32 q8perm<>+64(SB), Z29")
+	p("%s_group:", name)
+	p("\tVPXORD Z0, Z0, Z0")
+	p("\tVPXORD Z1, Z1, Z1")
+	p("\tMOVQ R11, SI")
+	p("\tMOVQ R12, R9")
+	p("\tMOVQ R13, R10")
+	p("\tMOVQ BX, CX")
+	p("\tTESTQ CX, CX")
+	p("\tJEQ %s_done", name)
+	p("%s_loop:", name)
+	if q8Prefetch > 0 {
+		p("\tPREFETCHT0 %d(DI)", q8Prefetch)
+		p("\tPREFETCHT0 %d(DI)", q8Prefetch+64)
+	}
+	p("\tVPXORD (DI), Z30, Z2")
+	p("\tVPXORD 64(DI), Z30, Z3")
+	p("\tVPBROADCASTD (R9), Z4")
+	p("\tVMOVDQA32 Z4, Z5")
+	p("\tVMOVDQU32 (SI), Z6")
+	p("\tVPDPBUSD Z6, Z2, Z4")
+	p("\tVPDPBUSD Z6, Z3, Z5")
+	p("\tVCVTDQ2PS Z4, Z4")
+	p("\tVCVTDQ2PS Z5, Z5")
+	p("\tVBROADCASTSS (R10), X7")
+	p("\tVMULPS (R8), X7, X7")
+	p("\tVPERMPS Z7, Z28, Z8")
+	p("\tVPERMPS Z7, Z29, Z9")
+	p("\tVFMADD231PS Z8, Z4, Z0")
+	p("\tVFMADD231PS Z9, Z5, Z1")
+	p("\tADDQ $64, SI")
+	p("\tADDQ $4, R9")
+	p("\tADDQ $4, R10")
+	p("\tADDQ $128, DI")
+	p("\tADDQ $16, R8")
+	p("\tDECQ CX")
+	p("\tJNE %s_loop", name)
+	p("%s_done:", name)
+	// Z0 = rows 0|1, Z1 = rows 2|3 (8 lanes each): move the high halves
+	// to Z2, Z3 and reduce each zmm's low 8 lanes.
+	p("\tVEXTRACTF64X4 $1, Z0, Y2")
+	p("\tVEXTRACTF64X4 $1, Z1, Y3")
+	for r, z := range []int{0, 2, 1, 3} {
+		p("\tVEXTRACTF128 $1, Y%d, X15", z)
+		p("\tVADDPS X15, X%d, X%d", z, z)
+		p("\tVPERMILPD $1, X%d, X15", z)
+		p("\tVADDPS X15, X%d, X%d", z, z)
+		p("\tVMOVSHDUP X%d, X15", z)
+		p("\tVADDSS X15, X%d, X%d", z, z)
+		p("\tVMOVSS X%d, %d(DX)", z, 4*r)
+	}
+	p("\tADDQ $16, DX")
+	p("\tDECQ R14")
+	p("\tJNE %s_group", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
+// q8perm spreads 4 floats over 8 lanes each: lanes 0..7 from element 0
+// and 8..15 from 1 (first 64 bytes), then 2 and 3.
+func q8perm() {
+	p("// q8perm<> are VPERMPS indices: 8×0, 8×1, then 8×2, 8×3.")
+	for i := range 32 {
+		p("DATA q8perm<>+%d(SB)/4, $%d", 4*i, i/8)
+	}
+	p("GLOBL q8perm<>(SB), RODATA|NOPTR, $128")
+	p("")
+}
