@@ -22,14 +22,14 @@ const Tolerance = 1e-4
 
 // CausalCase is one prompt of a causal-LM golden file.
 type CausalCase struct {
-	PromptIDs      []int32     `json:"prompt_ids"`
-	PromptLogits   [][]float64 `json:"prompt_logits"`
-	GreedyIDs      []int32     `json:"greedy_ids"`
+	PromptIDs    []int32     `json:"prompt_ids"`
+	PromptLogits [][]float64 `json:"prompt_logits"`
+	GreedyIDs    []int32     `json:"greedy_ids"`
 	// Prompt and GreedyText are the texts behind the ids, where the
 	// fixture has a tokenizer (docbloom-3m's does).
-	Prompt     string `json:"prompt"`
-	GreedyText string `json:"greedy_text"`
-	LastStepLogits []float64   `json:"last_step_logits"`
+	Prompt         string    `json:"prompt"`
+	GreedyText     string    `json:"greedy_text"`
+	LastStepLogits []float64 `json:"last_step_logits"`
 }
 
 // Golden is the part of golden.json every causal model has.
