@@ -171,7 +171,9 @@ func failover(t *testing.T, sig syscall.Signal) {
 	_, api2 := startCoordinatorProc(t, in, cluster, dir, "c2", "--leader-ttl", "2s")
 	waitStatus(t, api2+"/health", 200, 20*time.Second)
 	startWorkers(t, in, cluster, 2, 0)
-	waitStatus(t, api1+"/ready", 200, 30*time.Second)
+	// Ready comes first with a plan over whichever worker registered
+	// first; wait for the plan over both, or a re-plan answers 503.
+	waitServing(t, in, cluster, api1, "w0", "w1")
 	if st := status(api2 + "/ready"); st != http.StatusServiceUnavailable {
 		t.Fatalf("standby /ready = %d, want 503", st)
 	}

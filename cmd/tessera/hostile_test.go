@@ -50,7 +50,7 @@ func TestHostileInputs(t *testing.T) {
 	// Long leases: a worker losing its lease to a loaded machine would
 	// answer the probe's checks with 503 while it re-plans.
 	startWorkers(t, in, cluster, 2, 0, "--lease-ttl", "15s")
-	waitStatus(t, api+"/ready", 200, 30*time.Second)
+	waitServing(t, in, cluster, api, "w0", "w1")
 
 	pid := coord.cmd.Process.Pid
 	idle := procKB(t, pid, "VmRSS")
