@@ -141,7 +141,9 @@ func (b *builder) compile(re *syntax.Regexp, next int32) (int32, error) {
 			return 0, err
 		}
 		return b.split(body, next)
-	case syntax.OpStar:
+	case syntax.OpStar, syntax.OpPlus:
+		// One loop node back to the body: x* enters at the loop (it may
+		// skip the body), x+ at the body.
 		loop, err := b.split(-1, next)
 		if err != nil {
 			return 0, err
@@ -151,18 +153,10 @@ func (b *builder) compile(re *syntax.Regexp, next int32) (int32, error) {
 			return 0, err
 		}
 		b.nodes[loop].out = body
+		if re.Op == syntax.OpPlus {
+			return body, nil
+		}
 		return loop, nil
-	case syntax.OpPlus:
-		loop, err := b.split(-1, next)
-		if err != nil {
-			return 0, err
-		}
-		body, err := b.compile(re.Sub[0], loop)
-		if err != nil {
-			return 0, err
-		}
-		b.nodes[loop].out = body
-		return body, nil
 	case syntax.OpRepeat:
 		return b.repeat(re, next)
 	}
