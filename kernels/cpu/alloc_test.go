@@ -50,7 +50,6 @@ func TestDecodeAllocs(t *testing.T) {
 			{"ApplyRoPE", func() { b.ApplyRoPE(q, pos, rope) }},
 			{"GLU", func() { b.GLU(out, out, out, kernels.SiLU) }},
 			{"Add", func() { b.Add(norm, norm, x) }},
-			{"Softmax", func() { b.Softmax(out, out) }},
 		} {
 			for range 20 { // warm the free lists, every worker's scratch and the tables
 				tc.f()

@@ -1,35 +1,10 @@
 package cpu
 
 import (
-	"fmt"
 	"math"
 
 	"github.com/tessera-llm/tessera/kernels"
 )
-
-// ALiBi adds slopes[h]*(keyOffset+j) to scores [heads, nq, nk] in place.
-func (b *Backend) ALiBi(scores kernels.Tensor, slopes []float32, keyOffset int) {
-	st := f32("ALiBi", scores)
-	if len(st.shape) != 3 || st.shape[0] != len(slopes) {
-		panic(fmt.Sprintf("cpu.ALiBi: scores %v, want [%d nq nk]", st, len(slopes)))
-	}
-	heads, nq, nk := st.shape[0], st.shape[1], st.shape[2]
-	j := b.pool.get(alibiKernel)
-	j.t[0], j.fs = st, slopes
-	j.i[0], j.i[1], j.i[2] = nq, nk, keyOffset
-	b.pool.run(j, heads*nq, 1, heads*nq*nk)
-}
-
-func alibiKernel(j *job, _ *scratch, lo, hi int) {
-	nq, nk, off := j.i[0], j.i[1], j.i[2]
-	for r := lo; r < hi; r++ {
-		slope := j.fs[r/nq]
-		row := j.t[0].F32[r*nk : r*nk+nk]
-		for c := range row {
-			row[c] += slope * float32(off+c)
-		}
-	}
-}
 
 // WriteKV stores k, v [n, KVHeads*HeadDim] as tokens start..start+n-1 of
 // the sequence whose block table is table.

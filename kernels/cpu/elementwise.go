@@ -212,23 +212,6 @@ func gluKernel(j *job, s *scratch, lo, hi int) {
 	}
 }
 
-// Softmax over the last dim, max-subtracted; dst may alias x.
-func (b *Backend) Softmax(dst, x kernels.Tensor) {
-	d, xt := f32("Softmax", dst), tensor("Softmax", x)
-	n, dim := rowOp("Softmax", d, xt)
-	j := b.pool.get(softmaxKernel)
-	j.t[0], j.t[1], j.i[0] = d, xt, dim
-	b.pool.run(j, n, rowGrain, n*dim*16)
-}
-
-func softmaxKernel(j *job, s *scratch, lo, hi int) {
-	dim := j.i[0]
-	for r := lo; r < hi; r++ {
-		x := span(j.t[1], r*dim, dim, &s.a)
-		softmax(j.t[0].F32[r*dim:r*dim+dim], x)
-	}
-}
-
 // softmax writes the max-subtracted softmax of x into out (may alias).
 func softmax(out, x []float32) {
 	if len(x) == 0 {

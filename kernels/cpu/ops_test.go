@@ -295,37 +295,6 @@ func TestActivations(t *testing.T) {
 	}
 }
 
-func TestSoftmax(t *testing.T) {
-	r := rand.New(rand.NewPCG(9, 10))
-	for _, b := range backends() {
-		for _, sh := range []struct{ n, d int }{{1, 1}, {1, 9}, {4, 100}, {300, 17}} {
-			t.Run(fmt.Sprintf("threads=%d/%dx%d", b.Threads(), sh.n, sh.d), func(t *testing.T) {
-				xd := randVec(r, sh.n*sh.d)
-				for i := range xd {
-					xd[i] = xd[i]*20 + 1000 // large values need max subtraction
-				}
-				want := make([]float64, len(xd))
-				for i := range sh.n {
-					m, s := math.Inf(-1), 0.0
-					for _, v := range xd[i*sh.d : i*sh.d+sh.d] {
-						m = max(m, float64(v))
-					}
-					for j, v := range xd[i*sh.d : i*sh.d+sh.d] {
-						want[i*sh.d+j] = math.Exp(float64(v) - m)
-						s += want[i*sh.d+j]
-					}
-					for j := range sh.d {
-						want[i*sh.d+j] /= s
-					}
-				}
-				x := b.FromFloat32(xd, sh.n, sh.d)
-				b.Softmax(x, x)
-				assertClose(t, "Softmax", Data(x), want, 1e-5)
-			})
-		}
-	}
-}
-
 func TestEmbedding(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
 	for _, b := range backends() {
