@@ -139,7 +139,7 @@ func (c *ChatTemplate) RenderChat(in ChatInput) (string, error) {
 		return "", fmt.Errorf("%w: messages: %v", ErrTemplate, err)
 	}
 	vars["messages"] = messages
-	if len(in.Tools) > 0 && string(in.Tools) != "null" {
+	if present(in.Tools) {
 		if vars["tools"], err = decodeJinja(in.Tools); err != nil {
 			return "", fmt.Errorf("%w: tools: %v", ErrTemplate, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"regexp"
 	"strings"
@@ -370,8 +371,8 @@ func TestMaskMatchesBruteForce(t *testing.T) {
 						allowed = append(allowed, id)
 					}
 				}
-				if mask.N != len(allowed) || mask.Count() != mask.N {
-					t.Fatalf("mask count %d / %d, want %d", mask.N, mask.Count(), len(allowed))
+				if mask.N != len(allowed) || ones(mask) != mask.N {
+					t.Fatalf("mask count %d / %d, want %d", mask.N, ones(mask), len(allowed))
 				}
 				if len(allowed) == 0 {
 					t.Fatalf("%+v: state %d allows nothing", spec, s)
@@ -406,4 +407,13 @@ func TestAdvanceRefusesMaskedTokens(t *testing.T) {
 	if _, err := NewMatcher(Spec{Kind: Choice, Choices: []string{"zzz"}}, testVocab()); !errors.Is(err, ErrUnsatisfiable) {
 		t.Fatalf("a choice no token can spell: %v", err)
 	}
+}
+
+// ones counts the mask's set bits, independently of its N.
+func ones(m *Mask) int {
+	n := 0
+	for _, w := range m.Bits {
+		n += bits.OnesCount8(w)
+	}
+	return n
 }

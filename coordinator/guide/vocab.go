@@ -3,7 +3,6 @@ package guide
 import (
 	"bytes"
 	"fmt"
-	"math/bits"
 	"slices"
 	"sync"
 )
@@ -230,12 +229,3 @@ func (m *Matcher) Final(s State) (bool, error) {
 }
 
 func (v *Vocab) isEOS(id int32) bool { return slices.Contains(v.eos, id) }
-
-// Count is the number of set bits, for tests and metrics.
-func (m *Mask) Count() int {
-	n := 0
-	for _, w := range m.Bits {
-		n += bits.OnesCount8(w)
-	}
-	return n
-}

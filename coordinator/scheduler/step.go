@@ -82,7 +82,7 @@ func (s *Scheduler) step(ctx context.Context) error {
 		topK = max(topK, s.width(q.req))
 	}
 	if len(rows) == 0 {
-		s.running = slices.DeleteFunc(s.running, func(q *seq) bool { return q.h.res.Finish != "" || q.h.res.Err != nil })
+		s.dropFinished()
 		return nil
 	}
 	st.TopK = int32(topK) // Check keeps every width within topk.MaxTopK
@@ -117,7 +117,7 @@ func (s *Scheduler) step(ctx context.Context) error {
 			s.sample(q, parts[i], int(st.TopK))
 		}
 	}
-	s.running = slices.DeleteFunc(s.running, func(q *seq) bool { return q.h.res.Finish != "" || q.h.res.Err != nil })
+	s.dropFinished()
 	return nil
 }
 
@@ -211,4 +211,10 @@ func (s *Scheduler) banEnds(q *seq, ids []int32, logits []float32) bool {
 		logits[i] = float32(math.Inf(-1))
 	}
 	return true
+}
+
+// dropFinished removes the sequences that finished (or failed) from the
+// running set.
+func (s *Scheduler) dropFinished() {
+	s.running = slices.DeleteFunc(s.running, func(q *seq) bool { return q.h.res.Finish != "" || q.h.res.Err != nil })
 }
