@@ -61,26 +61,38 @@ func TestRegisterRefusesLiveID(t *testing.T) {
 }
 
 // An id whose worker died (its lease is no longer renewed) is taken over
-// once the lease runs out, and the new registration says from whom.
+// once the lease runs out, and the new registration says from whom. The
+// newcomer's own lease stays alive while it waits, however much longer
+// the dead worker's TTL is than its own.
 func TestRegisterTakesOverExpiredID(t *testing.T) {
-	cli, ctx, cluster := ownerTest(t)
-	dead := client(t)
-	old := worker("w", 1)
-	old.Address = "127.0.0.1:7001"
-	if _, err := Register(ctx, dead, cluster, old, time.Second); err != nil {
-		t.Fatal(err)
-	}
-	dead.Close() // crashed: the keepalive stops, nothing is revoked
-	r, err := Register(ctx, cli, cluster, worker("w", 2), 2*time.Second)
-	if err != nil {
-		t.Fatalf("taking over an expired id: %v", err)
-	}
-	defer r.Close()
-	if r.TookOver() != "127.0.0.1:7001" {
-		t.Errorf("TookOver = %q, want the dead worker's address", r.TookOver())
-	}
-	if lease, _, _ := holder(t, cli, WorkerKey(cluster, "w")); lease != r.Lease() {
-		t.Errorf("entry under lease %x, want %x", lease, r.Lease())
+	for _, tc := range []struct {
+		name         string
+		deadTTL, ttl time.Duration
+	}{
+		{"shorter holder TTL", time.Second, 2 * time.Second},
+		{"holder TTL three times ours", 6 * time.Second, 2 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cli, ctx, cluster := ownerTest(t)
+			dead := client(t)
+			old := worker("w", 1)
+			old.Address = "127.0.0.1:7001"
+			if _, err := Register(ctx, dead, cluster, old, tc.deadTTL); err != nil {
+				t.Fatal(err)
+			}
+			dead.Close() // crashed: the keepalive stops, nothing is revoked
+			r, err := Register(ctx, cli, cluster, worker("w", 2), tc.ttl)
+			if err != nil {
+				t.Fatalf("taking over an expired id: %v", err)
+			}
+			defer r.Close()
+			if r.TookOver() != "127.0.0.1:7001" {
+				t.Errorf("TookOver = %q, want the dead worker's address", r.TookOver())
+			}
+			if lease, _, _ := holder(t, cli, WorkerKey(cluster, "w")); lease != r.Lease() {
+				t.Errorf("entry under lease %x, want %x", lease, r.Lease())
+			}
+		})
 	}
 }
 

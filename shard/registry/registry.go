@@ -177,22 +177,28 @@ func register(ctx context.Context, cli *clientv3.Client, cluster string, w *tess
 	if err != nil {
 		return nil, fmt.Errorf("registry: grant lease for worker %s: %w", w.GetId(), err)
 	}
-	key := WorkerKey(cluster, w.GetId())
-	tookOver, err := claim(ctx, cli, key, string(val), grant.ID, prev)
-	if err != nil {
-		revokeQuietly(cli, grant.ID)
-		return nil, fmt.Errorf("registry: register worker %s: %w", w.GetId(), err)
-	}
-	// The keepalive outlives ctx only as far as ctx allows: cancelling ctx
-	// stops it, like Close but without revoking (the entry then expires).
+	// The keepalive starts before the claim: waiting out a dead holder can
+	// take longer than our own TTL, and an unrenewed lease would be gone by
+	// the time the key is free. It outlives ctx only as far as ctx allows:
+	// cancelling ctx stops it, like Close but without revoking (the entry
+	// then expires).
 	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, cancel)
-	ka, err := cli.KeepAlive(kctx, grant.ID)
-	if err != nil {
+	abandon := func() {
 		stop()
 		cancel()
 		revokeQuietly(cli, grant.ID)
+	}
+	ka, err := cli.KeepAlive(kctx, grant.ID)
+	if err != nil {
+		abandon()
 		return nil, fmt.Errorf("registry: keep lease alive for worker %s: %w", w.GetId(), err)
+	}
+	key := WorkerKey(cluster, w.GetId())
+	tookOver, err := claim(ctx, cli, key, string(val), grant.ID, prev)
+	if err != nil {
+		abandon()
+		return nil, fmt.Errorf("registry: register worker %s: %w", w.GetId(), err)
 	}
 	r := &Registration{cli: cli, key: key, lease: grant.ID, tookOver: tookOver, cancel: cancel, done: make(chan struct{})}
 	go func() {
