@@ -232,21 +232,24 @@ func (g *GRPC) embed(ctx context.Context, req *tesserav1.EmbedRequest) (*tessera
 }
 
 // Tokenize encodes text with the served model's tokenizer.
-func (g *GRPC) Tokenize(_ context.Context, req *tesserav1.TokenizeRequest) (*tesserav1.TokenizeResponse, error) {
-	resp, err := g.tokenize(req)
+func (g *GRPC) Tokenize(ctx context.Context, req *tesserav1.TokenizeRequest) (*tesserav1.TokenizeResponse, error) {
+	resp, err := g.tokenize(ctx, req)
 	return resp, g.counted("Tokenize", err)
 }
 
-func (g *GRPC) tokenize(req *tesserav1.TokenizeRequest) (*tesserav1.TokenizeResponse, error) {
+// Tokenize is admitted like a prompt (bounded bytes, bounded concurrent
+// tokenizing, at most a context's worth of tokens): a text the model
+// could never take is not worth tokenizing in full.
+func (g *GRPC) tokenize(ctx context.Context, req *tesserav1.TokenizeRequest) (*tesserav1.TokenizeResponse, error) {
 	if err := g.s.checkModel(req.Model); err != nil {
 		return nil, err
 	}
 	if g.s.cfg.Tokenizer == nil {
 		return nil, badRequest("model", "this model has no tokenizer.json")
 	}
-	ids, err := g.s.cfg.Tokenizer.Encode(req.Text, req.AddSpecialTokens)
+	ids, err := g.s.encodeText(ctx, req.Text, req.AddSpecialTokens, g.s.promptLimit(), "text")
 	if err != nil {
-		return nil, badRequest("text", "%v", err)
+		return nil, err
 	}
 	return &tesserav1.TokenizeResponse{Ids: ids}, nil
 }

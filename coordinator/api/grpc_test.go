@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -81,6 +82,14 @@ func TestGRPCGenerateMatchesHTTP(t *testing.T) {
 	tok, err := client.Tokenize(ctx, &tesserav1.TokenizeRequest{Text: prompt, AddSpecialTokens: true})
 	if err != nil || len(tok.Ids) == 0 {
 		t.Fatalf("Tokenize: %v %v", tok, err)
+	}
+	// Tokenize is admitted like a prompt: a text that cannot fit the
+	// context is refused, by bytes or by tokens, naming the field.
+	limit := ts.api.promptLimit()
+	for _, text := range []string{strings.Repeat("a", limit*maxBytesPerToken+1), strings.Repeat("a b ", limit)} {
+		if _, err := client.Tokenize(ctx, &tesserav1.TokenizeRequest{Text: text}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "text") {
+			t.Fatalf("Tokenize of %d bytes over a %d-token context: %v", len(text), limit, err)
+		}
 	}
 	// Errors map onto codes.
 	bad := -1.0
