@@ -19,12 +19,53 @@ type chatRequest struct {
 	Logprobs            bool          `json:"logprobs"`
 	TopLogprobs         *int          `json:"top_logprobs"`
 	AddGenerationPrompt *bool         `json:"add_generation_prompt"`
+	toolFields
+	// tools is the validated toolFields, nil without tools.
+	tools *toolUse
 }
 
 type chatMessage struct {
 	Role    string          `json:"role"`
 	Content json.RawMessage `json:"content"`
 	Name    string          `json:"name,omitempty"`
+	// ToolCalls (assistant) and ToolCallID (tool) pass to the template.
+	ToolCalls  []messageToolCall `json:"tool_calls,omitempty"`
+	ToolCallID string            `json:"tool_call_id,omitempty"`
+}
+
+// messageToolCall is a call in an assistant message of the history.
+type messageToolCall struct {
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	Function struct {
+		Name      string `json:"name"`
+		Arguments string `json:"arguments"`
+	} `json:"function"`
+}
+
+// templateMessage is m as templates read it. Arguments, a JSON string in
+// OpenAI's shape, become the object they encode: templates print them
+// with tojson or iterate them (as transformers gets them).
+func (m chatMessage) templateMessage(content string) map[string]any {
+	out := map[string]any{"role": m.Role, "content": content}
+	if m.Name != "" {
+		out["name"] = m.Name
+	}
+	if m.ToolCallID != "" {
+		out["tool_call_id"] = m.ToolCallID
+	}
+	if len(m.ToolCalls) > 0 {
+		calls := make([]any, len(m.ToolCalls))
+		for i, c := range m.ToolCalls {
+			var args any = c.Function.Arguments
+			if a, ok := compactObject(json.RawMessage(c.Function.Arguments)); ok {
+				args = json.RawMessage(a)
+			}
+			calls[i] = map[string]any{"id": c.ID, "type": "function", "function": map[string]any{"name": c.Function.Name, "arguments": args}}
+		}
+		out["tool_calls"] = calls
+	}
+	return out
 }
 
 // content reads a message's content: a string, or a list of parts of
@@ -72,6 +113,10 @@ func (s *Server) parseChat(ctx context.Context, body []byte) (*chatRequest, *gen
 	if len(req.Messages) == 0 {
 		return nil, nil, badRequest("messages", "messages must not be empty")
 	}
+	var err error
+	if req.tools, err = req.toolFields.use(); err != nil {
+		return nil, nil, err
+	}
 	limit, size := s.promptLimit(), 0
 	msgs := make([]map[string]any, len(req.Messages))
 	for i, m := range req.Messages {
@@ -88,25 +133,18 @@ func (s *Server) parseChat(ctx context.Context, body []byte) (*chatRequest, *gen
 		if err := checkBytes("messages", size, limit); err != nil {
 			return nil, nil, err
 		}
-		msgs[i] = map[string]any{"role": m.Role, "content": c}
-		if m.Name != "" {
-			msgs[i]["name"] = m.Name
-		}
+		msgs[i] = m.templateMessage(c)
 	}
 	addGen := req.AddGenerationPrompt == nil || *req.AddGenerationPrompt
-	prompt, err := s.cfg.Chat.Render(msgs, addGen)
-	if errors.Is(err, ErrTemplate) {
-		return nil, nil, badRequest("messages", "%v", err)
-	}
-	if err != nil {
-		return nil, nil, err // ErrTemplateBroken: a 500
-	}
-	ids, err := s.encodeText(ctx, prompt, false, limit, "messages")
+	ids, err := s.chatPrompt(ctx, msgs, req.tools, addGen, limit)
 	if err != nil {
 		return nil, nil, err
 	}
 	p, err := req.params()
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := req.tools.constrain(p); err != nil {
 		return nil, nil, err
 	}
 	if req.MaxCompletionTokens != nil {
@@ -129,6 +167,23 @@ func (s *Server) parseChat(ctx context.Context, body []byte) (*chatRequest, *gen
 	return &req, g, nil
 }
 
+// chatPrompt renders messages (and the tools, if any) with the chat
+// template and tokenizes the prompt, at most limit tokens.
+func (s *Server) chatPrompt(ctx context.Context, msgs []map[string]any, u *toolUse, addGen bool, limit int) ([]int32, error) {
+	raw, err := json.Marshal(msgs)
+	if err != nil {
+		return nil, err
+	}
+	prompt, err := s.cfg.Chat.RenderChat(ChatInput{Messages: raw, Tools: u.templateTools(), AddGenerationPrompt: addGen})
+	if errors.Is(err, ErrTemplate) {
+		return nil, badRequest("messages", "%v", err)
+	}
+	if err != nil {
+		return nil, err // ErrTemplateBroken: a 500
+	}
+	return s.encodeText(ctx, prompt, false, limit, "messages")
+}
+
 func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	body, err := s.readBody(w, r)
 	if err != nil {
@@ -146,8 +201,8 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.respond(w, r, g, id, "chat.completion", func(i int, q *sequence) map[string]any {
-		c := map[string]any{"index": i, "message": map[string]any{"role": "assistant", "content": q.text},
-			"finish_reason": q.finish, "logprobs": nil}
+		msg, finish := req.tools.chatMessage(q.text, q.finish)
+		c := map[string]any{"index": i, "message": msg, "finish_reason": finish, "logprobs": nil}
 		if g.logprobs >= 0 {
 			c["logprobs"] = map[string]any{"content": s.chatLogprobs(q.tokens, g.logprobs)}
 		}
@@ -164,9 +219,24 @@ func (s *Server) streamChat(w http.ResponseWriter, r *http.Request, req *chatReq
 	first := func(k int) map[string]any {
 		return map[string]any{"index": k, "delta": map[string]any{"role": "assistant", "content": ""}, "logprobs": nil, "finish_reason": nil}
 	}
+	var streams map[int]*toolStream
+	if req.tools != nil && req.tools.mode != toolsNone {
+		streams = map[int]*toolStream{}
+	}
 	s.streamSequences(w, r, g, "chat.completion.chunk", id, req.StreamOptions, first, func(d delta) map[string]any {
 		c := map[string]any{"index": d.seq, "delta": map[string]any{}, "logprobs": nil, "finish_reason": nil}
-		if d.text != "" {
+		switch {
+		case streams != nil:
+			ts := streams[d.seq]
+			if ts == nil {
+				ts = &toolStream{u: req.tools}
+				streams[d.seq] = ts
+			}
+			var finish string
+			if c["delta"], finish = ts.add(d.text, d.finish != ""); finish != "" {
+				c["finish_reason"] = finish
+			}
+		case d.text != "":
 			c["delta"] = map[string]any{"content": d.text}
 		}
 		if g.logprobs >= 0 {

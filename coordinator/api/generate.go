@@ -273,7 +273,9 @@ func (s *Server) streamSequences(w http.ResponseWriter, r *http.Request, g *genR
 		}
 		c := choice(d)
 		if d.finish != "" {
-			c["finish_reason"] = d.finish
+			if c["finish_reason"] == nil { // choice may say why itself ("tool_calls")
+				c["finish_reason"] = d.finish
+			}
 			finals[d.seq] = c
 			return
 		}

@@ -18,9 +18,23 @@ import (
 // DefaultChatTemplate is used when the model's tokenizer_config.json has
 // no chat_template. Each message is rendered as "<role>: <content>" on its
 // own lines, a blank line between messages, and the generation prompt is
-// "assistant:". It uses no special tokens, so it suits any tokenizer.
-const DefaultChatTemplate = `{%- for message in messages -%}
+// "assistant:". Tools, when given, come first, one JSON function per line;
+// an assistant's calls follow its content as Hermes-style
+// <tool_call>{"name", "arguments"}</tool_call> lines, the format read back
+// from output. It uses no special tokens, so it suits any tokenizer.
+const DefaultChatTemplate = `{%- if tools -%}
+tools:
+{% for tool in tools %}{{ tool['function'] | tojson }}
+{% endfor %}
+
+{% endif -%}
+{%- for message in messages -%}
 {{ message['role'] }}: {{ message['content'] | trim }}
+{%- for call in message['tool_calls'] or [] %}
+
+<tool_call>{"name": {{ call['function']['name'] | tojson }}, "arguments": {{ call['function']['arguments'] | tojson }}}</tool_call>
+{%- endfor %}
+
 
 {% endfor -%}
 {%- if add_generation_prompt -%}
