@@ -159,7 +159,7 @@ func (u *toolUse) constrains() bool {
 // guided is the constraint a required or named tool_choice puts on the
 // output: a named function's arguments under its parameters, or (for
 // required) a call {"name", "arguments"} of any function, as a list of
-// one or more when parallel_tool_calls allows. The parameters' $defs
+// one or more (up to maxParallelCalls) when parallel_tool_calls allows. The parameters' $defs
 // (and definitions) move to the root, where their "#/$defs/..." refs
 // point.
 func (u *toolUse) guided() (*guided, error) {
@@ -188,7 +188,7 @@ func (u *toolUse) guided() (*guided, error) {
 	}
 	root := call
 	if u.parallel {
-		root = `{"type":"array","items":` + call + `,"minItems":1}`
+		root = fmt.Sprintf(`{"type":"array","items":%s,"minItems":1,"maxItems":%d}`, call, maxParallelCalls)
 	}
 	if len(defs) > 0 {
 		b, _ := json.Marshal(defs)
@@ -196,6 +196,11 @@ func (u *toolUse) guided() (*guided, error) {
 	}
 	return &guided{guide.Spec{Kind: guide.JSONSchema, Schema: json.RawMessage(root)}, field}, nil
 }
+
+// maxParallelCalls bounds the calls of one required turn: a model that
+// writes JSON only because the mask makes it would otherwise go on adding
+// calls until max_tokens, and the list would never close.
+const maxParallelCalls = 8
 
 // parameters is a function's parameters schema; none takes any object.
 func parameters(fn functionDef) json.RawMessage {
