@@ -21,18 +21,7 @@ const personSchema = `{"type":"object","properties":{"name":{"type":"string","ma
 // docstring pieces, never JSON or digits.
 func TestGuidedCompletions(t *testing.T) {
 	ts := newTestServer(t)
-	var schema any
-	if err := json.Unmarshal([]byte(personSchema), &schema); err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	if err := c.AddResource("person.json", schema); err != nil {
-		t.Fatal(err)
-	}
-	person, err := c.Compile("person.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	person := compileSchema(t, personSchema)
 	matches := func(pattern string) func(string) error {
 		re := regexp.MustCompile(`^(?:` + pattern + `)$`)
 		return func(s string) error {

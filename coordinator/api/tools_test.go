@@ -15,17 +15,18 @@ var weatherTools = []map[string]any{
 	{"type": "function", "function": map[string]any{"name": "get_time", "parameters": json.RawMessage(`{"type":"object","properties":{"zone":{"enum":["utc","cet"]}},"required":["zone"]}`)}},
 }
 
-func weatherSchema(t *testing.T) *jsonschema.Schema {
+// compileSchema is a JSON Schema validator for doc.
+func compileSchema(t *testing.T, doc string) *jsonschema.Schema {
 	t.Helper()
-	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(weatherParams))
+	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(doc))
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := jsonschema.NewCompiler()
-	if err := c.AddResource("weather.json", inst); err != nil {
+	if err := c.AddResource("schema.json", inst); err != nil {
 		t.Fatal(err)
 	}
-	s, err := c.Compile("weather.json")
+	s, err := c.Compile("schema.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +130,7 @@ func TestToolRefusals(t *testing.T) {
 // pieces; streamed deltas add up to the same calls.
 func TestForcedToolCalls(t *testing.T) {
 	ts := newTestServer(t)
-	weather := weatherSchema(t)
+	weather := compileSchema(t, weatherParams)
 	msgs := []map[string]any{{"role": "user", "content": "Weather in Oslo?"}}
 	named := map[string]any{"type": "function", "function": map[string]any{"name": "get_weather"}}
 	cases := []struct {
