@@ -5,7 +5,10 @@
 //     (top_k, min_p, repetition_penalty, min_tokens, ignore_eos,
 //     return_token_ids, stop_token_ids) and "self_consistency";
 //   - POST /v1/chat/completions: messages rendered with the model's Jinja
-//     chat template (DefaultChatTemplate when it has none);
+//     chat template (DefaultChatTemplate when it has none), with tool
+//     calls (tools.go);
+//   - POST /v1/responses: OpenAI's Responses API without stored state
+//     (responses.go);
 //   - POST /v1/embeddings and /v1/fill-mask for encoder models (Encoder);
 //   - GET /v1/models, /health, /ready and /metrics (Prometheus).
 //
@@ -133,6 +136,7 @@ func New(cfg Config) *Server {
 	s.handle("GET /v1/models", s.models, false)
 	s.handle("POST /v1/completions", s.completions, true)
 	s.handle("POST /v1/chat/completions", s.chatCompletions, true)
+	s.handle("POST /v1/responses", s.responses, true)
 	s.handle("POST /v1/embeddings", s.embeddings, true)
 	s.handle("POST /v1/fill-mask", s.fillMask, true)
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {

@@ -10,28 +10,23 @@ import (
 
 // commonRequest holds the fields completions and chat share.
 type commonRequest struct {
-	Model             string             `json:"model"`
-	MaxTokens         *int               `json:"max_tokens"`
-	MinTokens         *int               `json:"min_tokens"`
-	Temperature       *float64           `json:"temperature"`
-	TopP              *float64           `json:"top_p"`
-	TopK              *int               `json:"top_k"`
-	MinP              *float64           `json:"min_p"`
-	N                 *int               `json:"n"`
-	Seed              *int64             `json:"seed"`
-	Stop              json.RawMessage    `json:"stop"`
-	StopTokenIDs      []int32            `json:"stop_token_ids"`
-	PresencePenalty   *float64           `json:"presence_penalty"`
-	FrequencyPenalty  *float64           `json:"frequency_penalty"`
-	RepetitionPenalty *float64           `json:"repetition_penalty"`
-	LogitBias         map[string]float64 `json:"logit_bias"`
-	BestOf            *int               `json:"best_of"`
-	Stream            bool               `json:"stream"`
-	StreamOptions     *streamOptions     `json:"stream_options"`
-	IgnoreEOS         bool               `json:"ignore_eos"`
-	ReturnTokenIDs    bool               `json:"return_token_ids"`
-	SelfConsistency   *selfConsistency   `json:"self_consistency"`
-	User              string             `json:"user"`
+	Model     string `json:"model"`
+	MaxTokens *int   `json:"max_tokens"`
+	MinTokens *int   `json:"min_tokens"`
+	samplingFields
+	N                *int               `json:"n"`
+	Stop             json.RawMessage    `json:"stop"`
+	StopTokenIDs     []int32            `json:"stop_token_ids"`
+	PresencePenalty  *float64           `json:"presence_penalty"`
+	FrequencyPenalty *float64           `json:"frequency_penalty"`
+	LogitBias        map[string]float64 `json:"logit_bias"`
+	BestOf           *int               `json:"best_of"`
+	Stream           bool               `json:"stream"`
+	StreamOptions    *streamOptions     `json:"stream_options"`
+	IgnoreEOS        bool               `json:"ignore_eos"`
+	ReturnTokenIDs   bool               `json:"return_token_ids"`
+	SelfConsistency  *selfConsistency   `json:"self_consistency"`
+	User             string             `json:"user"`
 	guidedFields
 }
 
@@ -52,6 +47,17 @@ func (c *commonRequest) params() (*params, error) {
 		MinP: c.MinP, N: c.N, BestOf: c.BestOf, Seed: c.Seed, Stop: stops, StopIDs: append(stopIDs, c.StopTokenIDs...), LogitBias: bias,
 		PresencePenalty: c.PresencePenalty, FrequencyPenalty: c.FrequencyPenalty, RepetitionPenalty: c.RepetitionPenalty,
 		IgnoreEOS: c.IgnoreEOS, ReturnTokenIDs: c.ReturnTokenIDs, Stream: c.Stream, Consistency: c.SelfConsistency, Guided: gd}, nil
+}
+
+// samplingFields are the sampling fields every generation endpoint
+// (completions, chat, responses) takes.
+type samplingFields struct {
+	Temperature       *float64 `json:"temperature"`
+	TopP              *float64 `json:"top_p"`
+	TopK              *int     `json:"top_k"`
+	MinP              *float64 `json:"min_p"`
+	RepetitionPenalty *float64 `json:"repetition_penalty"`
+	Seed              *int64   `json:"seed"`
 }
 
 // completionRequest is OpenAI's completion request with vLLM's sampling

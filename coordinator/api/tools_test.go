@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -31,6 +32,28 @@ func compileSchema(t *testing.T, doc string) *jsonschema.Schema {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// refused posts body and expects a 400 on param whose message says says.
+func (ts *testServer) refused(t *testing.T, path string, body map[string]any, param, says string) {
+	t.Helper()
+	st, b := ts.post(t, path, body)
+	e, _ := b["error"].(map[string]any)
+	if st != 400 || e["param"] != param || !strings.Contains(errMessage(b), says) {
+		t.Fatalf("%d %v, want 400 on %s saying %q", st, b, param, says)
+	}
+}
+
+// validJSON says why text is not a JSON instance of schema.
+func validJSON(schema *jsonschema.Schema, text string) error {
+	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(text))
+	if err != nil {
+		return fmt.Errorf("%q: %w", text, err)
+	}
+	if err := schema.Validate(inst); err != nil {
+		return fmt.Errorf("%q: %w", text, err)
+	}
+	return nil
 }
 
 // The formats auto mode reads calls from, and text that must stay text.
@@ -116,11 +139,7 @@ func TestToolRefusals(t *testing.T) {
 			for k, v := range tc.fields {
 				body[k] = v
 			}
-			st, b := ts.post(t, "/v1/chat/completions", body)
-			e, _ := b["error"].(map[string]any)
-			if st != 400 || e["param"] != tc.param || !strings.Contains(errMessage(b), tc.says) {
-				t.Fatalf("%d %v, want 400 on %s saying %q", st, b, tc.param, tc.says)
-			}
+			ts.refused(t, "/v1/chat/completions", body, tc.param, tc.says)
 		})
 	}
 }
@@ -167,12 +186,8 @@ func TestForcedToolCalls(t *testing.T) {
 					args := fn["arguments"].(string)
 					switch fn["name"] {
 					case "get_weather":
-						inst, err := jsonschema.UnmarshalJSON(strings.NewReader(args))
-						if err != nil {
-							t.Fatalf("arguments %q: %v", args, err)
-						}
-						if err := weather.Validate(inst); err != nil {
-							t.Errorf("arguments %q: %v", args, err)
+						if err := validJSON(weather, args); err != nil {
+							t.Error(err)
 						}
 					case "get_time":
 						if tc.choice == "required" {
