@@ -117,7 +117,7 @@ func TestOpenAIClientStructured(t *testing.T) {
 			City string `json:"city"`
 			Unit string `json:"unit"`
 		}
-		c, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: model, MaxTokens: openai.Int(96), Temperature: openai.Float(0),
+		params := openai.ChatCompletionNewParams{Model: model, MaxTokens: openai.Int(96), Temperature: openai.Float(0),
 			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("What is the weather in Oslo?")},
 			Tools: []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(oaishared.FunctionDefinitionParam{
 				Name: "get_weather", Description: openai.String("Current weather in a city."),
@@ -125,7 +125,8 @@ func TestOpenAIClientStructured(t *testing.T) {
 					"city": map[string]any{"type": "string", "maxLength": 12}, "unit": map[string]any{"enum": []string{"celsius", "fahrenheit"}}},
 					"required": []string{"city", "unit"}, "additionalProperties": false}})},
 			ToolChoice:        openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")},
-			ParallelToolCalls: openai.Bool(false)})
+			ParallelToolCalls: openai.Bool(false)}
+		c, err := client.Chat.Completions.New(ctx, params)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,6 +142,20 @@ func TestOpenAIClientStructured(t *testing.T) {
 		if err := dec.Decode(&args); err != nil || call.Function.Name != "get_weather" || !strings.HasPrefix(call.ID, "call_") ||
 			(args.Unit != "celsius" && args.Unit != "fahrenheit") || len(args.City) > 12 {
 			t.Fatalf("call %+v: %+v (%v)", call, args, err)
+		}
+		// Streamed, the client's accumulator puts the same call together
+		// from OpenAI-shaped tool-call deltas.
+		stream := client.Chat.Completions.NewStreaming(ctx, params)
+		var acc openai.ChatCompletionAccumulator
+		for stream.Next() {
+			acc.AddChunk(stream.Current())
+		}
+		if err := stream.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if got := acc.Choices[0]; got.FinishReason != "tool_calls" || len(got.Message.ToolCalls) != 1 ||
+			got.Message.ToolCalls[0].Function.Name != "get_weather" || got.Message.ToolCalls[0].Function.Arguments != call.Function.Arguments {
+			t.Fatalf("streamed %+v, want the call %+v", got, call)
 		}
 	})
 

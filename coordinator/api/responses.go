@@ -146,17 +146,15 @@ func (s *Server) parseResponses(w http.ResponseWriter, r *http.Request) (*respon
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if tg := req.textFormat(); tg != nil {
+	tg, err := req.textFormat()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if tg != nil {
 		if gd != nil {
 			return nil, nil, nil, badRequest(gd.field, "at most one of text.format (json) and %s", gd.field)
 		}
 		gd = tg
-	}
-	if f := req.Text; f != nil && f.Format != nil && f.Format.Type == "json_schema" && !present(f.Format.Schema) {
-		return nil, nil, nil, badRequest("text.format", "text.format json_schema needs schema")
-	}
-	if f := req.Text; f != nil && f.Format != nil && !slices.Contains([]string{"text", "json_object", "json_schema"}, f.Format.Type) {
-		return nil, nil, nil, badRequest("text.format", "text.format.type %q is not one of text, json_object, json_schema", f.Format.Type)
 	}
 	p := &params{MaxTokens: req.MaxOutputTokens, Temperature: req.Temperature, TopP: req.TopP, TopK: req.TopK, MinP: req.MinP,
 		RepetitionPenalty: req.RepetitionPenalty, Seed: req.Seed, Stream: req.Stream, Guided: gd}
@@ -176,19 +174,23 @@ func (s *Server) parseResponses(w http.ResponseWriter, r *http.Request) (*respon
 }
 
 // textFormat is the constraint text.format states, nil for text.
-func (req *responsesRequest) textFormat() *guided {
+func (req *responsesRequest) textFormat() (*guided, error) {
 	if req.Text == nil || req.Text.Format == nil {
-		return nil
+		return nil, nil
 	}
 	switch f := req.Text.Format; f.Type {
+	case "text":
+		return nil, nil
 	case "json_object":
-		return &guided{guide.Spec{Kind: guide.JSONObject}, "text.format"}
+		return &guided{guide.Spec{Kind: guide.JSONObject}, "text.format"}, nil
 	case "json_schema":
-		if present(f.Schema) {
-			return &guided{guide.Spec{Kind: guide.JSONSchema, Schema: f.Schema}, "text.format"}
+		if !present(f.Schema) {
+			return nil, badRequest("text.format", "text.format json_schema needs schema")
 		}
+		return &guided{guide.Spec{Kind: guide.JSONSchema, Schema: f.Schema}, "text.format"}, nil
+	default:
+		return nil, badRequest("text.format", "text.format.type %q is not one of text, json_object, json_schema", f.Type)
 	}
-	return nil
 }
 
 // inputItem is one item of a Responses input list: a message, or a

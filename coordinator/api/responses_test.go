@@ -197,6 +197,7 @@ func TestResponsesRefusals(t *testing.T) {
 		{"built-in tool", map[string]any{"tools": []map[string]any{{"type": "web_search"}}}, "tools", "web_search"},
 		{"named tool not there", map[string]any{"tools": []map[string]any{{"type": "function", "name": "f"}}, "tool_choice": map[string]any{"type": "function", "name": "g"}}, "tool_choice", `"g"`},
 		{"format type", map[string]any{"text": map[string]any{"format": map[string]any{"type": "yaml"}}}, "text.format", "yaml"},
+		{"format without schema", map[string]any{"text": map[string]any{"format": map[string]any{"type": "json_schema", "name": "x"}}}, "text.format", "needs schema"},
 		{"format and guided", map[string]any{"text": map[string]any{"format": map[string]any{"type": "json_object"}}, "guided_regex": "a"}, "guided_regex", "text.format"},
 		{"too long", map[string]any{"max_output_tokens": 5000}, "max_output_tokens", "max_output_tokens"},
 	}
