@@ -160,6 +160,10 @@ func checks(cfg Config) []check {
 		post("prompt token outside the vocabulary", "/v1/completions", `{"prompt": [2147483647]}`, 400, "prompt"),
 		post("bad regex", "/v1/completions", `{"prompt": "a", "self_consistency": {"samples": 2, "answer_pattern": "("}}`, 400, "self_consistency.answer_pattern"),
 		post("unknown model", "/v1/completions", `{"model": "gpt-9", "prompt": "a"}`, 404, "model"),
+		post("tool_choice names no tool", "/v1/chat/completions", chat(`, "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": {"type": "function", "function": {"name": "g"}}`), 400, "tool_choice"),
+		post("tool_choice unknown", "/v1/chat/completions", chat(`, "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "always"`), 400, "tool_choice"),
+		post("responses previous_response_id", "/v1/responses", `{"input": "a", "previous_response_id": "resp_1"}`, 400, "previous_response_id"),
+		post("responses store", "/v1/responses", `{"input": "a", "store": true}`, 400, "store"),
 	}
 	for _, m := range []string{"GET", "PUT", "DELETE", "PATCH", "OPTIONS"} {
 		cs = append(cs, check{name: m + " on a POST endpoint", method: m, path: "/v1/completions", status: 405, allow: "POST"})
