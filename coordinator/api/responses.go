@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,10 +63,11 @@ var responsesFields = map[string]func(json.RawMessage) bool{
 	"service_tier": isJSON(`"auto"`, `"default"`),
 }
 
-// isJSON accepts null or one of the given JSON values.
+// isJSON accepts null or one of the given (compact) JSON values.
 func isJSON(values ...string) func(json.RawMessage) bool {
 	return func(raw json.RawMessage) bool {
-		return !present(raw) || slices.Contains(values, strings.Join(strings.Fields(string(raw)), ""))
+		var buf bytes.Buffer
+		return !present(raw) || json.Compact(&buf, raw) == nil && slices.Contains(values, buf.String())
 	}
 }
 

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -249,6 +250,30 @@ func TestForcedToolCalls(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// Parameters that use $defs keep working inside the required-call schema,
+// where their $defs move to the root.
+func TestRequiredToolCallDefs(t *testing.T) {
+	ts := newTestServer(t)
+	params := `{"$defs":{"unit":{"enum":["c","f"]}},"type":"object","properties":{"unit":{"$ref":"#/$defs/unit"}},"required":["unit"]}`
+	tools := []map[string]any{{"type": "function", "function": map[string]any{"name": "temp", "parameters": json.RawMessage(params)}},
+		{"type": "function", "function": map[string]any{"name": "other", "parameters": json.RawMessage(`{"definitions":{"u":{"const":1}},"$defs":{"unit":{"enum":["c","f"]}},"type":"object","properties":{"n":{"$ref":"#/definitions/u"}},"required":["n"]}`)}}}
+	st, b := ts.post(t, "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "user", "content": "Temp?"}},
+		"max_tokens": 300, "temperature": 0, "tools": tools, "tool_choice": "required", "parallel_tool_calls": false})
+	if st != 200 {
+		t.Fatalf("%d %v", st, b)
+	}
+	ch := choices(b)[0]
+	calls, _ := ch["message"].(map[string]any)["tool_calls"].([]any)
+	if ch["finish_reason"] != "tool_calls" || len(calls) != 1 {
+		t.Fatalf("choice %v", ch)
+	}
+	fn := calls[0].(map[string]any)["function"].(map[string]any)
+	want := map[string]string{"temp": `^\{"unit":"[cf]"\}$`, "other": `^\{"n":1\}$`}[fn["name"].(string)]
+	if want == "" || !regexp.MustCompile(want).MatchString(fn["arguments"].(string)) {
+		t.Errorf("call %v", fn)
 	}
 }
 
