@@ -58,7 +58,7 @@ type toolUse struct {
 // functionName is OpenAI's rule for function names.
 var functionName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
 
-// chatTools validates chat's tools and tool_choice; nil when the request
+// use validates chat's tools and tool_choice; nil when the request
 // has no tools.
 func (f *toolFields) use() (*toolUse, error) {
 	funcs := make([]functionDef, len(f.Tools))
