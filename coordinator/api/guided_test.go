@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/tessera-llm/tessera/coordinator/scheduler"
+	"github.com/tessera-llm/tessera/coordinator/tokenizer"
 )
 
 const personSchema = `{"type":"object","properties":{"name":{"type":"string","maxLength":6},` +
@@ -181,5 +183,39 @@ func TestGuidedRefusals(t *testing.T) {
 	// The server still serves.
 	if st, b := ts.post(t, "/v1/completions", map[string]any{"prompt": "x", "max_tokens": 2, "guided_choice": []string{"ok"}}); st != 200 {
 		t.Fatalf("after refusals: %d %v", st, b)
+	}
+}
+
+// With a tokenizer whose decoder strips the text's first space (LLaMA's
+// Metaspace and Strip), a guided completion keeps the space the
+// constraint asked for: the text is the bytes the guide checked.
+func TestGuidedTextKeepsLeadingSpace(t *testing.T) {
+	tk, err := tokenizer.Load("../../testdata/golden/llama/tokenizer.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := newTestServer(t, func(c *Config, _ *scheduler.Config) { c.Tokenizer = HF(tk) })
+	const pattern = ` [a-z]{2}( [a-z]{2})?`
+	re := regexp.MustCompile(`^(?:` + pattern + `)$`)
+	for _, stream := range []bool{false, true} {
+		body := map[string]any{"prompt": "x", "max_tokens": 8, "temperature": 0, "guided_regex": pattern}
+		var text string
+		if stream {
+			for _, c := range ts.stream(t, "/v1/completions", body) {
+				for _, ch := range choices(c) {
+					s, _ := ch["text"].(string)
+					text += s
+				}
+			}
+		} else {
+			st, b := ts.post(t, "/v1/completions", body)
+			if st != 200 {
+				t.Fatalf("status %d: %v", st, b)
+			}
+			text = choices(b)[0]["text"].(string)
+		}
+		if !re.MatchString(text) {
+			t.Errorf("stream %v: %q does not match %q", stream, text, pattern)
+		}
 	}
 }
