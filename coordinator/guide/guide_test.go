@@ -206,6 +206,7 @@ var schemas = []string{
 	`{"type":"object"}`,
 	`true`,
 	`{"type":"object","properties":{"tags":{"type":"array","items":{"type":"string","pattern":"[0-9]"}}},"required":["tags"]}`,
+	`{"enum":[12345678901234567890,1e2,-0.1],"const":12345678901234567890}`,
 }
 
 func TestSchemaOutputsValidate(t *testing.T) {

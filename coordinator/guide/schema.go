@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"regexp"
 	"regexp/syntax"
 	"slices"
@@ -293,8 +294,9 @@ func count(s *omap, kw, path string, def int) (int, error) {
 	if !ok {
 		return def, nil
 	}
-	f, ok := v.(float64)
-	if !ok || f < 0 || f != float64(int(f)) {
+	num, ok := v.(json.Number)
+	f, err := num.Float64()
+	if !ok || err != nil || f < 0 || f != math.Trunc(f) {
 		return 0, fmt.Errorf("%w: %s/%s must be a non-negative integer", ErrInvalid, path, kw)
 	}
 	if f > maxRepeat {

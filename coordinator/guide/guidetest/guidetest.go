@@ -69,7 +69,7 @@ var (
 	propNames = []string{"id", "name", "tags", "ok", "n", "value", "when", "kind", "a b", "q\"uote", "ünï"}
 	patterns  = []string{`^[a-z]+$`, `^[0-9]{2,4}$`, `^(yes|no)$`, `[A-Z]`, `^a.c$`, `^\w+@\w+$`, `x`}
 	formats   = []string{"date", "time", "date-time", "uuid"}
-	literals  = []any{"a", "b c", "q\"x", `back\slash`, "ünï", "中文", "", "line\nbreak", 0, -7, 12345, 2.5, -0.125, 1e-7, true, false, nil,
+	literals  = []any{"a", "b c", "q\"x", `back\slash`, "ünï", "中文", "", "line\nbreak", 0, -7, 12345, json.Number("12345678901234567890"), 2.5, -0.125, 1e-7, true, false, nil,
 		[]any{1, "x"}, obj{{"k", "v"}}}
 )
 
