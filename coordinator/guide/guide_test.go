@@ -207,6 +207,10 @@ var schemas = []string{
 	`true`,
 	`{"type":"object","properties":{"tags":{"type":"array","items":{"type":"string","pattern":"[0-9]"}}},"required":["tags"]}`,
 	`{"enum":[12345678901234567890,1e2,-0.1],"const":12345678901234567890}`,
+	`{"type":"string","enum":["a",1,true]}`,
+	`{"type":"integer","enum":[1.5,2,"2"]}`,
+	`{"type":"string","maxLength":1,"enum":["a","bb",3]}`,
+	`{"type":"array","items":{"type":"integer"},"enum":[[1],["x"]]}`,
 }
 
 func TestSchemaOutputsValidate(t *testing.T) {
@@ -294,6 +298,8 @@ func TestRefusals(t *testing.T) {
 		{"empty class", Spec{Kind: Regex, Pattern: `[^\x00-\x{10FFFF}]`}, ErrUnsatisfiable},
 		{"lengths", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"string","minLength":5,"maxLength":2}`)}, ErrUnsatisfiable},
 		{"empty enum", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"enum":[]}`)}, ErrUnsatisfiable},
+		{"enum of other types", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"string","enum":[1,true]}`)}, ErrUnsatisfiable},
+		{"const outside enum", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"enum":[1,"x"],"const":2}`)}, ErrUnsatisfiable},
 		{"required false", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"properties":{"a":false},"required":["a"]}`)}, ErrUnsatisfiable},
 		{"infinite ref", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"object","properties":{"x":{"$ref":"#"}},"required":["x"]}`)}, ErrUnsatisfiable},
 		{"minimum", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"integer","minimum":3}`)}, ErrUnsupported},

@@ -2,6 +2,7 @@ package guide
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -129,15 +130,8 @@ func (c *schemaCompiler) object(s *omap, path string, refs int) (string, error) 
 		}
 		return c.ref(ref, path, refs)
 	}
-	if v, ok := s.get("const"); ok {
-		return c.literal([]any{v}, path+"/const")
-	}
-	if v, ok := s.get("enum"); ok {
-		list, ok := v.([]any)
-		if !ok {
-			return "", fmt.Errorf("%w: %s/enum must be an array", ErrInvalid, path)
-		}
-		return c.literal(list, path+"/enum")
+	if values, ok, err := c.values(s, path, refs); ok || err != nil {
+		return c.literal(values, path)
 	}
 	for _, kw := range []string{"anyOf", "oneOf"} {
 		if v, ok := s.get(kw); ok {
@@ -252,6 +246,69 @@ func (c *schemaCompiler) ref(ref any, path string, refs int) (string, error) {
 		}
 	}
 	return c.value(at, name, refs+1)
+}
+
+// values are the instances an enum or const allows (ok false when the
+// schema has neither) that the schema's other keywords accept too: JSON
+// Schema's keywords all hold at once, so {"type":"string","enum":["a",1]}
+// allows only "a". Each value is checked, in its canonical JSON text,
+// against the automaton of the rest of the schema; an object value whose
+// keys the rest orders differently is dropped, which errs on the safe
+// side.
+func (c *schemaCompiler) values(s *omap, path string, refs int) (values []any, ok bool, err error) {
+	if v, has := s.get("enum"); has {
+		if values, ok = v.([]any); !ok {
+			return nil, false, fmt.Errorf("%w: %s/enum must be an array", ErrInvalid, path)
+		}
+	}
+	if v, has := s.get("const"); has {
+		values, ok = []any{v}, true
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	// The rest drops the keyword that gave the values; with const and
+	// enum together, the const is checked against the enum.
+	drop := "enum"
+	if _, has := s.get("const"); has {
+		drop = "const"
+	}
+	rest := &omap{vals: maps.Clone(s.vals)}
+	delete(rest.vals, drop)
+	for _, k := range s.keys {
+		if k != drop {
+			rest.keys = append(rest.keys, k)
+		}
+	}
+	if onlyAnnotations(rest.keys, "") {
+		return values, true, nil
+	}
+	re, err := c.object(rest, path, refs)
+	if err != nil {
+		return nil, true, err
+	}
+	d, start, err := compilePattern(re)
+	if err != nil && !errors.Is(err, ErrUnsatisfiable) {
+		return nil, true, err
+	}
+	var kept []any
+	for _, v := range values {
+		text, err := json.Marshal(plain(v))
+		if err != nil {
+			return nil, true, fmt.Errorf("%w: %s: %v", ErrInvalid, path, err)
+		}
+		if d == nil {
+			break // the rest matches nothing
+		}
+		match, err := d.matches(start, text)
+		if err != nil {
+			return nil, true, err
+		}
+		if match {
+			kept = append(kept, v)
+		}
+	}
+	return kept, true, nil
 }
 
 func (c *schemaCompiler) literal(values []any, path string) (string, error) {

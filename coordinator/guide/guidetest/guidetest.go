@@ -90,6 +90,11 @@ func (g *schemaGen) value(depth int) any {
 		for _, i := range g.rng.Perm(len(literals))[:n] {
 			vals = append(vals, literals[i])
 		}
+		if g.rng.IntN(2) == 0 {
+			// Keywords hold together: the type keeps only the values
+			// of the first value's type.
+			return obj{{"type", jsonType(vals[0])}, {"enum", vals}}
+		}
 		return obj{{"enum", vals}}
 	case "const":
 		return obj{{"const", literals[g.rng.IntN(len(literals))]}}
@@ -135,6 +140,25 @@ func (g *schemaGen) value(depth int) any {
 		key = "oneOf"
 	}
 	return obj{{key, alts}}
+}
+
+// jsonType is the JSON Schema type of a literal.
+func jsonType(v any) string {
+	switch v.(type) {
+	case string:
+		return "string"
+	case int, json.Number:
+		return "integer"
+	case float64:
+		return "number"
+	case bool:
+		return "boolean"
+	case []any:
+		return "array"
+	case obj:
+		return "object"
+	}
+	return "null"
 }
 
 func (g *schemaGen) str() obj {
