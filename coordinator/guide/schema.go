@@ -133,6 +133,14 @@ func (c *schemaCompiler) object(s *omap, path string, refs int) (string, error) 
 	if values, ok, err := c.values(s, path, refs); ok || err != nil {
 		return c.literal(values, path)
 	}
+	for _, kw := range []string{"anyOf", "oneOf", "allOf"} {
+		if _, ok := s.get(kw); ok && !onlyAnnotations(keys, kw) {
+			// An intersection with the siblings' language is beyond a
+			// regular expression; ignoring them would let invalid
+			// output through.
+			return "", fmt.Errorf("%w: %s: %s next to other keywords (move them into each branch)", ErrUnsupported, path, kw)
+		}
+	}
 	for _, kw := range []string{"anyOf", "oneOf"} {
 		if v, ok := s.get(kw); ok {
 			// oneOf is compiled as anyOf: the branches of the schemas
@@ -398,6 +406,16 @@ var formats = map[string]string{
 }
 
 func (c *schemaCompiler) str(s *omap, path string) (string, error) {
+	_, lengths := s.get("minLength")
+	if _, ok := s.get("maxLength"); ok {
+		lengths = true
+	}
+	for _, kw := range []string{"format", "pattern"} {
+		if _, ok := s.get(kw); ok && lengths {
+			// Both would need the intersection of two languages.
+			return "", fmt.Errorf("%w: %s: minLength or maxLength next to %s (bound the length in the pattern)", ErrUnsupported, path, kw)
+		}
+	}
 	if f, ok := s.get("format"); ok {
 		name, _ := f.(string)
 		re, ok := formats[name]
