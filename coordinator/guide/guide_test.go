@@ -211,6 +211,7 @@ var schemas = []string{
 	`{"type":"integer","enum":[1.5,2,"2"]}`,
 	`{"type":"string","maxLength":1,"enum":["a","bb",3]}`,
 	`{"type":"array","items":{"type":"integer"},"enum":[[1],["x"]]}`,
+	`{"oneOf":[{"type":"integer"},{"type":"string","maxLength":2},{"type":"object","properties":{"k":{"const":"a"},"v":{"type":"integer"}},"required":["k"]},{"type":"object","properties":{"k":{"enum":["b","c"]}},"required":["k","w"]}]}`,
 }
 
 func TestSchemaOutputsValidate(t *testing.T) {
@@ -306,6 +307,10 @@ func TestRefusals(t *testing.T) {
 		{"format and length", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"string","format":"date","minLength":12}`)}, ErrUnsupported},
 		{"anyOf and type", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"string","anyOf":[{"type":"integer"},{"type":"string"}]}`)}, ErrUnsupported},
 		{"oneOf and properties", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"properties":{"a":{"type":"integer"}},"oneOf":[{"required":["a"]},{"required":["b"]}]}`)}, ErrUnsupported},
+		{"oneOf overlapping", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"oneOf":[{"type":"string"},{"type":"string","maxLength":2}]}`)}, ErrUnsupported},
+		{"oneOf untyped", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"oneOf":[{"type":"integer"},{"properties":{"a":{"type":"string"}},"required":["a"]}]}`)}, ErrUnsupported},
+		{"oneOf untagged", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"oneOf":[{"type":"object","properties":{"a":{}},"required":["a"]},{"type":"object","properties":{"b":{}}}]}`)}, ErrUnsupported},
+		{"oneOf integer and number", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"oneOf":[{"type":"integer"},{"type":"number"}]}`)}, ErrUnsupported},
 		{"minimum", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"integer","minimum":3}`)}, ErrUnsupported},
 		{"not JSON", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":`)}, ErrInvalid},
 		{"bad type", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"int"}`)}, ErrInvalid},

@@ -143,9 +143,7 @@ func (c *schemaCompiler) object(s *omap, path string, refs int) (string, error) 
 	}
 	for _, kw := range []string{"anyOf", "oneOf"} {
 		if v, ok := s.get(kw); ok {
-			// oneOf is compiled as anyOf: the branches of the schemas
-			// clients send for tools are disjoint by type or by const.
-			return c.alternatives(v, path+"/"+kw, refs)
+			return c.alternatives(v, path+"/"+kw, refs, kw == "oneOf")
 		}
 	}
 	if v, ok := s.get("allOf"); ok {
@@ -242,18 +240,27 @@ func (c *schemaCompiler) ref(ref any, path string, refs int) (string, error) {
 		// that needs deeper nesting is reported unsatisfiable.
 		return noMatch, nil
 	}
+	at, ok := c.lookup(name)
+	if !ok {
+		return "", fmt.Errorf("%w: %s/$ref %q does not resolve", ErrInvalid, path, name)
+	}
+	return c.value(at, name, refs+1)
+}
+
+// lookup finds the schema a local JSON pointer (#/...) names.
+func (c *schemaCompiler) lookup(name string) (any, bool) {
 	at := c.root
 	for _, part := range strings.Split(strings.TrimPrefix(name, "#"), "/")[1:] {
 		part = strings.ReplaceAll(strings.ReplaceAll(part, "~1", "/"), "~0", "~")
 		m, ok := at.(*omap)
 		if !ok {
-			return "", fmt.Errorf("%w: %s/$ref %q does not resolve", ErrInvalid, path, name)
+			return nil, false
 		}
 		if at, ok = m.get(part); !ok {
-			return "", fmt.Errorf("%w: %s/$ref %q does not resolve", ErrInvalid, path, name)
+			return nil, false
 		}
 	}
-	return c.value(at, name, refs+1)
+	return at, true
 }
 
 // values are the instances an enum or const allows (ok false when the
@@ -334,7 +341,11 @@ func (c *schemaCompiler) literal(values []any, path string) (string, error) {
 	return c.grow(`(?:` + strings.Join(alts, `|`) + `)`)
 }
 
-func (c *schemaCompiler) alternatives(v any, path string, refs int) (string, error) {
+// alternatives is anyOf, or oneOf when one is set. oneOf compiles as
+// anyOf when its branches are disjoint (as those of the schemas clients
+// send for tools are, by type or by a const); a text two branches match
+// would be invalid, so overlapping branches are refused.
+func (c *schemaCompiler) alternatives(v any, path string, refs int, one bool) (string, error) {
 	list, ok := v.([]any)
 	if !ok {
 		return "", fmt.Errorf("%w: %s must be an array", ErrInvalid, path)
@@ -350,7 +361,184 @@ func (c *schemaCompiler) alternatives(v any, path string, refs int) (string, err
 		}
 		alts[i] = re
 	}
+	if one {
+		for i := range list {
+			for j := i + 1; j < len(list); j++ {
+				if !c.disjoint(list[i], list[j]) {
+					return "", fmt.Errorf("%w: %s: branches %d and %d may both match, which oneOf forbids; "+
+						"oneOf needs branches of different types, or objects that require one property with different string consts (anyOf allows overlap)",
+						ErrUnsupported, path, i, j)
+				}
+			}
+		}
+	}
 	return c.grow(`(?:` + strings.Join(alts, `|`) + `)`)
+}
+
+// disjoint reports whether no JSON value is valid under both schemas, by
+// a sufficient test on their JSON Schema meaning (not on the narrower
+// language compiled here, which would be unsound: {"properties":{...}}
+// also holds for every number): they allow no type in common, or both
+// require a property whose values are different string consts or enums.
+func (c *schemaCompiler) disjoint(a, b any) bool {
+	ta, tb := c.instanceTypes(a, 0), c.instanceTypes(b, 0)
+	common := false
+	for t := range ta {
+		common = common || tb[t]
+	}
+	if !common {
+		return true
+	}
+	oa, ok := c.resolve(a, 0).(*omap)
+	if !ok {
+		return false
+	}
+	ob, ok := c.resolve(b, 0).(*omap)
+	if !ok {
+		return false
+	}
+	for _, k := range requiredOf(oa) {
+		va, vb := c.tags(oa, k), c.tags(ob, k)
+		if va == nil || vb == nil || !slices.Contains(requiredOf(ob), k) {
+			continue
+		}
+		if !slices.ContainsFunc(va, func(v string) bool { return slices.Contains(vb, v) }) {
+			return true
+		}
+	}
+	return false
+}
+
+// resolve follows $ref (a bounded number of times) to the schema it names,
+// nil when it does not resolve.
+func (c *schemaCompiler) resolve(s any, refs int) any {
+	m, ok := s.(*omap)
+	if !ok {
+		return s
+	}
+	ref, ok := m.get("$ref")
+	if !ok {
+		return s
+	}
+	name, ok := ref.(string)
+	if !ok || !strings.HasPrefix(name, "#") || refs >= maxRefDepth {
+		return nil
+	}
+	at, ok := c.lookup(name)
+	if !ok {
+		return nil
+	}
+	return c.resolve(at, refs+1)
+}
+
+// instanceTypes are the JSON types a schema may hold for, by its type,
+// const, enum or alternatives ("number" stands for non-integral numbers).
+func (c *schemaCompiler) instanceTypes(s any, depth int) map[string]bool {
+	all := map[string]bool{"null": true, "boolean": true, "object": true, "array": true, "integer": true, "number": true, "string": true}
+	s = c.resolve(s, 0)
+	if depth > maxRefDepth || s == nil || s == true {
+		return all
+	}
+	m, ok := s.(*omap)
+	if !ok {
+		return map[string]bool{} // false
+	}
+	out := map[string]bool{}
+	var values []any
+	if v, ok := m.get("const"); ok {
+		values = []any{v}
+	} else if v, ok := m.get("enum"); ok {
+		values, _ = v.([]any)
+	}
+	if values != nil {
+		for _, v := range values {
+			out[valueType(v)] = true
+		}
+		return out
+	}
+	for _, kw := range []string{"anyOf", "oneOf"} {
+		if list, ok := m.get(kw); ok {
+			branches, _ := list.([]any)
+			for _, b := range branches {
+				maps.Copy(out, c.instanceTypes(b, depth+1))
+			}
+			return out
+		}
+	}
+	switch t := m.vals["type"].(type) {
+	case string:
+		out[t] = true
+	case []any:
+		for _, v := range t {
+			name, _ := v.(string)
+			out[name] = true
+		}
+	default:
+		return all
+	}
+	if out["number"] {
+		out["integer"] = true
+	}
+	return out
+}
+
+func valueType(v any) string {
+	switch v := v.(type) {
+	case string:
+		return "string"
+	case bool:
+		return "boolean"
+	case *omap:
+		return "object"
+	case []any:
+		return "array"
+	case json.Number:
+		if f, err := v.Float64(); err == nil && f != math.Trunc(f) {
+			return "number"
+		}
+		return "integer" // 1e2 and 1.0 are integers too
+	}
+	return "null"
+}
+
+// requiredOf lists a schema's required properties.
+func requiredOf(m *omap) []string {
+	list, _ := m.vals["required"].([]any)
+	var out []string
+	for _, v := range list {
+		if name, ok := v.(string); ok {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// tags are the string values property k of object schema m is limited to
+// by a const or an enum of strings, or nil.
+func (c *schemaCompiler) tags(m *omap, k string) []string {
+	props, ok := m.vals["properties"].(*omap)
+	if !ok {
+		return nil
+	}
+	p, ok := c.resolve(props.vals[k], 0).(*omap)
+	if !ok {
+		return nil
+	}
+	var values []any
+	if v, ok := p.get("const"); ok {
+		values = []any{v}
+	} else if v, ok := p.get("enum"); ok {
+		values, _ = v.([]any)
+	}
+	var out []string
+	for _, v := range values {
+		str, ok := v.(string)
+		if !ok {
+			return nil
+		}
+		out = append(out, str)
+	}
+	return out
 }
 
 // count reads a non-negative integer keyword, bounded by maxRepeat.
