@@ -238,6 +238,24 @@ func TestSchemaOutputsValidate(t *testing.T) {
 	}
 }
 
+// A surrogate pair is two escapes but one character: minLength 2 must not
+// count it twice, so escapes of surrogates are not generated at all.
+func TestSurrogateEscapes(t *testing.T) {
+	const schema = `{"type":"string","minLength":2,"maxLength":2}`
+	v := validator(t, schema)
+	d, start := compileSpec(t, Spec{Kind: JSONSchema, Schema: json.RawMessage(schema)})
+	for _, text := range []string{`"\ud83d\ude00"`, `"\uD800a"`} {
+		if run(t, d, start, []byte(text)) {
+			t.Errorf("%s matched (the validator says %v)", text, validate(t, v, []byte(text)))
+		}
+	}
+	for _, text := range []string{`"\u00e9\uFFFF"`, `"😀a"`} {
+		if !run(t, d, start, []byte(text)) {
+			t.Errorf("%s did not match", text)
+		}
+	}
+}
+
 func TestSchemaRejectsInvalidInstances(t *testing.T) {
 	d, start := compileSpec(t, Spec{Kind: JSONSchema, Schema: json.RawMessage(schemas[0])})
 	for _, bad := range []string{`{"age":3}`, `{"name":"abcdefghij"}`, `{"name":1}`, `{"name":"x",}`, `[]`} {

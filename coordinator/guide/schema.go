@@ -20,7 +20,11 @@ const ws = `[ ]?`
 
 // Scalar and string pieces of JSON's grammar (RFC 8259).
 const (
-	jsonChar    = `(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})`
+	// \u escapes of UTF-16 surrogates are left out: a pair is one
+	// character in two escapes, which would break minLength and
+	// maxLength, and a lone one is not a character. Such characters are
+	// written as themselves.
+	jsonChar    = `(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u(?:[0-9a-cA-Ce-fE-F][0-9a-fA-F]{3}|[dD][0-7][0-9a-fA-F]{2}))`
 	jsonString  = `"` + jsonChar + `*"`
 	jsonInteger = `-?(?:0|[1-9][0-9]*)`
 	jsonNumber  = jsonInteger + `(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?`
