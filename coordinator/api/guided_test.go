@@ -145,6 +145,13 @@ func TestGuidedChoiceVote(t *testing.T) {
 func TestGuidedRefusals(t *testing.T) {
 	ts := newTestServer(t)
 	deep := strings.Repeat(`{"type":"array","items":`, 200) + `{}` + strings.Repeat(`}`, 200)
+	members, enum := make([]string, 5000), make([]string, 60000)
+	for i := range members {
+		members[i] = fmt.Sprintf(`"p%d":{"type":"null"}`, i)
+	}
+	for i := range enum {
+		enum[i] = fmt.Sprintf(`"value-%d-xxxxxxxxxxxx"`, i)
+	}
 	cases := []struct {
 		name  string
 		field map[string]any
@@ -155,6 +162,13 @@ func TestGuidedRefusals(t *testing.T) {
 		{"unsatisfiable schema", map[string]any{"guided_json": json.RawMessage(`{"type":"string","minLength":3,"maxLength":1}`)}, "guided_json"},
 		{"unsupported keyword", map[string]any{"guided_json": json.RawMessage(`{"type":"integer","multipleOf":3}`)}, "guided_json"},
 		{"deep schema", map[string]any{"guided_json": json.RawMessage(deep)}, "guided_json"},
+		{"repeat of repeat", map[string]any{"guided_regex": `a{1000}{1000}`}, "guided_regex"},
+		{"wide object", map[string]any{"guided_json": json.RawMessage(`{"properties":{` + strings.Join(members, ",") + `}}`)}, "guided_json"},
+		{"huge enum", map[string]any{"response_format": map[string]any{"type": "json_schema",
+			"json_schema": map[string]any{"name": "e", "schema": json.RawMessage(`{"enum":[` + strings.Join(enum, ",") + `]}`)}}}, "response_format"},
+		{"overlapping oneOf", map[string]any{"guided_json": json.RawMessage(`{"oneOf":[{"type":"string"},{"type":"string","maxLength":2}]}`)}, "guided_json"},
+		{"anyOf beside type", map[string]any{"guided_json": json.RawMessage(`{"type":"string","anyOf":[{"type":"integer"},{"type":"string"}]}`)}, "guided_json"},
+		{"pattern beside maxLength", map[string]any{"guided_json": json.RawMessage(`{"type":"string","pattern":"^a+$","maxLength":3}`)}, "guided_json"},
 		{"two constraints", map[string]any{"guided_regex": "a", "guided_choice": []string{"b"}}, "guided_choice"},
 		{"empty choice", map[string]any{"guided_choice": []string{}}, "guided_choice"},
 		{"unknown format", map[string]any{"response_format": map[string]any{"type": "yaml"}}, "response_format"},

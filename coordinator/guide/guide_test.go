@@ -8,6 +8,7 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -346,6 +347,95 @@ func TestRefusals(t *testing.T) {
 				t.Fatalf("got %v, want %v", err, c.want)
 			}
 		})
+	}
+}
+
+// Constraints built to be expensive fail with ErrTooLarge (or as invalid
+// syntax) within the limits: the memory compiling one allocates stays
+// bounded, whatever the constraint asks for.
+func TestBombsBounded(t *testing.T) {
+	list := func(n int, format string) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf(format, i)
+		}
+		return out
+	}
+	object := func(members []string) json.RawMessage {
+		return json.RawMessage(`{"type":"object","properties":{` + strings.Join(members, ",") + `}}`)
+	}
+	cases := []struct {
+		name string
+		spec Spec
+		want error
+	}{
+		// Optional properties compile to suffixes quadratic in their
+		// number; 5000 used to allocate half a gigabyte before the limit.
+		{"wide object", Spec{Kind: JSONSchema, Schema: object(list(5000, `"p%d":{"type":"null"}`))}, ErrTooLarge},
+		{"huge enum", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"enum":[` + strings.Join(list(60000, `"v%d-xxxxxxxxxxxxxxxx"`), ",") + `]}`)}, ErrTooLarge},
+		{"wide oneOf", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"oneOf":[` + strings.Join(list(300, `{"const":%d}`), ",") + `]}`)}, ErrTooLarge},
+		{"deep nesting", Spec{Kind: JSONSchema, Schema: json.RawMessage(strings.Repeat(`{"anyOf":[{"type":"integer"},{"type":"array","items":`, 40) + `{}` + strings.Repeat(`}]}`, 40))}, ErrTooLarge},
+		{"nested minItems", Spec{Kind: JSONSchema, Schema: json.RawMessage(strings.Repeat(`{"type":"array","minItems":64,"items":`, 6) + `{"type":"string","maxLength":64}` + strings.Repeat(`}`, 6))}, ErrTooLarge},
+		{"wide alternation", Spec{Kind: Regex, Pattern: strings.Join(list(3000, "w%d"), "|")}, ErrTooLarge},
+		{"many choices", Spec{Kind: Choice, Choices: list(3000, "choice %d")}, ErrTooLarge},
+		{"repeat of repeat", Spec{Kind: Regex, Pattern: `a{1000}{1000}`}, ErrInvalid},
+		{"nested repeats", Spec{Kind: Regex, Pattern: `(a{1000}){1000}`}, ErrTooLarge},
+		{"repeated letters", Spec{Kind: Regex, Pattern: `\pL{1000}`}, ErrTooLarge},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			before := ms.TotalAlloc
+			_, _, err := c.spec.automaton()
+			runtime.ReadMemStats(&ms)
+			if !errors.Is(err, c.want) {
+				t.Fatalf("got %v, want %v", err, c.want)
+			}
+			if used := ms.TotalAlloc - before; used > 128<<20 {
+				t.Fatalf("refusing allocated %d MiB", used>>20)
+			}
+		})
+	}
+}
+
+// A pattern whose DFA is exponential is built only as far as generation
+// goes, and a walk past maxStates fails with ErrTooLarge instead of
+// growing.
+func TestLazyDFABounded(t *testing.T) {
+	// The 16th byte from the end must be 'a': 2^16 DFA states.
+	const pattern = `[ab]*a[ab]{15}`
+	rng := rand.New(rand.NewPCG(13, 14))
+	pieces := make([]string, 512)
+	for i := range pieces {
+		var b strings.Builder
+		for range 8 + rng.IntN(24) {
+			b.WriteByte("ab"[rng.IntN(2)])
+		}
+		pieces[i] = b.String()
+	}
+	v := NewVocab(len(pieces), func(id int32) ([]byte, bool) { return []byte(pieces[id]), true }, nil)
+	m, err := NewMatcher(Spec{Kind: Regex, Pattern: pattern}, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := m.Start()
+	for step := 0; ; step++ {
+		if _, err = m.Allowed(s); err != nil {
+			break
+		}
+		if s, err = m.Advance(s, int32(rng.IntN(len(pieces)))); err != nil {
+			break
+		}
+		if step > 1e5 {
+			t.Fatal("the walk never reached the state limit")
+		}
+	}
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("got %v, want ErrTooLarge", err)
+	}
+	if n := len(m.d.sets); n > maxStates {
+		t.Fatalf("%d states built; the limit is %d", n, maxStates)
 	}
 }
 

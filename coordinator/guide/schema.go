@@ -39,6 +39,8 @@ const (
 	maxRepeat    = 64 // minItems/maxItems, minLength/maxLength
 	maxRegexText = 1 << 20
 	anyDepth     = 3 // nesting of free-form JSON inside a schema
+	// maxOneOf bounds a oneOf's branches, which are checked pairwise.
+	maxOneOf = 256
 )
 
 // anyValue is free-form JSON nested at most depth levels.
@@ -68,6 +70,9 @@ func anyArray(depth int) string {
 func schemaRegex(raw []byte) (string, error) {
 	root, err := decodeOrdered(raw)
 	if err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			return "", err
+		}
 		return "", fmt.Errorf("%w: schema is not JSON: %w", ErrInvalid, err)
 	}
 	c := &schemaCompiler{root: root}
@@ -366,6 +371,9 @@ func (c *schemaCompiler) alternatives(v any, path string, refs int, one bool) (s
 		alts[i] = re
 	}
 	if one {
+		if len(list) > maxOneOf {
+			return "", fmt.Errorf("%w: %s has %d branches; at most %d", ErrTooLarge, path, len(list), maxOneOf)
+		}
 		for i := range list {
 			for j := i + 1; j < len(list); j++ {
 				if !c.disjoint(list[i], list[j]) {
@@ -821,6 +829,11 @@ func (c *schemaCompiler) properties(s *omap, path string, refs int) (string, err
 		m := `(?:` + sep + items[i] + `)`
 		if !required[names[i]] {
 			m += `?`
+		}
+		// Counted as built: n optional properties make n suffixes of
+		// up to n members each, quadratic in the schema's size.
+		if _, err := c.grow(m + after[i+1]); err != nil {
+			return "", err
 		}
 		after[i] = m + after[i+1]
 	}
