@@ -798,9 +798,14 @@ func (c *schemaCompiler) properties(s *omap, path string, refs int) (string, err
 			}
 			if _, ok := props.get(name); !ok {
 				// A required property the schema does not describe
-				// takes any value.
+				// takes what additionalProperties allows: any value by
+				// default, none when it is false.
+				extra, ok := s.get("additionalProperties")
+				if !ok {
+					extra = true
+				}
 				props = &omap{keys: append(slices.Clone(props.keys), name), vals: maps.Clone(props.vals)}
-				props.vals[name] = true
+				props.vals[name] = extra
 			}
 			required[name] = true
 		}
