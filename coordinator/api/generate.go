@@ -135,6 +135,9 @@ func (s *Server) follow(k int, g *genRequest, h *scheduler.Handle, cancel contex
 	var dec TextStream
 	if s.cfg.Tokenizer != nil {
 		dec = s.cfg.Tokenizer.NewDecoder()
+		if pc, ok := s.cfg.Tokenizer.(piecer); ok && g.base.Guide != nil {
+			dec = &pieceStream{p: pc}
+		}
 	}
 	var text strings.Builder
 	pending := ""

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/tessera-llm/tessera/coordinator/guide"
 )
@@ -85,6 +86,37 @@ type piecer interface {
 
 // Piece makes the HF tokenizer a piecer.
 func (a hfTokenizer) Piece(id int32) ([]byte, bool) { return a.t.Piece(id) }
+
+// pieceStream detokenizes a guided sequence as the guide checked it: each
+// token adds its mid-sequence bytes. A decoder would differ at the start,
+// where LLaMA's (Metaspace, Strip) drops the first space, which the
+// constraint may require.
+type pieceStream struct {
+	p    piecer
+	held []byte // the start of a character that later tokens complete
+}
+
+func (d *pieceStream) Add(id int32) (string, error) {
+	b, _ := d.p.Piece(id) // special tokens (EOS) add nothing
+	d.held = append(d.held, b...)
+	n := len(d.held)
+	// Hold back an incomplete last character, if any.
+	for i := max(n-utf8.UTFMax+1, 0); i < n; i++ {
+		if utf8.RuneStart(d.held[i]) && !utf8.FullRune(d.held[i:]) {
+			n = i
+			break
+		}
+	}
+	out := string(d.held[:n])
+	d.held = append(d.held[:0], d.held[n:]...)
+	return out, nil
+}
+
+func (d *pieceStream) Flush() string {
+	out := string(d.held)
+	d.held = d.held[:0]
+	return out
+}
 
 // guides compiles constraints against the model's vocabulary, once per
 // constraint: the compiled automaton and its masks are shared by every

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/tessera-llm/tessera/coordinator/scheduler"
+	"github.com/tessera-llm/tessera/coordinator/tokenizer"
 )
 
 const personSchema = `{"type":"object","properties":{"name":{"type":"string","maxLength":6},` +
@@ -132,6 +134,13 @@ func TestGuidedChoiceVote(t *testing.T) {
 func TestGuidedRefusals(t *testing.T) {
 	ts := newTestServer(t)
 	deep := strings.Repeat(`{"type":"array","items":`, 200) + `{}` + strings.Repeat(`}`, 200)
+	members, enum := make([]string, 5000), make([]string, 60000)
+	for i := range members {
+		members[i] = fmt.Sprintf(`"p%d":{"type":"null"}`, i)
+	}
+	for i := range enum {
+		enum[i] = fmt.Sprintf(`"value-%d-xxxxxxxxxxxx"`, i)
+	}
 	cases := []struct {
 		name  string
 		field map[string]any
@@ -142,6 +151,13 @@ func TestGuidedRefusals(t *testing.T) {
 		{"unsatisfiable schema", map[string]any{"guided_json": json.RawMessage(`{"type":"string","minLength":3,"maxLength":1}`)}, "guided_json"},
 		{"unsupported keyword", map[string]any{"guided_json": json.RawMessage(`{"type":"integer","multipleOf":3}`)}, "guided_json"},
 		{"deep schema", map[string]any{"guided_json": json.RawMessage(deep)}, "guided_json"},
+		{"repeat of repeat", map[string]any{"guided_regex": `a{1000}{1000}`}, "guided_regex"},
+		{"wide object", map[string]any{"guided_json": json.RawMessage(`{"properties":{` + strings.Join(members, ",") + `}}`)}, "guided_json"},
+		{"huge enum", map[string]any{"response_format": map[string]any{"type": "json_schema",
+			"json_schema": map[string]any{"name": "e", "schema": json.RawMessage(`{"enum":[` + strings.Join(enum, ",") + `]}`)}}}, "response_format"},
+		{"overlapping oneOf", map[string]any{"guided_json": json.RawMessage(`{"oneOf":[{"type":"string"},{"type":"string","maxLength":2}]}`)}, "guided_json"},
+		{"anyOf beside type", map[string]any{"guided_json": json.RawMessage(`{"type":"string","anyOf":[{"type":"integer"},{"type":"string"}]}`)}, "guided_json"},
+		{"pattern beside maxLength", map[string]any{"guided_json": json.RawMessage(`{"type":"string","pattern":"^a+$","maxLength":3}`)}, "guided_json"},
 		{"two constraints", map[string]any{"guided_regex": "a", "guided_choice": []string{"b"}}, "guided_choice"},
 		{"empty choice", map[string]any{"guided_choice": []string{}}, "guided_choice"},
 		{"unknown format", map[string]any{"response_format": map[string]any{"type": "yaml"}}, "response_format"},
@@ -170,5 +186,39 @@ func TestGuidedRefusals(t *testing.T) {
 	// The server still serves.
 	if st, b := ts.post(t, "/v1/completions", map[string]any{"prompt": "x", "max_tokens": 2, "guided_choice": []string{"ok"}}); st != 200 {
 		t.Fatalf("after refusals: %d %v", st, b)
+	}
+}
+
+// With a tokenizer whose decoder strips the text's first space (LLaMA's
+// Metaspace and Strip), a guided completion keeps the space the
+// constraint asked for: the text is the bytes the guide checked.
+func TestGuidedTextKeepsLeadingSpace(t *testing.T) {
+	tk, err := tokenizer.Load("../../testdata/golden/llama/tokenizer.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := newTestServer(t, func(c *Config, _ *scheduler.Config) { c.Tokenizer = HF(tk) })
+	const pattern = ` [a-z]{2}( [a-z]{2})?`
+	re := regexp.MustCompile(`^(?:` + pattern + `)$`)
+	for _, stream := range []bool{false, true} {
+		body := map[string]any{"prompt": "x", "max_tokens": 8, "temperature": 0, "guided_regex": pattern}
+		var text string
+		if stream {
+			for _, c := range ts.stream(t, "/v1/completions", body) {
+				for _, ch := range choices(c) {
+					s, _ := ch["text"].(string)
+					text += s
+				}
+			}
+		} else {
+			st, b := ts.post(t, "/v1/completions", body)
+			if st != 200 {
+				t.Fatalf("status %d: %v", st, b)
+			}
+			text = choices(b)[0]["text"].(string)
+		}
+		if !re.MatchString(text) {
+			t.Errorf("stream %v: %q does not match %q", stream, text, pattern)
+		}
 	}
 }

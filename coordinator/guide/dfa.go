@@ -144,3 +144,15 @@ func (n *nfa) markLive() {
 		stack = append(stack, rev[i]...)
 	}
 }
+
+// matches reports whether text is a whole match from state s. The caller
+// holds d.mu, or is the DFA's only user.
+func (d *dfa) matches(s int32, text []byte) (bool, error) {
+	for _, c := range text {
+		var err error
+		if s, err = d.step(s, c); err != nil || s == dead {
+			return false, err
+		}
+	}
+	return d.accept[s], nil
+}

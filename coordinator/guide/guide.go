@@ -105,6 +105,12 @@ func (s Spec) automaton() (*dfa, int32, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	return compilePattern(p)
+}
+
+// compilePattern compiles a full match of an RE2 pattern to a lazily built
+// DFA over bytes.
+func compilePattern(p string) (*dfa, int32, error) {
 	re, err := syntax.Parse(p, syntax.Perl)
 	if err != nil {
 		var se *syntax.Error

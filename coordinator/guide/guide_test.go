@@ -8,6 +8,7 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -204,8 +205,15 @@ var schemas = []string{
 	`{"type":"object","properties":{"a":{"type":"boolean"},"b":{"type":"null"},"c":{"const":{"x":[1,2]}}}}`,
 	`{"type":["string","null"],"minLength":2,"maxLength":3}`,
 	`{"type":"object"}`,
+	`{"properties":{"a":{"type":"null"}},"required":["a","b"],"additionalProperties":{"type":"integer"}}`,
 	`true`,
 	`{"type":"object","properties":{"tags":{"type":"array","items":{"type":"string","pattern":"[0-9]"}}},"required":["tags"]}`,
+	`{"enum":[12345678901234567890,1e2,-0.1],"const":12345678901234567890}`,
+	`{"type":"string","enum":["a",1,true]}`,
+	`{"type":"integer","enum":[1.5,2,"2"]}`,
+	`{"type":"string","maxLength":1,"enum":["a","bb",3]}`,
+	`{"type":"array","items":{"type":"integer"},"enum":[[1],["x"]]}`,
+	`{"oneOf":[{"type":"integer"},{"type":"string","maxLength":2},{"type":"object","properties":{"k":{"const":"a"},"v":{"type":"integer"}},"required":["k"]},{"type":"object","properties":{"k":{"enum":["b","c"]}},"required":["k","w"]}]}`,
 }
 
 func TestSchemaOutputsValidate(t *testing.T) {
@@ -229,6 +237,24 @@ func TestSchemaOutputsValidate(t *testing.T) {
 				t.Fatalf("only %d of 200 walks finished", n)
 			}
 		})
+	}
+}
+
+// A surrogate pair is two escapes but one character: minLength 2 must not
+// count it twice, so escapes of surrogates are not generated at all.
+func TestSurrogateEscapes(t *testing.T) {
+	const schema = `{"type":"string","minLength":2,"maxLength":2}`
+	v := validator(t, schema)
+	d, start := compileSpec(t, Spec{Kind: JSONSchema, Schema: json.RawMessage(schema)})
+	for _, text := range []string{`"\ud83d\ude00"`, `"\uD800a"`} {
+		if run(t, d, start, []byte(text)) {
+			t.Errorf("%s matched (the validator says %v)", text, validate(t, v, []byte(text)))
+		}
+	}
+	for _, text := range []string{`"\u00e9\uFFFF"`, `"😀a"`} {
+		if !run(t, d, start, []byte(text)) {
+			t.Errorf("%s did not match", text)
+		}
 	}
 }
 
@@ -293,8 +319,19 @@ func TestRefusals(t *testing.T) {
 		{"empty class", Spec{Kind: Regex, Pattern: `[^\x00-\x{10FFFF}]`}, ErrUnsatisfiable},
 		{"lengths", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"string","minLength":5,"maxLength":2}`)}, ErrUnsatisfiable},
 		{"empty enum", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"enum":[]}`)}, ErrUnsatisfiable},
+		{"enum of other types", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"string","enum":[1,true]}`)}, ErrUnsatisfiable},
+		{"const outside enum", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"enum":[1,"x"],"const":2}`)}, ErrUnsatisfiable},
+		{"required but not allowed", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"required":["a"],"additionalProperties":false}`)}, ErrUnsatisfiable},
 		{"required false", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"properties":{"a":false},"required":["a"]}`)}, ErrUnsatisfiable},
 		{"infinite ref", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"object","properties":{"x":{"$ref":"#"}},"required":["x"]}`)}, ErrUnsatisfiable},
+		{"pattern and length", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"string","pattern":"^[a-z]+$","maxLength":2}`)}, ErrUnsupported},
+		{"format and length", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"string","format":"date","minLength":12}`)}, ErrUnsupported},
+		{"anyOf and type", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"string","anyOf":[{"type":"integer"},{"type":"string"}]}`)}, ErrUnsupported},
+		{"oneOf and properties", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"properties":{"a":{"type":"integer"}},"oneOf":[{"required":["a"]},{"required":["b"]}]}`)}, ErrUnsupported},
+		{"oneOf overlapping", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"oneOf":[{"type":"string"},{"type":"string","maxLength":2}]}`)}, ErrUnsupported},
+		{"oneOf untyped", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"oneOf":[{"type":"integer"},{"properties":{"a":{"type":"string"}},"required":["a"]}]}`)}, ErrUnsupported},
+		{"oneOf untagged", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"oneOf":[{"type":"object","properties":{"a":{}},"required":["a"]},{"type":"object","properties":{"b":{}}}]}`)}, ErrUnsupported},
+		{"oneOf integer and number", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"oneOf":[{"type":"integer"},{"type":"number"}]}`)}, ErrUnsupported},
 		{"minimum", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"integer","minimum":3}`)}, ErrUnsupported},
 		{"not JSON", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":`)}, ErrInvalid},
 		{"bad type", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"int"}`)}, ErrInvalid},
@@ -312,6 +349,95 @@ func TestRefusals(t *testing.T) {
 				t.Fatalf("got %v, want %v", err, c.want)
 			}
 		})
+	}
+}
+
+// Constraints built to be expensive fail with ErrTooLarge (or as invalid
+// syntax) within the limits: the memory compiling one allocates stays
+// bounded, whatever the constraint asks for.
+func TestBombsBounded(t *testing.T) {
+	list := func(n int, format string) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf(format, i)
+		}
+		return out
+	}
+	object := func(members []string) json.RawMessage {
+		return json.RawMessage(`{"type":"object","properties":{` + strings.Join(members, ",") + `}}`)
+	}
+	cases := []struct {
+		name string
+		spec Spec
+		want error
+	}{
+		// Optional properties compile to suffixes quadratic in their
+		// number; 5000 used to allocate half a gigabyte before the limit.
+		{"wide object", Spec{Kind: JSONSchema, Schema: object(list(5000, `"p%d":{"type":"null"}`))}, ErrTooLarge},
+		{"huge enum", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"enum":[` + strings.Join(list(60000, `"v%d-xxxxxxxxxxxxxxxx"`), ",") + `]}`)}, ErrTooLarge},
+		{"wide oneOf", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"oneOf":[` + strings.Join(list(300, `{"const":%d}`), ",") + `]}`)}, ErrTooLarge},
+		{"deep nesting", Spec{Kind: JSONSchema, Schema: json.RawMessage(strings.Repeat(`{"anyOf":[{"type":"integer"},{"type":"array","items":`, 40) + `{}` + strings.Repeat(`}]}`, 40))}, ErrTooLarge},
+		{"nested minItems", Spec{Kind: JSONSchema, Schema: json.RawMessage(strings.Repeat(`{"type":"array","minItems":64,"items":`, 6) + `{"type":"string","maxLength":64}` + strings.Repeat(`}`, 6))}, ErrTooLarge},
+		{"wide alternation", Spec{Kind: Regex, Pattern: strings.Join(list(3000, "w%d"), "|")}, ErrTooLarge},
+		{"many choices", Spec{Kind: Choice, Choices: list(3000, "choice %d")}, ErrTooLarge},
+		{"repeat of repeat", Spec{Kind: Regex, Pattern: `a{1000}{1000}`}, ErrInvalid},
+		{"nested repeats", Spec{Kind: Regex, Pattern: `(a{1000}){1000}`}, ErrTooLarge},
+		{"repeated letters", Spec{Kind: Regex, Pattern: `\pL{1000}`}, ErrTooLarge},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			before := ms.TotalAlloc
+			_, _, err := c.spec.automaton()
+			runtime.ReadMemStats(&ms)
+			if !errors.Is(err, c.want) {
+				t.Fatalf("got %v, want %v", err, c.want)
+			}
+			if used := ms.TotalAlloc - before; used > 128<<20 {
+				t.Fatalf("refusing allocated %d MiB", used>>20)
+			}
+		})
+	}
+}
+
+// A pattern whose DFA is exponential is built only as far as generation
+// goes, and a walk past maxStates fails with ErrTooLarge instead of
+// growing.
+func TestLazyDFABounded(t *testing.T) {
+	// The 16th byte from the end must be 'a': 2^16 DFA states.
+	const pattern = `[ab]*a[ab]{15}`
+	rng := rand.New(rand.NewPCG(13, 14))
+	pieces := make([]string, 512)
+	for i := range pieces {
+		var b strings.Builder
+		for range 8 + rng.IntN(24) {
+			b.WriteByte("ab"[rng.IntN(2)])
+		}
+		pieces[i] = b.String()
+	}
+	v := NewVocab(len(pieces), func(id int32) ([]byte, bool) { return []byte(pieces[id]), true }, nil)
+	m, err := NewMatcher(Spec{Kind: Regex, Pattern: pattern}, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := m.Start()
+	for step := 0; ; step++ {
+		if _, err = m.Allowed(s); err != nil {
+			break
+		}
+		if s, err = m.Advance(s, int32(rng.IntN(len(pieces)))); err != nil {
+			break
+		}
+		if step > 1e5 {
+			t.Fatal("the walk never reached the state limit")
+		}
+	}
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("got %v, want ErrTooLarge", err)
+	}
+	if n := len(m.d.sets); n > maxStates {
+		t.Fatalf("%d states built; the limit is %d", n, maxStates)
 	}
 }
 

@@ -24,9 +24,12 @@ func (m *omap) get(k string) (any, bool) {
 // nested one is refused before it is walked.
 const maxSchemaDepth = 64
 
-// decodeOrdered parses JSON, objects as *omap, numbers as float64.
+// decodeOrdered parses JSON, objects as *omap, numbers as json.Number:
+// an enum's 12345678901234567890 must be written as such, not as the
+// nearest float64.
 func decodeOrdered(data []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
 	v, err := decodeValue(dec, 0)
 	if err != nil {
 		return nil, err

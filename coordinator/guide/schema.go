@@ -2,8 +2,10 @@ package guide
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"regexp"
 	"regexp/syntax"
 	"slices"
@@ -18,7 +20,11 @@ const ws = `[ ]?`
 
 // Scalar and string pieces of JSON's grammar (RFC 8259).
 const (
-	jsonChar    = `(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})`
+	// \u escapes of UTF-16 surrogates are left out: a pair is one
+	// character in two escapes, which would break minLength and
+	// maxLength, and a lone one is not a character. Such characters are
+	// written as themselves.
+	jsonChar    = `(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u(?:[0-9a-cA-Ce-fE-F][0-9a-fA-F]{3}|[dD][0-7][0-9a-fA-F]{2}))`
 	jsonString  = `"` + jsonChar + `*"`
 	jsonInteger = `-?(?:0|[1-9][0-9]*)`
 	jsonNumber  = jsonInteger + `(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?`
@@ -33,6 +39,8 @@ const (
 	maxRepeat    = 64 // minItems/maxItems, minLength/maxLength
 	maxRegexText = 1 << 20
 	anyDepth     = 3 // nesting of free-form JSON inside a schema
+	// maxOneOf bounds a oneOf's branches, which are checked pairwise.
+	maxOneOf = 256
 )
 
 // anyValue is free-form JSON nested at most depth levels.
@@ -62,6 +70,9 @@ func anyArray(depth int) string {
 func schemaRegex(raw []byte) (string, error) {
 	root, err := decodeOrdered(raw)
 	if err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			return "", err
+		}
 		return "", fmt.Errorf("%w: schema is not JSON: %w", ErrInvalid, err)
 	}
 	c := &schemaCompiler{root: root}
@@ -128,21 +139,20 @@ func (c *schemaCompiler) object(s *omap, path string, refs int) (string, error) 
 		}
 		return c.ref(ref, path, refs)
 	}
-	if v, ok := s.get("const"); ok {
-		return c.literal([]any{v}, path+"/const")
+	if values, ok, err := c.values(s, path, refs); ok || err != nil {
+		return c.literal(values, path)
 	}
-	if v, ok := s.get("enum"); ok {
-		list, ok := v.([]any)
-		if !ok {
-			return "", fmt.Errorf("%w: %s/enum must be an array", ErrInvalid, path)
+	for _, kw := range []string{"anyOf", "oneOf", "allOf"} {
+		if _, ok := s.get(kw); ok && !onlyAnnotations(keys, kw) {
+			// An intersection with the siblings' language is beyond a
+			// regular expression; ignoring them would let invalid
+			// output through.
+			return "", fmt.Errorf("%w: %s: %s next to other keywords (move them into each branch)", ErrUnsupported, path, kw)
 		}
-		return c.literal(list, path+"/enum")
 	}
 	for _, kw := range []string{"anyOf", "oneOf"} {
 		if v, ok := s.get(kw); ok {
-			// oneOf is compiled as anyOf: the branches of the schemas
-			// clients send for tools are disjoint by type or by const.
-			return c.alternatives(v, path+"/"+kw, refs)
+			return c.alternatives(v, path+"/"+kw, refs, kw == "oneOf")
 		}
 	}
 	if v, ok := s.get("allOf"); ok {
@@ -239,18 +249,90 @@ func (c *schemaCompiler) ref(ref any, path string, refs int) (string, error) {
 		// that needs deeper nesting is reported unsatisfiable.
 		return noMatch, nil
 	}
+	at, ok := c.lookup(name)
+	if !ok {
+		return "", fmt.Errorf("%w: %s/$ref %q does not resolve", ErrInvalid, path, name)
+	}
+	return c.value(at, name, refs+1)
+}
+
+// lookup finds the schema a local JSON pointer (#/...) names.
+func (c *schemaCompiler) lookup(name string) (any, bool) {
 	at := c.root
 	for _, part := range strings.Split(strings.TrimPrefix(name, "#"), "/")[1:] {
 		part = strings.ReplaceAll(strings.ReplaceAll(part, "~1", "/"), "~0", "~")
 		m, ok := at.(*omap)
 		if !ok {
-			return "", fmt.Errorf("%w: %s/$ref %q does not resolve", ErrInvalid, path, name)
+			return nil, false
 		}
 		if at, ok = m.get(part); !ok {
-			return "", fmt.Errorf("%w: %s/$ref %q does not resolve", ErrInvalid, path, name)
+			return nil, false
 		}
 	}
-	return c.value(at, name, refs+1)
+	return at, true
+}
+
+// values are the instances an enum or const allows (ok false when the
+// schema has neither) that the schema's other keywords accept too: JSON
+// Schema's keywords all hold at once, so {"type":"string","enum":["a",1]}
+// allows only "a". Each value is checked, in its canonical JSON text,
+// against the automaton of the rest of the schema; an object value whose
+// keys the rest orders differently is dropped, which errs on the safe
+// side.
+func (c *schemaCompiler) values(s *omap, path string, refs int) (values []any, ok bool, err error) {
+	if v, has := s.get("enum"); has {
+		if values, ok = v.([]any); !ok {
+			return nil, false, fmt.Errorf("%w: %s/enum must be an array", ErrInvalid, path)
+		}
+	}
+	if v, has := s.get("const"); has {
+		values, ok = []any{v}, true
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	// The rest drops the keyword that gave the values; with const and
+	// enum together, the const is checked against the enum.
+	drop := "enum"
+	if _, has := s.get("const"); has {
+		drop = "const"
+	}
+	rest := &omap{vals: maps.Clone(s.vals)}
+	delete(rest.vals, drop)
+	for _, k := range s.keys {
+		if k != drop {
+			rest.keys = append(rest.keys, k)
+		}
+	}
+	if onlyAnnotations(rest.keys, "") {
+		return values, true, nil
+	}
+	re, err := c.object(rest, path, refs)
+	if err != nil {
+		return nil, true, err
+	}
+	d, start, err := compilePattern(re)
+	if err != nil && !errors.Is(err, ErrUnsatisfiable) {
+		return nil, true, err
+	}
+	var kept []any
+	for _, v := range values {
+		text, err := json.Marshal(plain(v))
+		if err != nil {
+			return nil, true, fmt.Errorf("%w: %s: %v", ErrInvalid, path, err)
+		}
+		if d == nil {
+			break // the rest matches nothing
+		}
+		match, err := d.matches(start, text)
+		if err != nil {
+			return nil, true, err
+		}
+		if match {
+			kept = append(kept, v)
+		}
+	}
+	return kept, true, nil
 }
 
 func (c *schemaCompiler) literal(values []any, path string) (string, error) {
@@ -268,7 +350,11 @@ func (c *schemaCompiler) literal(values []any, path string) (string, error) {
 	return c.grow(`(?:` + strings.Join(alts, `|`) + `)`)
 }
 
-func (c *schemaCompiler) alternatives(v any, path string, refs int) (string, error) {
+// alternatives is anyOf, or oneOf when one is set. oneOf compiles as
+// anyOf when its branches are disjoint (as those of the schemas clients
+// send for tools are, by type or by a const); a text two branches match
+// would be invalid, so overlapping branches are refused.
+func (c *schemaCompiler) alternatives(v any, path string, refs int, one bool) (string, error) {
 	list, ok := v.([]any)
 	if !ok {
 		return "", fmt.Errorf("%w: %s must be an array", ErrInvalid, path)
@@ -284,7 +370,187 @@ func (c *schemaCompiler) alternatives(v any, path string, refs int) (string, err
 		}
 		alts[i] = re
 	}
+	if one {
+		if len(list) > maxOneOf {
+			return "", fmt.Errorf("%w: %s has %d branches; at most %d", ErrTooLarge, path, len(list), maxOneOf)
+		}
+		for i := range list {
+			for j := i + 1; j < len(list); j++ {
+				if !c.disjoint(list[i], list[j]) {
+					return "", fmt.Errorf("%w: %s: branches %d and %d may both match, which oneOf forbids; "+
+						"oneOf needs branches of different types, or objects that require one property with different string consts (anyOf allows overlap)",
+						ErrUnsupported, path, i, j)
+				}
+			}
+		}
+	}
 	return c.grow(`(?:` + strings.Join(alts, `|`) + `)`)
+}
+
+// disjoint reports whether no JSON value is valid under both schemas, by
+// a sufficient test on their JSON Schema meaning (not on the narrower
+// language compiled here, which would be unsound: {"properties":{...}}
+// also holds for every number): they allow no type in common, or both
+// require a property whose values are different string consts or enums.
+func (c *schemaCompiler) disjoint(a, b any) bool {
+	ta, tb := c.instanceTypes(a, 0), c.instanceTypes(b, 0)
+	common := false
+	for t := range ta {
+		common = common || tb[t]
+	}
+	if !common {
+		return true
+	}
+	oa, ok := c.resolve(a, 0).(*omap)
+	if !ok {
+		return false
+	}
+	ob, ok := c.resolve(b, 0).(*omap)
+	if !ok {
+		return false
+	}
+	for _, k := range requiredOf(oa) {
+		va, vb := c.tags(oa, k), c.tags(ob, k)
+		if va == nil || vb == nil || !slices.Contains(requiredOf(ob), k) {
+			continue
+		}
+		if !slices.ContainsFunc(va, func(v string) bool { return slices.Contains(vb, v) }) {
+			return true
+		}
+	}
+	return false
+}
+
+// resolve follows $ref (a bounded number of times) to the schema it names,
+// nil when it does not resolve.
+func (c *schemaCompiler) resolve(s any, refs int) any {
+	m, ok := s.(*omap)
+	if !ok {
+		return s
+	}
+	ref, ok := m.get("$ref")
+	if !ok {
+		return s
+	}
+	name, ok := ref.(string)
+	if !ok || !strings.HasPrefix(name, "#") || refs >= maxRefDepth {
+		return nil
+	}
+	at, ok := c.lookup(name)
+	if !ok {
+		return nil
+	}
+	return c.resolve(at, refs+1)
+}
+
+// instanceTypes are the JSON types a schema may hold for, by its type,
+// const, enum or alternatives ("number" stands for non-integral numbers).
+func (c *schemaCompiler) instanceTypes(s any, depth int) map[string]bool {
+	all := map[string]bool{"null": true, "boolean": true, "object": true, "array": true, "integer": true, "number": true, "string": true}
+	s = c.resolve(s, 0)
+	if depth > maxRefDepth || s == nil || s == true {
+		return all
+	}
+	m, ok := s.(*omap)
+	if !ok {
+		return map[string]bool{} // false
+	}
+	out := map[string]bool{}
+	var values []any
+	if v, ok := m.get("const"); ok {
+		values = []any{v}
+	} else if v, ok := m.get("enum"); ok {
+		values, _ = v.([]any)
+	}
+	if values != nil {
+		for _, v := range values {
+			out[valueType(v)] = true
+		}
+		return out
+	}
+	for _, kw := range []string{"anyOf", "oneOf"} {
+		if list, ok := m.get(kw); ok {
+			branches, _ := list.([]any)
+			for _, b := range branches {
+				maps.Copy(out, c.instanceTypes(b, depth+1))
+			}
+			return out
+		}
+	}
+	switch t := m.vals["type"].(type) {
+	case string:
+		out[t] = true
+	case []any:
+		for _, v := range t {
+			name, _ := v.(string)
+			out[name] = true
+		}
+	default:
+		return all
+	}
+	if out["number"] {
+		out["integer"] = true
+	}
+	return out
+}
+
+func valueType(v any) string {
+	switch v := v.(type) {
+	case string:
+		return "string"
+	case bool:
+		return "boolean"
+	case *omap:
+		return "object"
+	case []any:
+		return "array"
+	case json.Number:
+		if f, err := v.Float64(); err == nil && f != math.Trunc(f) {
+			return "number"
+		}
+		return "integer" // 1e2 and 1.0 are integers too
+	}
+	return "null"
+}
+
+// requiredOf lists a schema's required properties.
+func requiredOf(m *omap) []string {
+	list, _ := m.vals["required"].([]any)
+	var out []string
+	for _, v := range list {
+		if name, ok := v.(string); ok {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// tags are the string values property k of object schema m is limited to
+// by a const or an enum of strings, or nil.
+func (c *schemaCompiler) tags(m *omap, k string) []string {
+	props, ok := m.vals["properties"].(*omap)
+	if !ok {
+		return nil
+	}
+	p, ok := c.resolve(props.vals[k], 0).(*omap)
+	if !ok {
+		return nil
+	}
+	var values []any
+	if v, ok := p.get("const"); ok {
+		values = []any{v}
+	} else if v, ok := p.get("enum"); ok {
+		values, _ = v.([]any)
+	}
+	var out []string
+	for _, v := range values {
+		str, ok := v.(string)
+		if !ok {
+			return nil
+		}
+		out = append(out, str)
+	}
+	return out
 }
 
 // count reads a non-negative integer keyword, bounded by maxRepeat.
@@ -293,8 +559,9 @@ func count(s *omap, kw, path string, def int) (int, error) {
 	if !ok {
 		return def, nil
 	}
-	f, ok := v.(float64)
-	if !ok || f < 0 || f != float64(int(f)) {
+	num, ok := v.(json.Number)
+	f, err := num.Float64()
+	if !ok || err != nil || f < 0 || f != math.Trunc(f) {
 		return 0, fmt.Errorf("%w: %s/%s must be a non-negative integer", ErrInvalid, path, kw)
 	}
 	if f > maxRepeat {
@@ -339,6 +606,16 @@ var formats = map[string]string{
 }
 
 func (c *schemaCompiler) str(s *omap, path string) (string, error) {
+	_, lengths := s.get("minLength")
+	if _, ok := s.get("maxLength"); ok {
+		lengths = true
+	}
+	for _, kw := range []string{"format", "pattern"} {
+		if _, ok := s.get(kw); ok && lengths {
+			// Both would need the intersection of two languages.
+			return "", fmt.Errorf("%w: %s: minLength or maxLength next to %s (bound the length in the pattern)", ErrUnsupported, path, kw)
+		}
+	}
 	if f, ok := s.get("format"); ok {
 		name, _ := f.(string)
 		re, ok := formats[name]
@@ -521,9 +798,14 @@ func (c *schemaCompiler) properties(s *omap, path string, refs int) (string, err
 			}
 			if _, ok := props.get(name); !ok {
 				// A required property the schema does not describe
-				// takes any value.
+				// takes what additionalProperties allows: any value by
+				// default, none when it is false.
+				extra, ok := s.get("additionalProperties")
+				if !ok {
+					extra = true
+				}
 				props = &omap{keys: append(slices.Clone(props.keys), name), vals: maps.Clone(props.vals)}
-				props.vals[name] = true
+				props.vals[name] = extra
 			}
 			required[name] = true
 		}
@@ -552,6 +834,11 @@ func (c *schemaCompiler) properties(s *omap, path string, refs int) (string, err
 		m := `(?:` + sep + items[i] + `)`
 		if !required[names[i]] {
 			m += `?`
+		}
+		// Counted as built: n optional properties make n suffixes of
+		// up to n members each, quadratic in the schema's size.
+		if _, err := c.grow(m + after[i+1]); err != nil {
+			return "", err
 		}
 		after[i] = m + after[i+1]
 	}
