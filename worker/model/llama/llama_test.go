@@ -22,7 +22,7 @@ func TestGoldenLlama(t *testing.T) {
 // TestGoldenFamily holds the LLaMA-family variants to llama.cpp's logits
 // (testdata/golden/README.md), whole and split pp=2 × tp=2.
 func TestGoldenFamily(t *testing.T) {
-	for _, name := range []string{"llama3-scaled", "llama-yarn", "llama-linear", "qwen2"} {
+	for _, name := range []string{"llama3-scaled", "llama-yarn", "llama-linear", "qwen2", "mistral-swa"} {
 		dir := filepath.Join(modeltest.Root(t), "testdata/golden", name)
 		t.Run(name, func(t *testing.T) {
 			modeltest.CheckCausal(t, dir)
