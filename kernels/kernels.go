@@ -146,6 +146,25 @@ type Attention struct {
 	// Keys is how many tokens of the sequence are in the cache, including
 	// the n query tokens when they were just written (self-attention).
 	Keys int
+	// Window, when positive, is a sliding window over a Causal mask
+	// (Mistral's sliding_window): the query at position p sees keys j with
+	// p-Window < j ≤ p, so Window keys counting itself. 0 is no window.
+	Window int
+}
+
+// Visible is the range [lo, hi) of keys the query at absolute position p
+// sees; every mask makes one contiguous range visible.
+func (a *Attention) Visible(p int) (lo, hi int) {
+	switch a.Mask {
+	case Causal:
+		if a.Window > 0 {
+			lo = max(p+1-a.Window, 0)
+		}
+		return lo, p + 1
+	case Prefix:
+		return 0, min(a.Keys, max(a.PrefixLen, p+1))
+	}
+	return 0, a.Keys
 }
 
 // KVHead returns the local kv head that local query head h reads.
@@ -158,8 +177,8 @@ func (a *Attention) KVHead(h int) int {
 
 // Validate checks the descriptor for n queries: at least n keys, one
 // slope per head, a KVMap inside the kv heads (or heads that group evenly
-// over them) and a known mask. A bad descriptor is a programming error,
-// so backends panic with this error.
+// over them), a known mask and a window only over a causal one. A bad
+// descriptor is a programming error, so backends panic with this error.
 func (a *Attention) Validate(n int) error {
 	if a.Keys < n {
 		return fmt.Errorf("%d queries but only %d keys", n, a.Keys)
@@ -183,6 +202,9 @@ func (a *Attention) Validate(n int) error {
 	case Causal, Bidirectional, Prefix:
 	default:
 		return fmt.Errorf("unknown mask %d", a.Mask)
+	}
+	if a.Window < 0 || a.Window > 0 && a.Mask != Causal {
+		return fmt.Errorf("window %d with mask %d: a window is positive and over a causal mask", a.Window, a.Mask)
 	}
 	return nil
 }

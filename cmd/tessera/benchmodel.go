@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -27,7 +26,9 @@ func runBenchModel(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the timed decode steps to this file (go tool pprof)")
 	batchList := fs.String("batch", "", "also time decode with this many sequences per step, comma separated (e.g. 1,8,32)")
-	random := fs.String("random-llama", "", "") // hidden: write random LLaMA weights hidden,layers,heads,kv,inter,vocab[,dtype] into --model first
+	random := fs.String("random-llama", "", "")   // hidden: write random LLaMA weights hidden,layers,heads,kv,inter,vocab[,dtype] into --model first
+	shards := fs.Int("shards", 1, "")             // hidden: --random-llama writes this many safetensors files and an index
+	writeOnly := fs.Bool("write-only", false, "") // hidden: --random-llama writes the model and stops (a checkpoint too big to bench here)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: tessera bench-model --model DIR [--prompt 128] [--gen 64] [--threads N] [--quantize q8] [--json]")
 		fs.VisitAll(func(f *flag.Flag) {
@@ -46,6 +47,10 @@ func runBenchModel(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: --model is required", errUsage)
 	case *promptN < 1 || *gen < 1:
 		return fmt.Errorf("%w: --prompt and --gen must be at least 1", errUsage)
+	case *shards < 1:
+		return fmt.Errorf("%w: --shards must be at least 1", errUsage)
+	case (*shards > 1 || *writeOnly) && *random == "":
+		return fmt.Errorf("%w: --shards and --write-only go with --random-llama", errUsage)
 	}
 	quant, err := parseQuantize(*quantize)
 	if err != nil {
@@ -60,10 +65,15 @@ func runBenchModel(args []string, stdout, stderr io.Writer) error {
 		batches = append(batches, n)
 	}
 	if *random != "" {
-		if err := modelbench.WriteRandomLlama(*dir, *random); errors.Is(err, modelbench.ErrBadShape) {
+		shape, dt, err := modelbench.ParseLlamaShape(*random)
+		if err != nil {
 			return fmt.Errorf("%w: --random-llama: %v", errUsage, err)
-		} else if err != nil {
+		}
+		if err := modelbench.WriteRandomLlama(*dir, shape, dt, *shards); err != nil {
 			return err
+		}
+		if *writeOnly {
+			return nil
 		}
 	}
 	rep, err := modelbench.Run(*dir, modelbench.Options{Prompt: *promptN, Gen: *gen, Threads: *threads, Quantize: quant, Profile: *profile, Batches: batches})

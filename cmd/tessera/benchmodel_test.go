@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/tessera-llm/tessera/worker/model/modelbench"
+	"github.com/tessera-llm/tessera/worker/weights"
 )
 
 func TestBenchModelCLI(t *testing.T) {
@@ -72,8 +76,41 @@ func TestBenchModelCLI(t *testing.T) {
 		t.Fatalf("chatglm: exit %d: %s", code, stderr)
 	}
 
+	// --shards: the same weights as the single file, over files and an index
+	// (the 8B benchmark's layout); --write-only stops after writing.
+	sharded := filepath.Join(t.TempDir(), "sharded")
+	if code, _, stderr := runCLI(t, "bench-model", "--model", sharded, "--random-llama", "64,2,4,2,96,300,f32", "--shards", "3", "--write-only"); code != 0 {
+		t.Fatalf("--shards 3: exit %d: %s", code, stderr)
+	}
+	files, _ := filepath.Glob(filepath.Join(sharded, "model-*-of-00003.safetensors"))
+	if _, err := os.Stat(filepath.Join(sharded, weights.IndexFileName)); err != nil || len(files) != 3 {
+		t.Fatalf("--shards 3 wrote %v (index: %v), want 3 files and an index", files, err)
+	}
+	one, err := weights.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	three, err := weights.Open(sharded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer three.Close()
+	if !slices.Equal(one.Names(), three.Names()) {
+		t.Fatalf("sharded names %v, single %v", three.Names(), one.Names())
+	}
+	for _, n := range one.Names() {
+		a, _ := one.Bytes(n)
+		b, _ := three.Bytes(n)
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s differs between the single file and the shards", n)
+		}
+	}
+
 	for _, args := range [][]string{
 		{"bench-model"},
+		{"bench-model", "--model", dir, "--shards", "2"},
+		{"bench-model", "--model", dir, "--random-llama", "64,2,4,2,96,300", "--shards", "0"},
 		{"bench-model", "--model", dir, "--gen", "0"},
 		{"bench-model", "--model", dir, "--quantize", "q4"},
 		{"bench-model", "--model", dir, "--batch", "8,0"},

@@ -47,18 +47,6 @@ func (b *Backend) Attend(dst, q, kCache, vCache kernels.Tensor, a *kernels.Atten
 	b.pool.run(j, groups*parts, 1, n*a.Heads*a.Keys*a.HeadDim*2)
 }
 
-// visible is how many leading keys the query at absolute position p sees;
-// every mask in kernels.Mask makes a prefix of the keys visible.
-func visible(a *kernels.Attention, p int) int {
-	switch a.Mask {
-	case kernels.Causal:
-		return p + 1
-	case kernels.Prefix:
-		return min(a.Keys, max(a.PrefixLen, p+1))
-	}
-	return a.Keys
-}
-
 func attendKernel(j *job, s *scratch, lo, hi int) {
 	a := j.attn
 	n, parts := j.i[0], j.i[1]
@@ -79,22 +67,25 @@ func attendKernel(j *job, s *scratch, lo, hi int) {
 			}
 		}
 		s.heads = hs
-		keys := visible(a, a.Keys-n+i)
-		if len(hs) == 0 || keys == 0 {
+		lo, hi := a.Visible(a.Keys - n + i)
+		keys := hi - lo
+		if len(hs) == 0 || keys <= 0 {
 			continue
 		}
+		// scores[x*keys+t-lo] is head hs[x]'s score of key t; blocks before
+		// the window's first one are never read.
 		scores := grow(&s.a, len(hs)*keys)
 		kvOff := g * hd
-		for t0 := 0; t0 < keys; t0 += bs {
+		for t0 := lo - lo%bs; t0 < hi; t0 += bs {
 			base := int(a.Table[t0/bs])*bs*kvStride + kvOff
-			for t := t0; t < min(t0+bs, keys); t++ {
+			for t := max(t0, lo); t < min(t0+bs, hi); t++ {
 				krow := kc[base+(t-t0)*kvStride:][:hd]
 				for x, h := range hs {
 					sc := dot(q[i*stride+h*hd:][:hd], krow) * a.Scale
 					if a.Slopes != nil {
 						sc += a.Slopes[h] * float32(t)
 					}
-					scores[x*keys+t] = sc
+					scores[x*keys+t-lo] = sc
 				}
 			}
 		}
@@ -102,12 +93,12 @@ func attendKernel(j *job, s *scratch, lo, hi int) {
 			probs(scores[x*keys : x*keys+keys])
 			clear(out[i*stride+h*hd:][:hd])
 		}
-		for t0 := 0; t0 < keys; t0 += bs {
+		for t0 := lo - lo%bs; t0 < hi; t0 += bs {
 			base := int(a.Table[t0/bs])*bs*kvStride + kvOff
-			for t := t0; t < min(t0+bs, keys); t++ {
+			for t := max(t0, lo); t < min(t0+bs, hi); t++ {
 				vrow := vc[base+(t-t0)*kvStride:][:hd]
 				for x, h := range hs {
-					axpy(out[i*stride+h*hd:][:hd], vrow, scores[x*keys+t])
+					axpy(out[i*stride+h*hd:][:hd], vrow, scores[x*keys+t-lo])
 				}
 			}
 		}

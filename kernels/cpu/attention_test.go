@@ -121,7 +121,7 @@ func attendRef(q, k, v []float64, a *kernels.Attention, n int) []float64 {
 				ok := true
 				switch a.Mask {
 				case kernels.Causal:
-					ok = j <= p
+					ok = j <= p && (a.Window == 0 || p-j < a.Window)
 				case kernels.Prefix:
 					ok = j < a.PrefixLen || j <= p
 				}
@@ -187,10 +187,14 @@ func newKV(b *Backend, r *rand.Rand, keys, kvHeads, hd, bs int) *kvFixture {
 func TestAttend(t *testing.T) {
 	r := rand.New(rand.NewPCG(17, 18))
 	masks := []struct {
-		name   string
-		mask   kernels.Mask
-		prefix int
-	}{{"causal", kernels.Causal, 0}, {"bidirectional", kernels.Bidirectional, 0}, {"prefix", kernels.Prefix, 7}}
+		name           string
+		mask           kernels.Mask
+		prefix, window int
+	}{
+		{"causal", kernels.Causal, 0, 0}, {"bidirectional", kernels.Bidirectional, 0, 0}, {"prefix", kernels.Prefix, 7, 0},
+		// Windows shorter than a block, of several blocks, and one that covers every key.
+		{"window=3", kernels.Causal, 0, 3}, {"window=9", kernels.Causal, 0, 9}, {"window=40", kernels.Causal, 0, 40},
+	}
 	heads := []struct {
 		name          string
 		heads, kv, hd int
@@ -212,7 +216,7 @@ func TestAttend(t *testing.T) {
 								a := &kernels.Attention{
 									Heads: hc.heads, KVHeads: hc.kv, HeadDim: hc.hd,
 									Scale: float32(1 / math.Sqrt(float64(hc.hd))), Mask: m.mask, PrefixLen: m.prefix,
-									KVMap: hc.kvMap, BlockSize: bs, Table: f.table, Keys: shape.keys,
+									Window: m.window, KVMap: hc.kvMap, BlockSize: bs, Table: f.table, Keys: shape.keys,
 								}
 								if alibi {
 									a.Slopes = alibiSlopes(hc.heads)
@@ -237,14 +241,17 @@ func TestAttend(t *testing.T) {
 // prefill gives bit-identical rows to attending all queries at once.
 func TestDecodeMatchesPrefill(t *testing.T) {
 	r := rand.New(rand.NewPCG(19, 20))
-	for _, mask := range []kernels.Mask{kernels.Causal, kernels.Prefix} {
+	for _, m := range []struct {
+		mask   kernels.Mask
+		window int
+	}{{kernels.Causal, 0}, {kernels.Prefix, 0}, {kernels.Causal, 5}} {
 		for _, bs := range []int{1, 4, 16} {
-			t.Run(fmt.Sprintf("mask=%d/bs=%d", mask, bs), func(t *testing.T) {
+			t.Run(fmt.Sprintf("mask=%d/window=%d/bs=%d", m.mask, m.window, bs), func(t *testing.T) {
 				b := New()
 				const keys, heads, kv, hd, prefill = 19, 8, 2, 16, 15
 				f := newKV(b, r, keys, kv, hd, bs)
-				a := kernels.Attention{Heads: heads, KVHeads: kv, HeadDim: hd, Scale: 0.25, Mask: mask, PrefixLen: 6,
-					Slopes: alibiSlopes(heads), BlockSize: bs, Table: f.table}
+				a := kernels.Attention{Heads: heads, KVHeads: kv, HeadDim: hd, Scale: 0.25, Mask: m.mask, PrefixLen: 6,
+					Window: m.window, Slopes: alibiSlopes(heads), BlockSize: bs, Table: f.table}
 				qd := randVec(r, keys*heads*hd)
 				w := heads * hd
 				all := b.Alloc(keys, w)

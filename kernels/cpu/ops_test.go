@@ -82,6 +82,10 @@ func TestShapePanics(t *testing.T) {
 		{"add", "length mismatch", func() { b.Add(x, x, w) }},
 		{"layernorm gamma", "parameter", func() { b.LayerNorm(x, x, b.Alloc(4), nil, 1e-5) }},
 		{"embedding id", "outside vocabulary", func() { b.Embedding(b.Alloc(1, 5), w, []int32{4}) }},
+		{"attend window", "over a causal mask", func() {
+			a := kernels.Attention{Heads: 1, KVHeads: 1, HeadDim: 3, Scale: 1, Mask: kernels.Prefix, Window: 2, BlockSize: 1, Table: []int32{0, 1}, Keys: 2}
+			b.Attend(x, x, b.Alloc(2, 1, 1, 3), b.Alloc(2, 1, 1, 3), &a)
+		}},
 		{"rope range", "bad RoPE", func() {
 			b.ApplyRoPE(b.Alloc(1, 8), []int32{0}, kernels.RoPE{Heads: 1, HeadDim: 8, Offset: 4, Dim: 6, Theta: 1e4})
 		}},

@@ -322,7 +322,7 @@ type attnCase struct {
 	heads, kvHeads, hd int
 	n, keys, bs        int
 	mask               kernels.Mask
-	prefix             int
+	prefix, window     int
 	alibi, kvmap       bool
 }
 
@@ -341,6 +341,10 @@ func TestAttend(t *testing.T) {
 		attnCase{heads: 6, kvHeads: 4, hd: 32, n: 2, keys: 50, bs: 4, mask: kernels.Causal, kvmap: true},
 		attnCase{heads: 6, kvHeads: 4, hd: 32, n: 25, keys: 50, bs: 4, mask: kernels.Causal, kvmap: true, alibi: true},
 		attnCase{heads: 12, kvHeads: 12, hd: 8, n: 9, keys: 9, bs: 3, mask: kernels.Causal, alibi: true},
+		// Sliding windows (Mistral): decode and prefill, shorter than a block and spanning several tiles.
+		attnCase{heads: 8, kvHeads: 2, hd: 64, n: 1, keys: 300, bs: 16, mask: kernels.Causal, window: 7},
+		attnCase{heads: 8, kvHeads: 2, hd: 64, n: 64, keys: 300, bs: 16, mask: kernels.Causal, window: 100},
+		attnCase{heads: 6, kvHeads: 4, hd: 32, n: 25, keys: 50, bs: 4, mask: kernels.Causal, kvmap: true, window: 9},
 	)
 	for _, c := range cases {
 		name := fmt.Sprintf("%+v", c)
@@ -376,7 +380,7 @@ func TestAttend(t *testing.T) {
 		h.check("WriteKV v "+name, vc, 1e-5)
 		a := &kernels.Attention{Heads: c.heads, KVHeads: c.kvHeads, HeadDim: c.hd,
 			Scale: float32(1 / math.Sqrt(float64(c.hd))), Mask: c.mask, PrefixLen: c.prefix,
-			BlockSize: c.bs, Table: tab, Keys: c.keys}
+			Window: c.window, BlockSize: c.bs, Table: tab, Keys: c.keys}
 		if c.alibi {
 			a.Slopes = make([]float32, c.heads)
 			for i := range a.Slopes {

@@ -286,7 +286,7 @@ func (b *Backend) Attend(dst, q, kCache, vCache kernels.Tensor, a *kernels.Atten
 		}
 		args := []uint64{pPtr(d.ptr()), pPtr(qt.ptr()), pPtr(kc.ptr()), pPtr(vc.ptr()), pPtr(tp), pPtr(sp), pPtr(mp),
 			pInt(a.Heads), pInt(a.KVHeads), pInt(a.HeadDim), pF32(a.Scale), pInt(int(a.Mask)), pInt(a.PrefixLen),
-			pInt(a.BlockSize), pInt(a.Keys), pInt(n)}
+			pInt(a.Window), pInt(a.BlockSize), pInt(a.Keys), pInt(n)}
 		if n < prefillMin {
 			return dv.launch("ts_attend_decode", n, a.Heads, 256, 0, args...)
 		}

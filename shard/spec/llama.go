@@ -53,21 +53,18 @@ func parseLlama(c Config) (*Spec, error) {
 	return s, nil
 }
 
-// parseMistral reads a Mistral config: LLaMA with a sliding window. A
-// window that covers the whole context changes nothing; a shorter one is
-// refused until attention and the KV cache apply it.
+// parseMistral reads a Mistral config: LLaMA with a sliding window
+// (sliding_window; null, as Mistral v0.2 and later have it, is none).
 func parseMistral(c Config) (*Spec, error) {
 	s, err := parseLlamaFamily(c)
 	if err != nil {
 		return nil, err
 	}
-	w, err := c.IntOr(0, "sliding_window")
-	if err != nil {
+	if s.SlidingWindow, err = c.IntOr(0, "sliding_window"); err != nil {
 		return nil, err
 	}
-	if w > 0 && (s.MaxPositions == 0 || w < s.MaxPositions) {
-		return nil, fmt.Errorf("%w: sliding_window %d (shorter than max_position_embeddings %d) is not supported",
-			ErrInvalidConfig, w, s.MaxPositions)
+	if s.SlidingWindow < 0 {
+		return nil, fmt.Errorf("%w: sliding_window %d is negative", ErrInvalidConfig, s.SlidingWindow)
 	}
 	return s, nil
 }

@@ -71,6 +71,9 @@ type Spec struct {
 	RopeMscale float64 `json:"rope_mscale,omitempty"`
 	// QKVBias marks q, k and v projections with a bias (Qwen2).
 	QKVBias bool `json:"qkv_bias,omitempty"`
+	// SlidingWindow, when positive, limits every layer's causal attention
+	// to the last SlidingWindow keys, the query's own included (Mistral).
+	SlidingWindow int `json:"sliding_window,omitempty"`
 	// MaxPositions is the longest sequence the model supports; 0 is unbounded
 	// (ALiBi extrapolates).
 	MaxPositions   int  `json:"max_positions,omitempty"`

@@ -6,7 +6,9 @@ Hugging Face layout) and the same weights as a float32 GGUF file in --work, then
 small program against llama.h that prints, per prompt, llama.cpp's logits at every position and its
 greedy continuation through the KV cache, with an F32 KV cache) and writes golden.json.
 
-Usage: python3 make_llama_family.py --gguf-py LLAMA_CPP/gguf-py --logits PROGRAM [--work DIR]
+Usage: python3 make_llama_family.py --gguf-py LLAMA_CPP/gguf-py --logits PROGRAM [--work DIR] [--out DIR]
+       [VARIANT ...]
+PROGRAM is logits.cpp, built as its header says.
 Needs numpy only (plus gguf-py from the llama.cpp source tree).
 """
 import argparse, importlib.util, json, math, os, struct, subprocess, sys, types
@@ -29,7 +31,15 @@ VARIANTS = {
     "qwen2": dict(architectures=["Qwen2ForCausalLM"], model_type="qwen2", tie_word_embeddings=True,
                   use_sliding_window=False, sliding_window=None, max_window_layers=2,
                   rope_theta=1000000.0),
+    # Mistral: every layer attends to the last 8 keys (the query's own included); the prompts and
+    # the greedy runs go past it.
+    "mistral-swa": dict(architectures=["MistralForCausalLM"], model_type="mistral", sliding_window=8),
 }
+# llama.cpp applies a sliding window only in its Phi-3 (every layer), Gemma 2 and Cohere 2 graphs; a
+# Mistral GGUF converts to its LLaMA graph, which ignores the window. Phi-3's block is Mistral's
+# (pre-RMSNorm, rotate-half RoPE over the whole head, SwiGLU, no biases) with q|k|v and gate|up fused,
+# so Mistral is written as a Phi-3 GGUF.
+GGUF_ARCH = {"llama": "llama", "qwen2": "qwen2", "mistral": "phi3"}
 PROMPTS = [(8, [1, 17, 42, 99, 7, 250]), (6, [1] + list(range(30, 60))), (4, [1, 300, 5] * 30)]
 
 
@@ -115,8 +125,26 @@ def interleave(a, heads):
     return a.reshape(heads, 2, a.shape[0] // heads // 2, *a.shape[1:]).swapaxes(1, 2).reshape(a.shape)
 
 
+def gguf_tensors(cfg, w):
+    """The GGUF tensors of w for cfg's llama.cpp architecture."""
+    arch, out = GGUF_ARCH[cfg["model_type"]], {}
+    for n, a in w.items():
+        # llama.cpp's LLaMA pairs adjacent dims; its Qwen2 and Phi-3 rotate halves, as HF does.
+        if arch == "llama" and ".q_proj." in n:
+            a = interleave(a, cfg["num_attention_heads"])
+        if arch == "llama" and ".k_proj." in n:
+            a = interleave(a, cfg["num_key_value_heads"])
+        out[gguf_name(n)] = a
+    if arch == "phi3":
+        for i in range(cfg["num_hidden_layers"]):
+            b = f"blk.{i}."
+            out[b + "attn_qkv.weight"] = np.concatenate([out.pop(b + f"attn_{x}.weight") for x in "qkv"])
+            out[b + "ffn_up.weight"] = np.concatenate([out.pop(b + "ffn_gate.weight"), out.pop(b + "ffn_up.weight")])
+    return out
+
+
 def write_gguf(path, cfg, w, gguf):
-    arch = cfg["model_type"]
+    arch = GGUF_ARCH[cfg["model_type"]]
     g = gguf.GGUFWriter(path, arch)
     g.add_context_length(cfg["max_position_embeddings"])
     g.add_embedding_length(cfg["hidden_size"])
@@ -129,6 +157,8 @@ def write_gguf(path, cfg, w, gguf):
     g.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
     g.add_vocab_size(cfg["vocab_size"])
     g.add_file_type(gguf.LlamaFileType.ALL_F32)
+    if cfg.get("sliding_window"):
+        g.add_sliding_window(cfg["sliding_window"])
     rs = cfg.get("rope_scaling") or {}
     kind = rs.get("rope_type")
     if kind == "linear":
@@ -151,13 +181,8 @@ def write_gguf(path, cfg, w, gguf):
     g.add_bos_token_id(1); g.add_eos_token_id(2); g.add_unk_token_id(0)
     if kind == "llama3":
         g.add_tensor("rope_freqs.weight", llama3_factors(cfg))
-    for n, a in w.items():
-        # llama.cpp's LLaMA pairs adjacent dims; its Qwen2 rotates halves, as HF does.
-        if arch == "llama" and ".q_proj." in n:
-            a = interleave(a, cfg["num_attention_heads"])
-        if arch == "llama" and ".k_proj." in n:
-            a = interleave(a, cfg["num_key_value_heads"])
-        g.add_tensor(gguf_name(n), np.ascontiguousarray(a))
+    for n, a in gguf_tensors(cfg, w).items():
+        g.add_tensor(n, np.ascontiguousarray(a))
     g.write_header_to_file(); g.write_kv_data_to_file(); g.write_tensors_to_file(); g.close()
 
 
@@ -167,6 +192,8 @@ def main():
     ap.add_argument("--logits", required=True)
     ap.add_argument("--work", default="/tmp/llama-family")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--out", default=HERE, help="where the fixture folders go")
+    ap.add_argument("variants", nargs="*", help="the variants to make (default: all)")
     a = ap.parse_args()
     sys.path.insert(0, a.gguf_py)
     for mod in ("sentencepiece", "yaml"):
@@ -176,9 +203,11 @@ def main():
     import gguf
     os.makedirs(a.work, exist_ok=True)
     for k, (name, extra) in enumerate(VARIANTS.items()):
+        if a.variants and name not in a.variants:
+            continue
         cfg = dict(BASE, **extra)
         w = weights(cfg, a.seed + k)
-        out = os.path.join(HERE, name)
+        out = os.path.join(a.out, name)
         write_hf(out, cfg, w)
         path = os.path.join(a.work, name + ".gguf")
         write_gguf(path, cfg, w, gguf)

@@ -3,6 +3,8 @@ package weights
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -547,6 +549,64 @@ func TestWriteRejects(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("temporary files left behind: %v", ents)
+	}
+}
+
+// TestWriteSharded: WriteSharded's files and index open as one checkpoint
+// with every tensor's bytes, streamed ones included, in files of about the
+// same size; a Fill that writes the wrong byte count is an error.
+func TestWriteSharded(t *testing.T) {
+	var tensors []WriteTensor
+	want := map[string][]byte{}
+	total := 0
+	for i := range 8 {
+		data := mustEncode(t, F32, seq(10+i))
+		name := fmt.Sprintf("t%d", i)
+		wt := WriteTensor{Name: name, DType: F32, Shape: []int{10 + i}, Data: data}
+		if i%2 == 1 { // streamed in two pieces
+			wt.Data, wt.Fill = nil, func(w io.Writer) error {
+				if _, err := w.Write(data[:8]); err != nil {
+					return err
+				}
+				_, err := w.Write(data[8:])
+				return err
+			}
+		}
+		tensors = append(tensors, wt)
+		want[name] = data
+		total += len(data)
+	}
+	dir := t.TempDir()
+	if err := WriteSharded(dir, tensors, 3); err != nil {
+		t.Fatal(err)
+	}
+	c := open(t, dir) // finds the index
+	files := map[string]int64{}
+	for name, data := range want {
+		if got, err := c.Bytes(name); err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s: %v, bytes equal %v", name, err, bytes.Equal(got, data))
+		}
+		info, _ := c.Info(name)
+		files[filepath.Base(info.File)] += info.Size
+	}
+	if got := c.Metadata()["total_size"]; got != fmt.Sprint(total) {
+		t.Errorf("metadata total_size %s, want %d", got, total)
+	}
+	if len(files) != 3 {
+		t.Fatalf("tensors in %v, want 3 files", files)
+	}
+	for f, n := range files {
+		if !strings.HasSuffix(f, "-of-00003.safetensors") || n < int64(total/3-70) || n > int64(total/3+70) {
+			t.Errorf("%s holds %d bytes of %d: want about a third (±one tensor), named -of-00003", f, n, total)
+		}
+	}
+
+	short := []WriteTensor{{Name: "a", DType: F32, Shape: []int{2}, Fill: func(w io.Writer) error { _, err := w.Write(make([]byte, 7)); return err }}}
+	if err := WriteSharded(t.TempDir(), short, 1); !errors.Is(err, ErrByteCount) || !strings.Contains(err.Error(), "Fill wrote 7 bytes") {
+		t.Errorf("short Fill: %v", err)
+	}
+	if err := WriteSharded(t.TempDir(), tensors, 0); err == nil {
+		t.Error("0 shards accepted")
 	}
 }
 

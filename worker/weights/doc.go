@@ -16,7 +16,9 @@
 // file and tensor names. Lookups fail with ErrNotFound and ErrSlice. No
 // input makes the package panic.
 //
-// Write produces valid safetensors files, for tools and tests, and
+// Write produces valid safetensors files, for tools and tests, streaming
+// tensors that are too big to hold; WriteSharded splits a checkpoint over
+// several files with an index, as Hugging Face saves large models.
 // F16ToF32, BF16ToF32, F32ToF16 and F32ToBF16 convert single values
 // (rounding to nearest even when narrowing).
 package weights

@@ -1,7 +1,8 @@
 // Attention over the paged KV cache (kernels.Attention): pools are
 // [blocks, bs, kvHeads, hd] float32; token t lives in block table[t/bs],
-// slot t%bs. Query i of n sits at absolute position keys-n+i and sees the
-// first visible(mask, ...) keys. Scores are q·k·scale (+ slopes[h]*t), the
+// slot t%bs. Query i of n sits at absolute position keys-n+i and sees keys
+// [first_visible(mask, window, ...), visible(mask, ...)); blocks before the
+// first are never read. Scores are q·k·scale (+ slopes[h]*t), the
 // softmax runs online (running max m, sum l) in float32. Query head h reads
 // kv head kvmap[h], or h/(heads/kvheads) when kvmap is null.
 // Reference: reference.h ref_attend.
@@ -16,14 +17,15 @@ TS_DEV int kv_head(const int* kvmap, int h, int heads, int kvheads) {
 // its own (m, l, acc); the warps merge at the end. Best for few queries.
 extern "C" __global__ void ts_attend_decode(float* dst, const float* q, const float* kc, const float* vc,
                                             const int* table, const float* slopes, const int* kvmap, int heads,
-                                            int kvheads, int hd, float scale, int mask, int prefix, int bs,
-                                            int keys, int n) {
+                                            int kvheads, int hd, float scale, int mask, int prefix, int window,
+                                            int bs, int keys, int n) {
   __shared__ float sm[32], sl[32];
   __shared__ float sacc[8 * TS_MAX_HEAD_DIM];
   int i = blockIdx.x, h = blockIdx.y;
   int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
   int g = kv_head(kvmap, h, heads, kvheads);
   int vis = visible(mask, prefix, keys, keys - n + i);
+  int first = first_visible(mask, window, keys - n + i);
   const float* qr = q + ((long long)i * heads + h) * hd;
   long long kvStride = (long long)kvheads * hd;
   float slope = slopes ? slopes[h] : 0.f;
@@ -35,7 +37,7 @@ extern "C" __global__ void ts_attend_decode(float* dst, const float* q, const fl
     acc[j] = 0.f;
   }
   float m = -INFINITY, l = 0.f;
-  for (int t = w; t < vis; t += nw) {
+  for (int t = first + w; t < vis; t += nw) {
     long long base = ((long long)table[t / bs] * bs + t % bs) * kvStride + (long long)g * hd;
     float s = 0.f;
 #pragma unroll
@@ -89,8 +91,8 @@ extern "C" __global__ void ts_attend_decode(float* dst, const float* q, const fl
 // the block's queries; each warp updates the online softmax of its rows.
 extern "C" __global__ void ts_attend_prefill(float* dst, const float* q, const float* kc, const float* vc,
                                              const int* table, const float* slopes, const int* kvmap, int heads,
-                                             int kvheads, int hd, float scale, int mask, int prefix, int bs,
-                                             int keys, int n, int bk) {
+                                             int kvheads, int hd, float scale, int mask, int prefix, int window,
+                                             int bs, int keys, int n, int bk) {
   TS_EXTERN_SHARED float tile[];
   float* sk = tile;
   float* sv = tile + (long long)bk * hd;
@@ -100,14 +102,17 @@ extern "C" __global__ void ts_attend_prefill(float* dst, const float* q, const f
   long long kvStride = (long long)kvheads * hd;
   float slope = slopes ? slopes[h] : 0.f;
   int last = min(q0 + TS_BQ, n) - 1;
-  int maxVis = visible(mask, prefix, keys, keys - n + last);  // visible is nondecreasing in p
+  // Both ends of the visible range are nondecreasing in p.
+  int maxVis = visible(mask, prefix, keys, keys - n + last);
+  int minFirst = first_visible(mask, window, keys - n + q0);
 
   float qv[TS_ROWS][TS_MAXJ], acc[TS_ROWS][TS_MAXJ], m[TS_ROWS], l[TS_ROWS];
-  int vis[TS_ROWS];
+  int vis[TS_ROWS], first[TS_ROWS];
 #pragma unroll
   for (int r = 0; r < TS_ROWS; r++) {
     int i = q0 + w + TS_PF_WARPS * r;
     vis[r] = i < n ? visible(mask, prefix, keys, keys - n + i) : 0;
+    first[r] = i < n ? first_visible(mask, window, keys - n + i) : 0;
     m[r] = -INFINITY;
     l[r] = 0.f;
 #pragma unroll
@@ -117,7 +122,7 @@ extern "C" __global__ void ts_attend_prefill(float* dst, const float* q, const f
       acc[r][j] = 0.f;
     }
   }
-  for (int t0 = 0; t0 < maxVis; t0 += bk) {
+  for (int t0 = minFirst; t0 < maxVis; t0 += bk) {
     __syncthreads();
     for (int x = threadIdx.x; x < bk * hd; x += blockDim.x) {
       int tt = x / hd, d = x - tt * hd, t = t0 + tt;
@@ -131,7 +136,7 @@ extern "C" __global__ void ts_attend_prefill(float* dst, const float* q, const f
 #pragma unroll
     for (int r = 0; r < TS_ROWS; r++) {
       int lim = min(bk, vis[r] - t0);
-      for (int tt = 0; tt < lim; tt++) {
+      for (int tt = max(0, first[r] - t0); tt < lim; tt++) {
         float s = 0.f;
 #pragma unroll
         for (int j = 0; j < TS_MAXJ; j++) {

@@ -117,8 +117,10 @@ TS_DEV float block_max(float v, float* sh) {
   return sh[0];
 }
 
-// visible is how many leading keys the query at absolute position p sees
-// (kernels/cpu's visible): every mask makes a prefix of the keys visible.
+// visible and first_visible are the range [first, visible) of keys the
+// query at absolute position p sees (kernels.Attention.Visible): every mask
+// makes one contiguous range visible; a sliding window (window > 0, causal
+// only) starts it window-1 keys before p.
 TS_DEV int visible(int mask, int prefix, int keys, int p) {
   if (mask == 1) return p + 1;
   if (mask == 3) {
@@ -126,4 +128,8 @@ TS_DEV int visible(int mask, int prefix, int keys, int p) {
     return v < keys ? v : keys;
   }
   return keys;
+}
+
+TS_DEV int first_visible(int mask, int window, int p) {
+  return mask == 1 && window > 0 && p + 1 > window ? p + 1 - window : 0;
 }

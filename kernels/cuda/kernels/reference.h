@@ -153,18 +153,19 @@ inline int ref_visible(int mask, int prefix, int keys, int p) {
 // float64 sum, then Σ p·v); both attention kernels are checked against it.
 inline void ref_attend(float* dst, const float* q, const float* kc, const float* vc, const int32_t* table,
                        const float* slopes, const int32_t* kvmap, int heads, int kvheads, int hd, float scale,
-                       int mask, int prefix, int bs, int keys, int n) {
+                       int mask, int prefix, int window, int bs, int keys, int n) {
   int64_t kvStride = int64_t(kvheads) * hd;
   std::vector<float> sc;
   for (int i = 0; i < n; i++)
     for (int h = 0; h < heads; h++) {
       int g = kvmap ? kvmap[h] : h / (heads / kvheads);
-      int vis = ref_visible(mask, prefix, keys, keys - n + i);
+      int p = keys - n + i, vis = ref_visible(mask, prefix, keys, p);
+      int first = mask == 1 && window > 0 ? std::max(0, p + 1 - window) : 0;
       const float* qr = q + (int64_t(i) * heads + h) * hd;
       float* out = dst + (int64_t(i) * heads + h) * hd;
       sc.assign(vis, 0);
       float m = -INFINITY;
-      for (int t = 0; t < vis; t++) {
+      for (int t = first; t < vis; t++) {
         const float* kr = kc + (int64_t(table[t / bs]) * bs + t % bs) * kvStride + int64_t(g) * hd;
         float s = 0;
         for (int d = 0; d < hd; d++) s += qr[d] * kr[d];
@@ -174,10 +175,10 @@ inline void ref_attend(float* dst, const float* q, const float* kc, const float*
         m = std::max(m, s);
       }
       double sum = 0;
-      for (int t = 0; t < vis; t++) { sc[t] = float(std::exp(double(sc[t] - m))); sum += sc[t]; }
+      for (int t = first; t < vis; t++) { sc[t] = float(std::exp(double(sc[t] - m))); sum += sc[t]; }
       float inv = float(1 / sum);
       for (int d = 0; d < hd; d++) out[d] = 0;
-      for (int t = 0; t < vis; t++) {
+      for (int t = first; t < vis; t++) {
         const float* vr = vc + (int64_t(table[t / bs]) * bs + t % bs) * kvStride + int64_t(g) * hd;
         for (int d = 0; d < hd; d++) out[d] += sc[t] * inv * vr[d];
       }

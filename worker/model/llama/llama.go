@@ -1,7 +1,8 @@
 // Package llama is Meta's LLaMA: a pre-RMSNorm causal decoder with
 // rotate-half rotary position embeddings, grouped-query attention and a
 // SwiGLU MLP. It serves the family that shares its layout: Llama 2 and
-// 3.x (scaled RoPE), Mistral and Qwen2 (q/k/v biases).
+// 3.x (scaled RoPE), Mistral (a sliding attention window) and Qwen2 (q/k/v
+// biases).
 package llama
 
 import (
@@ -52,7 +53,7 @@ func New(l *model.Loader, s *spec.Spec, o *model.Options) (model.Model, error) {
 				V:     nn.LoadLinear(l, p+"self_attn.v_proj", s.KVHeads*d, h, s.QKVBias),
 				O:     linear(l, p+"self_attn.o_proj", h, s.Heads*d),
 				Heads: g.Heads, KVHeads: g.KVHeads, HeadDim: d, KVMap: g.KVMap,
-				Scale: float32(scale), Mask: kernels.Causal, Rotary: rope,
+				Scale: float32(scale), Mask: kernels.Causal, Window: s.SlidingWindow, Rotary: rope,
 			},
 			PostAttentionNorm: rmsNorm(l, s, p+"post_attention_layernorm"),
 			MLP: &nn.GatedMLP{

@@ -22,7 +22,7 @@ func TestGoldenLlama(t *testing.T) {
 // TestGoldenFamily holds the LLaMA-family variants to llama.cpp's logits
 // (testdata/golden/README.md), whole and split pp=2 × tp=2.
 func TestGoldenFamily(t *testing.T) {
-	for _, name := range []string{"llama3-scaled", "llama-yarn", "llama-linear", "qwen2"} {
+	for _, name := range []string{"llama3-scaled", "llama-yarn", "llama-linear", "qwen2", "mistral-swa"} {
 		dir := filepath.Join(modeltest.Root(t), "testdata/golden", name)
 		t.Run(name, func(t *testing.T) {
 			modeltest.CheckCausal(t, dir)
@@ -56,7 +56,7 @@ func TestUnsupportedConfig(t *testing.T) {
 		{`{"model_type":"llama",` + base + `,"rope_parameters":{"rope_type":"llama3","factor":8}}`, `rope_parameters.low_freq_factor is required`},
 		{`{"model_type":"llama",` + base + `,"rope_scaling":{"rope_type":"linear","factor":0.5}}`, `factor must be at least 1`},
 		{`{"model_type":"llama",` + base + `,"attention_bias":true}`, `attention_bias=true`},
-		{`{"model_type":"mistral",` + base + `,"sliding_window":64}`, `sliding_window 64`},
+		{`{"model_type":"mistral",` + base + `,"sliding_window":-1}`, `sliding_window -1`},
 		{`{"model_type":"qwen2",` + base + `,"use_sliding_window":true}`, `use_sliding_window=true`},
 	}
 	for _, tc := range cases {
@@ -65,8 +65,11 @@ func TestUnsupportedConfig(t *testing.T) {
 			t.Errorf("%s:\n got %v\nwant an error naming %q", tc.cfg, err, tc.want)
 		}
 	}
-	// A window that covers the whole context is plain LLaMA.
-	if _, err := spec.Parse([]byte(`{"model_type":"mistral",` + base + `,"sliding_window":4096}`)); err != nil {
-		t.Errorf("mistral with a window longer than its context: %v", err)
+	// Mistral's window loads, and null (Mistral v0.2 on) is none.
+	for cfg, want := range map[string]int{`"sliding_window":64`: 64, `"sliding_window":null`: 0} {
+		s, err := spec.Parse([]byte(`{"model_type":"mistral",` + base + `,` + cfg + `}`))
+		if err != nil || s.SlidingWindow != want {
+			t.Errorf("mistral with %s: window %v, %v; want %d", cfg, s, err, want)
+		}
 	}
 }

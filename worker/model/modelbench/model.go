@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -216,82 +217,108 @@ func streamedBytes(dir string, quant kernels.DType) (int64, string, error) {
 	return total, dtype, nil
 }
 
-// ErrBadShape: WriteRandomLlama's shape is malformed.
+// ErrBadShape: a random-llama shape is malformed.
 var ErrBadShape = errors.New("bad random-llama shape")
 
-// WriteRandomLlama writes a LLaMA checkpoint of the given shape
-// ("hidden,layers,heads,kv,inter,vocab[,dtype]", dtype F32 or BF16, BF16 by
-// default) with uniform random weights into dir, for `make bench`.
-func WriteRandomLlama(dir, shape string) error {
+// LlamaShape is a LLaMA geometry for random checkpoints.
+type LlamaShape struct {
+	Hidden, Layers, Heads, KVHeads, Inter, Vocab int
+}
+
+// ParseLlamaShape reads "hidden,layers,heads,kv,inter,vocab[,dtype]" (dtype
+// F32, F16 or BF16, BF16 by default).
+func ParseLlamaShape(shape string) (LlamaShape, weights.DType, error) {
 	parts := strings.Split(shape, ",")
 	if len(parts) != 6 && len(parts) != 7 {
-		return fmt.Errorf("%w: want hidden,layers,heads,kv,inter,vocab[,dtype], got %q", ErrBadShape, shape)
+		return LlamaShape{}, "", fmt.Errorf("%w: want hidden,layers,heads,kv,inter,vocab[,dtype], got %q", ErrBadShape, shape)
 	}
 	var v [6]int
 	for i := range v {
 		n, err := strconv.Atoi(parts[i])
 		if err != nil || n < 1 {
-			return fmt.Errorf("%w: %q is not a positive integer", ErrBadShape, parts[i])
+			return LlamaShape{}, "", fmt.Errorf("%w: %q is not a positive integer", ErrBadShape, parts[i])
 		}
 		v[i] = n
 	}
-	hidden, layers, heads, kv, inter, vocab := v[0], v[1], v[2], v[3], v[4], v[5]
-	if hidden%heads != 0 || heads%kv != 0 {
-		return fmt.Errorf("%w: heads must divide hidden and kv heads divide heads", ErrBadShape)
+	s := LlamaShape{Hidden: v[0], Layers: v[1], Heads: v[2], KVHeads: v[3], Inter: v[4], Vocab: v[5]}
+	if s.Hidden%s.Heads != 0 || s.Heads%s.KVHeads != 0 {
+		return LlamaShape{}, "", fmt.Errorf("%w: heads must divide hidden and kv heads divide heads", ErrBadShape)
 	}
 	dt := weights.DType("BF16")
 	if len(parts) == 7 {
 		dt = weights.DType(strings.ToUpper(parts[6]))
 	}
+	if _, err := weights.EncodeFloat32(dt, nil); err != nil {
+		return LlamaShape{}, "", fmt.Errorf("%w: %v", ErrBadShape, err)
+	}
+	return s, dt, nil
+}
+
+// WriteRandomLlama writes config.json and a LLaMA checkpoint of shape s in
+// dt with uniform random weights into dir, for benchmarks: one
+// model.safetensors, or with shards > 1 that many files and an index, as
+// Hugging Face saves large models. Weights are drawn as they are written,
+// a chunk at a time, so an 8B checkpoint never sits in memory.
+func WriteRandomLlama(dir string, s LlamaShape, dt weights.DType, shards int) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	cfg, _ := json.Marshal(map[string]any{"model_type": "llama", "hidden_size": hidden, "num_hidden_layers": layers,
-		"num_attention_heads": heads, "num_key_value_heads": kv, "intermediate_size": inter,
-		"vocab_size": vocab, "rms_norm_eps": 1e-6, "max_position_embeddings": 4096})
+	cfg, _ := json.Marshal(map[string]any{"model_type": "llama", "hidden_size": s.Hidden, "num_hidden_layers": s.Layers,
+		"num_attention_heads": s.Heads, "num_key_value_heads": s.KVHeads, "intermediate_size": s.Inter,
+		"vocab_size": s.Vocab, "rms_norm_eps": 1e-6, "max_position_embeddings": 4096})
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o644); err != nil {
 		return err
 	}
+	// One generator, drawn in file order, so the weights depend only on the shape.
 	rng := rand.New(rand.NewPCG(1, 2))
 	var ts []weights.WriteTensor
-	var werr error
 	add := func(name string, rows, cols int, ones bool) {
-		vals := make([]float32, rows*cols)
-		scale := float32(1 / math.Sqrt(float64(cols)))
-		for i := range vals {
-			vals[i] = 1
-			if !ones {
-				vals[i] = (rng.Float32()*2 - 1) * scale
-			}
-		}
-		data, err := weights.EncodeFloat32(dt, vals)
-		if err != nil && werr == nil {
-			werr = err
-		}
 		shape := []int{rows, cols}
 		if ones {
 			shape = []int{cols}
 		}
-		ts = append(ts, weights.WriteTensor{Name: name, DType: dt, Shape: shape, Data: data})
+		scale := float32(1 / math.Sqrt(float64(cols)))
+		fill := func(w io.Writer) error {
+			const chunk = 1 << 16
+			vals := make([]float32, chunk)
+			for left := rows * cols; left > 0; left -= len(vals) {
+				vals = vals[:min(chunk, left)]
+				for i := range vals {
+					vals[i] = 1
+					if !ones {
+						vals[i] = (rng.Float32()*2 - 1) * scale
+					}
+				}
+				data, err := weights.EncodeFloat32(dt, vals)
+				if err != nil {
+					return err
+				}
+				if _, err := w.Write(data); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		ts = append(ts, weights.WriteTensor{Name: name, DType: dt, Shape: shape, Fill: fill})
 	}
-	d := hidden / heads
-	add("model.embed_tokens.weight", vocab, hidden, false)
-	for l := range layers {
+	d := s.Hidden / s.Heads
+	add("model.embed_tokens.weight", s.Vocab, s.Hidden, false)
+	for l := range s.Layers {
 		p := fmt.Sprintf("model.layers.%d.", l)
-		add(p+"input_layernorm.weight", 1, hidden, true)
-		add(p+"post_attention_layernorm.weight", 1, hidden, true)
-		add(p+"self_attn.q_proj.weight", heads*d, hidden, false)
-		add(p+"self_attn.k_proj.weight", kv*d, hidden, false)
-		add(p+"self_attn.v_proj.weight", kv*d, hidden, false)
-		add(p+"self_attn.o_proj.weight", hidden, heads*d, false)
-		add(p+"mlp.gate_proj.weight", inter, hidden, false)
-		add(p+"mlp.up_proj.weight", inter, hidden, false)
-		add(p+"mlp.down_proj.weight", hidden, inter, false)
+		add(p+"input_layernorm.weight", 1, s.Hidden, true)
+		add(p+"post_attention_layernorm.weight", 1, s.Hidden, true)
+		add(p+"self_attn.q_proj.weight", s.Heads*d, s.Hidden, false)
+		add(p+"self_attn.k_proj.weight", s.KVHeads*d, s.Hidden, false)
+		add(p+"self_attn.v_proj.weight", s.KVHeads*d, s.Hidden, false)
+		add(p+"self_attn.o_proj.weight", s.Hidden, s.Heads*d, false)
+		add(p+"mlp.gate_proj.weight", s.Inter, s.Hidden, false)
+		add(p+"mlp.up_proj.weight", s.Inter, s.Hidden, false)
+		add(p+"mlp.down_proj.weight", s.Hidden, s.Inter, false)
 	}
-	add("model.norm.weight", 1, hidden, true)
-	add("lm_head.weight", vocab, hidden, false)
-	if werr != nil {
-		return fmt.Errorf("%w: %v", ErrBadShape, werr)
+	add("model.norm.weight", 1, s.Hidden, true)
+	add("lm_head.weight", s.Vocab, s.Hidden, false)
+	if shards > 1 {
+		return weights.WriteSharded(dir, ts, shards)
 	}
 	return weights.Write(filepath.Join(dir, weights.SingleFileName), ts, nil)
 }

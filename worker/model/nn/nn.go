@@ -84,6 +84,8 @@ type SelfAttention struct {
 	Heads, KVHeads, HeadDim int
 	Scale                   float32
 	Mask                    kernels.Mask
+	// Window is a causal mask's sliding window (kernels.Attention.Window).
+	Window int
 	// Slopes are this rank's ALiBi slopes (a slice of the global list).
 	Slopes []float32
 	// KVMap maps local query heads to local kv heads when a rank's heads
@@ -107,7 +109,7 @@ func (a *SelfAttention) Forward(b kernels.Backend, ws *Workspace, cache *kvcache
 		seq := sp.seq
 		b.WriteKV(cache.K[layer], cache.V[layer], sp.k, sp.v, cache.BlockSize, seq.Table, seq.Len)
 		sp.att = attention(a.Heads, a.KVHeads, a.HeadDim, a.Scale, a.Mask, cache, seq, seq.Len+sp.n)
-		sp.att.Slopes, sp.att.KVMap = a.Slopes, a.KVMap
+		sp.att.Slopes, sp.att.KVMap, sp.att.Window = a.Slopes, a.KVMap, a.Window
 		b.Attend(sp.ctx, sp.q, cache.K[layer], cache.V[layer], &sp.att)
 	}
 	a.O.Forward(b, dst, ws.Ctx)

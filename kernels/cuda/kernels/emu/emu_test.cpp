@@ -142,11 +142,16 @@ int main() {
   struct AC {
     int heads, kvheads, hd, n, keys, bs, mask, prefix;
     bool alibi, kvmap;
+    int window;
   };
   for (AC c : {AC{4, 2, 8, 1, 9, 4, 1, 0, false, false}, AC{4, 4, 40, 3, 37, 4, 1, 0, true, false},
                AC{2, 1, 64, 2, 20, 8, 2, 0, false, false}, AC{3, 3, 8, 5, 12, 4, 3, 6, false, false},
                AC{6, 4, 16, 20, 25, 4, 1, 0, true, true}, AC{2, 2, 8, 18, 18, 3, 3, 5, false, false},
-               AC{2, 1, 40, 17, 40, 8, 2, 0, true, false}}) {
+               AC{2, 1, 40, 17, 40, 8, 2, 0, true, false},
+               // Sliding windows: shorter than a block and a tile, decode and prefill rows that start
+               // in different tiles, and one wider than the keys.
+               AC{4, 2, 8, 1, 30, 4, 1, 0, false, false, 3}, AC{4, 2, 16, 37, 45, 4, 1, 0, true, false, 11},
+               AC{6, 4, 16, 20, 25, 4, 1, 0, false, true, 5}, AC{2, 1, 40, 17, 40, 8, 1, 0, false, false, 64}}) {
     int blocks = (c.keys + c.bs - 1) / c.bs + 2;
     size_t cache = size_t(blocks) * c.bs * c.kvheads * c.hd;
     auto kc = rnd(cache, 1), vc = rnd(cache, 1), q = rnd(size_t(c.n) * c.heads * c.hd, 2);
@@ -161,20 +166,20 @@ int main() {
     float scale = 1 / std::sqrt(float(c.hd));
     std::vector<float> want(q.size());
     tsref::ref_attend(want.data(), q.data(), kc.data(), vc.data(), tab.data(), sp, mp, c.heads, c.kvheads, c.hd, scale,
-                      c.mask, c.prefix, c.bs, c.keys, c.n);
+                      c.mask, c.prefix, c.window, c.bs, c.keys, c.n);
     char name[160];
-    std::snprintf(name, sizeof name, "h%d/%d hd%d n%d keys%d bs%d mask%d alibi%d kvmap%d", c.heads, c.kvheads, c.hd,
-                  c.n, c.keys, c.bs, c.mask, c.alibi, c.kvmap);
+    std::snprintf(name, sizeof name, "h%d/%d hd%d n%d keys%d bs%d mask%d alibi%d kvmap%d window%d", c.heads,
+                  c.kvheads, c.hd, c.n, c.keys, c.bs, c.mask, c.alibi, c.kvmap, c.window);
     auto got = poisoned(q.size());
     emu::launch(c.n, c.heads, 256, ts_attend_decode, got.data(), (const float*)q.data(), (const float*)kc.data(),
                 (const float*)vc.data(), (const int*)tab.data(), sp, mp, c.heads, c.kvheads, c.hd, scale, c.mask,
-                c.prefix, c.bs, c.keys, c.n);
+                c.prefix, c.window, c.bs, c.keys, c.n);
     check(std::string("attend decode ") + name, got, want);
     got = poisoned(q.size());
     int bk = 8;  // small tiles so several are walked
     emu::launch((c.n + TS_BQ - 1) / TS_BQ, c.heads, 128, ts_attend_prefill, got.data(), (const float*)q.data(),
                 (const float*)kc.data(), (const float*)vc.data(), (const int*)tab.data(), sp, mp, c.heads, c.kvheads,
-                c.hd, scale, c.mask, c.prefix, c.bs, c.keys, c.n, bk);
+                c.hd, scale, c.mask, c.prefix, c.window, c.bs, c.keys, c.n, bk);
     check(std::string("attend prefill ") + name, got, want);
   }
   // Top-k + log-sum-exp.
