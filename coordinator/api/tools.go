@@ -12,9 +12,10 @@ import (
 
 // toolFields are chat's tool-calling fields.
 type toolFields struct {
-	Tools             []chatTool      `json:"tools"`
-	ToolChoice        json.RawMessage `json:"tool_choice"`
-	ParallelToolCalls *bool           `json:"parallel_tool_calls"`
+	// Tools are kept as sent: templates see every field, in order.
+	Tools             []json.RawMessage `json:"tools"`
+	ToolChoice        json.RawMessage   `json:"tool_choice"`
+	ParallelToolCalls *bool             `json:"parallel_tool_calls"`
 }
 
 // chatTool is one entry of chat's "tools".
@@ -49,7 +50,10 @@ const (
 
 // toolUse is a request's validated tools and tool_choice.
 type toolUse struct {
-	funcs    []functionDef
+	funcs []functionDef
+	// template is the tools as the template gets them (nil: built from
+	// funcs).
+	template json.RawMessage
 	mode     toolMode
 	named    string
 	parallel bool
@@ -62,7 +66,11 @@ var functionName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
 // has no tools.
 func (f *toolFields) use() (*toolUse, error) {
 	funcs := make([]functionDef, len(f.Tools))
-	for i, t := range f.Tools {
+	for i, raw := range f.Tools {
+		var t chatTool
+		if err := json.Unmarshal(raw, &t); err != nil {
+			return nil, badRequest("tools", "tools[%d] is not a tool object: %v", i, err)
+		}
 		if t.Type != "function" {
 			return nil, badRequest("tools", "tools[%d].type %q is not supported (function only)", i, t.Type)
 		}
@@ -71,7 +79,11 @@ func (f *toolFields) use() (*toolUse, error) {
 		}
 		funcs[i] = *t.Function
 	}
-	return newToolUse(funcs, f.ToolChoice, f.ParallelToolCalls, "tools")
+	u, err := newToolUse(funcs, f.ToolChoice, f.ParallelToolCalls, "tools")
+	if u != nil {
+		u.template, _ = json.Marshal(f.Tools)
+	}
+	return u, err
 }
 
 // newToolUse checks the functions (named param in errors) and reads
@@ -142,6 +154,9 @@ func newToolUse(funcs []functionDef, choice json.RawMessage, parallel *bool, par
 func (u *toolUse) templateTools() json.RawMessage {
 	if u == nil {
 		return nil
+	}
+	if u.template != nil {
+		return u.template
 	}
 	list := make([]chatTool, len(u.funcs))
 	for i := range u.funcs {
