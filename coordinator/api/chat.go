@@ -211,7 +211,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.respond(w, r, g, id, "chat.completion", func(i int, q *sequence) map[string]any {
-		msg, finish := req.tools.chatMessage(q.text, q.finish)
+		msg, finish := req.tools.message(q.text, q.finish)
 		c := map[string]any{"index": i, "message": msg, "finish_reason": finish, "logprobs": nil}
 		if g.logprobs >= 0 {
 			c["logprobs"] = map[string]any{"content": s.chatLogprobs(q.tokens, g.logprobs)}

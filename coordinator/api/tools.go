@@ -414,9 +414,9 @@ func compactObject(raw json.RawMessage) (string, bool) {
 	return buf.String(), true
 }
 
-// chatMessage is the assistant message of a finished sequence: content
+// message is the assistant message of a finished sequence: content
 // and tool calls, and the finish reason ("tool_calls" when it called).
-func (u *toolUse) chatMessage(text, finish string) (map[string]any, string) {
+func (u *toolUse) message(text, finish string) (map[string]any, string) {
 	msg := map[string]any{"role": "assistant", "content": text}
 	if u == nil {
 		return msg, finish
