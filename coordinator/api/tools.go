@@ -437,7 +437,8 @@ func (u *toolUse) message(text, finish string) (map[string]any, string) {
 	return msg, "tool_calls"
 }
 
-// toolStream turns one streamed sequence's text into chat deltas.
+// toolStream turns one streamed sequence's text into chat deltas (for
+// every tool_choice but none, which streams plain content).
 // Content passes through until it may begin a tool call; from there the
 // text is held to the end and sent as whole calls. A named function's
 // arguments stream as they are generated.
@@ -492,22 +493,20 @@ func (ts *toolStream) add(piece string, final bool) (map[string]any, string) {
 	if ts.u.mode == toolsRequired || ts.hold {
 		return map[string]any{}, ""
 	}
-	if ts.u.mode == toolsAuto {
-		if t := strings.TrimLeft(full, " \t\r\n"); t == "" || strings.HasPrefix(t, "{") || strings.HasPrefix(t, "[") {
-			// A Llama-style JSON call is the whole output: hold it
-			// (and leading space, until the first character decides).
-			ts.hold = t != ""
-			return map[string]any{}, ""
-		}
-		for _, m := range toolMarkers {
-			if i := strings.Index(full[ts.sent:], m); i >= 0 {
-				ts.hold = true
-				return ts.content(full[:ts.sent+i]), ""
-			}
-		}
-		return ts.content(full[:len(full)-heldSuffix(full, toolMarkers)]), ""
+	// auto: a Llama-style JSON call is the whole output, so text that
+	// starts like JSON is held (and leading space, until the first
+	// character decides); other text goes until a marker may begin.
+	if t := strings.TrimLeft(full, " \t\r\n"); t == "" || strings.HasPrefix(t, "{") || strings.HasPrefix(t, "[") {
+		ts.hold = t != ""
+		return map[string]any{}, ""
 	}
-	return ts.content(full), ""
+	for _, m := range toolMarkers {
+		if i := strings.Index(full[ts.sent:], m); i >= 0 {
+			ts.hold = true
+			return ts.content(full[:ts.sent+i]), ""
+		}
+	}
+	return ts.content(full[:len(full)-heldSuffix(full, toolMarkers)]), ""
 }
 
 // content sends upto[ts.sent:] as content.
