@@ -416,3 +416,31 @@ func TestChatToolsThroughPublishedTemplates(t *testing.T) {
 		t.Fatalf("checked %d renders", checked)
 	}
 }
+
+// With tool_choice none or auto the tools are in the prompt and the
+// output is free text; the fake model writes no call, so it stays
+// content.
+func TestToolChoiceNoneAndAuto(t *testing.T) {
+	ts := newTestServer(t)
+	msgs := []map[string]any{{"role": "user", "content": "Weather?"}}
+	_, plain := ts.post(t, "/v1/chat/completions", map[string]any{"messages": msgs, "max_tokens": 8, "temperature": 0})
+	bare := plain["usage"].(map[string]any)["prompt_tokens"].(float64)
+	for _, choice := range []any{"none", "auto", nil} {
+		body := map[string]any{"messages": msgs, "max_tokens": 8, "temperature": 0, "tools": weatherTools}
+		if choice != nil {
+			body["tool_choice"] = choice
+		}
+		st, b := ts.post(t, "/v1/chat/completions", body)
+		if st != 200 {
+			t.Fatalf("%v: %d %v", choice, st, b)
+		}
+		ch := choices(b)[0]
+		msg := ch["message"].(map[string]any)
+		if c, _ := msg["content"].(string); c == "" || msg["tool_calls"] != nil || ch["finish_reason"] != "length" {
+			t.Errorf("%v: %v", choice, ch)
+		}
+		if n := b["usage"].(map[string]any)["prompt_tokens"].(float64); n <= bare+20 {
+			t.Errorf("%v: the prompt has %v tokens, %v without tools: the tools are not listed", choice, n, bare)
+		}
+	}
+}
