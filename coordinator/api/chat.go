@@ -55,13 +55,23 @@ func (m chatMessage) templateMessage(content string) map[string]any {
 		out["tool_call_id"] = m.ToolCallID
 	}
 	if len(m.ToolCalls) > 0 {
-		calls := make([]any, len(m.ToolCalls))
+		// A struct keeps OpenAI's key order, which templates print.
+		type function struct {
+			Name      string `json:"name"`
+			Arguments any    `json:"arguments"`
+		}
+		type call struct {
+			ID       string   `json:"id"`
+			Type     string   `json:"type"`
+			Function function `json:"function"`
+		}
+		calls := make([]call, len(m.ToolCalls))
 		for i, c := range m.ToolCalls {
 			var args any = c.Function.Arguments
 			if a, ok := compactObject(json.RawMessage(c.Function.Arguments)); ok {
 				args = json.RawMessage(a)
 			}
-			calls[i] = map[string]any{"id": c.ID, "type": "function", "function": map[string]any{"name": c.Function.Name, "arguments": args}}
+			calls[i] = call{c.ID, "function", function{c.Function.Name, args}}
 		}
 		out["tool_calls"] = calls
 	}
@@ -201,7 +211,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.respond(w, r, g, id, "chat.completion", func(i int, q *sequence) map[string]any {
-		msg, finish := req.tools.chatMessage(q.text, q.finish)
+		msg, finish := req.tools.message(q.text, q.finish)
 		c := map[string]any{"index": i, "message": msg, "finish_reason": finish, "logprobs": nil}
 		if g.logprobs >= 0 {
 			c["logprobs"] = map[string]any{"content": s.chatLogprobs(q.tokens, g.logprobs)}

@@ -209,8 +209,9 @@ type inputItem struct {
 
 // responsesInput turns instructions and input (a string or a list of
 // items) into chat messages for the template: instructions first as the
-// system message, consecutive function_call items as one assistant
-// message with tool_calls, function_call_output items as tool messages.
+// system message, function_call items as the tool_calls of the assistant
+// message before them (or of a new one), function_call_output items as
+// tool messages.
 func responsesInput(raw json.RawMessage, instructions *string) ([]map[string]any, error) {
 	var msgs []map[string]any
 	if instructions != nil && *instructions != "" {
@@ -224,10 +225,18 @@ func responsesInput(raw json.RawMessage, instructions *string) ([]map[string]any
 	if err := json.Unmarshal(raw, &items); err != nil || len(items) == 0 {
 		return nil, badRequest("input", "input must be a string or a non-empty list of input items")
 	}
-	// pending is the assistant message gathering the function_call
-	// items that follow each other.
-	pending, calls := -1, []messageToolCall(nil)
+	// last is the assistant message at the end of msgs, which the
+	// function_call items that follow it join; nil when the end is
+	// another role.
+	type assistant struct {
+		content string
+		calls   []messageToolCall
+	}
+	var last *assistant
 	for i, it := range items {
+		if last != nil && it.Type != "function_call" {
+			last = nil
+		}
 		switch it.Type {
 		case "", "message":
 			switch it.Role {
@@ -240,15 +249,17 @@ func responsesInput(raw json.RawMessage, instructions *string) ([]map[string]any
 				return nil, err
 			}
 			msgs = append(msgs, map[string]any{"role": it.Role, "content": c})
+			if it.Role == "assistant" {
+				last = &assistant{content: c}
+			}
 		case "function_call":
 			c := messageToolCall{ID: it.CallID, Type: "function"}
 			c.Function.Name, c.Function.Arguments = it.Name, it.Arguments
-			if pending < 0 || pending != len(msgs)-1 {
-				calls, msgs = nil, append(msgs, nil)
-				pending = len(msgs) - 1
+			if last == nil {
+				last, msgs = &assistant{}, append(msgs, nil)
 			}
-			calls = append(calls, c)
-			msgs[pending] = chatMessage{Role: "assistant", ToolCalls: calls}.templateMessage("")
+			last.calls = append(last.calls, c)
+			msgs[len(msgs)-1] = chatMessage{Role: "assistant", ToolCalls: last.calls}.templateMessage(last.content)
 		case "function_call_output":
 			out, err := itemText(it.Output, i)
 			if err != nil {

@@ -219,3 +219,45 @@ func TestResponsesRefusals(t *testing.T) {
 		t.Fatalf("%d %v", st, b)
 	}
 }
+
+// Input items become the chat messages a template expects: calls join
+// the assistant message they follow, outputs are tool messages.
+func TestResponsesInput(t *testing.T) {
+	instructions := "Be brief."
+	cases := []struct {
+		name  string
+		input string
+		want  string
+	}{
+		{"string", `"Hi"`, `[{"content":"Be brief.","role":"system"},{"content":"Hi","role":"user"}]`},
+		{"calls after an assistant message", `[{"role": "user", "content": "Weather?"},
+			{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]},
+			{"type": "function_call", "call_id": "c1", "name": "w", "arguments": "{\"city\": \"Oslo\"}"},
+			{"type": "function_call", "call_id": "c2", "name": "w", "arguments": "{\"city\": \"Rome\"}"},
+			{"type": "function_call_output", "call_id": "c1", "output": "3"},
+			{"type": "function_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "25"}]}]`,
+			`[{"content":"Be brief.","role":"system"},{"content":"Weather?","role":"user"},` +
+				`{"content":"Checking.","role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"w","arguments":{"city":"Oslo"}}},{"id":"c2","type":"function","function":{"name":"w","arguments":{"city":"Rome"}}}]},` +
+				`{"content":"3","role":"tool","tool_call_id":"c1"},{"content":"25","role":"tool","tool_call_id":"c2"}]`},
+		{"calls after a tool output start a new message", `[{"role": "user", "content": "Go"},
+			{"type": "function_call", "call_id": "c1", "name": "w", "arguments": "{}"},
+			{"type": "function_call_output", "call_id": "c1", "output": "x"},
+			{"type": "function_call", "call_id": "c2", "name": "w", "arguments": "not json"}]`,
+			`[{"content":"Be brief.","role":"system"},{"content":"Go","role":"user"},` +
+				`{"content":"","role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"w","arguments":{}}}]},` +
+				`{"content":"x","role":"tool","tool_call_id":"c1"},` +
+				`{"content":"","role":"assistant","tool_calls":[{"id":"c2","type":"function","function":{"name":"w","arguments":"not json"}}]}]`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			msgs, err := responsesInput(json.RawMessage(tc.input), &instructions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := json.Marshal(msgs)
+			if string(got) != tc.want {
+				t.Errorf("got  %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+}

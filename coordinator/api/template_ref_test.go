@@ -16,39 +16,8 @@ import (
 // testdata/templates/ref/render.mjs): the same prompt, or an error carrying
 // the same raise_exception message.
 func TestPublishedTemplates(t *testing.T) {
-	dir := filepath.Join("testdata", "templates")
-	var spec struct {
-		Templates map[string]struct {
-			File string  `json:"file"`
-			BOS  *string `json:"bos_token"`
-			EOS  *string `json:"eos_token"`
-		} `json:"templates"`
-		Tools         json.RawMessage `json:"tools"`
-		Conversations []struct {
-			Name     string          `json:"name"`
-			AddGen   bool            `json:"add_generation_prompt"`
-			Tools    bool            `json:"tools"`
-			Extra    json.RawMessage `json:"extra"`
-			Messages json.RawMessage `json:"messages"`
-		} `json:"conversations"`
-	}
-	var ref struct {
-		Renders []struct {
-			Template     string  `json:"template"`
-			Conversation string  `json:"conversation"`
-			Prompt       *string `json:"prompt"`
-			Error        string  `json:"error"`
-		} `json:"renders"`
-	}
-	for name, v := range map[string]any{"conversations.json": &spec, "rendered.json": &ref} {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(b, v); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-	}
+	fx := loadTemplateFixtures(t)
+	spec, ref := &fx.spec, &fx.ref
 	if want := len(spec.Templates) * len(spec.Conversations); len(ref.Renders) != want || want < 30 {
 		t.Fatalf("rendered.json has %d renders, want %d (rerun render.mjs)", len(ref.Renders), want)
 	}
@@ -56,23 +25,9 @@ func TestPublishedTemplates(t *testing.T) {
 	for i, c := range spec.Conversations {
 		conv[c.Name] = i
 	}
-	str := func(p *string) string {
-		if p == nil {
-			return ""
-		}
-		return *p
-	}
 	for _, r := range ref.Renders {
 		t.Run(r.Template+"/"+r.Conversation, func(t *testing.T) {
-			tc := spec.Templates[r.Template]
-			src, err := os.ReadFile(filepath.Join(dir, tc.File))
-			if err != nil {
-				t.Fatal(err)
-			}
-			tpl, err := NewChatTemplate(string(src), str(tc.BOS), str(tc.EOS))
-			if err != nil {
-				t.Fatal(err)
-			}
+			tpl := fx.template(t, r.Template)
 			c := spec.Conversations[conv[r.Conversation]]
 			in := ChatInput{Messages: c.Messages, Vars: c.Extra, AddGenerationPrompt: c.AddGen}
 			if c.Tools {
@@ -93,4 +48,70 @@ func TestPublishedTemplates(t *testing.T) {
 			}
 		})
 	}
+}
+
+// templateFixtures is testdata/templates: the published templates, the
+// conversations and the reference renders.
+type templateFixtures struct {
+	spec struct {
+		Templates map[string]struct {
+			File string  `json:"file"`
+			BOS  *string `json:"bos_token"`
+			EOS  *string `json:"eos_token"`
+		} `json:"templates"`
+		Tools         json.RawMessage `json:"tools"`
+		Conversations []struct {
+			Name     string          `json:"name"`
+			AddGen   bool            `json:"add_generation_prompt"`
+			Tools    bool            `json:"tools"`
+			Extra    json.RawMessage `json:"extra"`
+			Messages json.RawMessage `json:"messages"`
+		} `json:"conversations"`
+	}
+	ref struct {
+		Renders []struct {
+			Template     string  `json:"template"`
+			Conversation string  `json:"conversation"`
+			Prompt       *string `json:"prompt"`
+			Error        string  `json:"error"`
+		} `json:"renders"`
+	}
+}
+
+const templateDir = "testdata/templates"
+
+func loadTemplateFixtures(t *testing.T) *templateFixtures {
+	t.Helper()
+	fx := &templateFixtures{}
+	for name, v := range map[string]any{"conversations.json": &fx.spec, "rendered.json": &fx.ref} {
+		b, err := os.ReadFile(filepath.Join(templateDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	return fx
+}
+
+// template parses the named template with its bos and eos tokens.
+func (fx *templateFixtures) template(t *testing.T, name string) *ChatTemplate {
+	t.Helper()
+	tc := fx.spec.Templates[name]
+	src, err := os.ReadFile(filepath.Join(templateDir, tc.File))
+	if err != nil {
+		t.Fatal(err)
+	}
+	str := func(p *string) string {
+		if p == nil {
+			return ""
+		}
+		return *p
+	}
+	tpl, err := NewChatTemplate(string(src), str(tc.BOS), str(tc.EOS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tpl
 }

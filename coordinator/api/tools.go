@@ -12,9 +12,10 @@ import (
 
 // toolFields are chat's tool-calling fields.
 type toolFields struct {
-	Tools             []chatTool      `json:"tools"`
-	ToolChoice        json.RawMessage `json:"tool_choice"`
-	ParallelToolCalls *bool           `json:"parallel_tool_calls"`
+	// Tools are kept as sent: templates see every field, in order.
+	Tools             []json.RawMessage `json:"tools"`
+	ToolChoice        json.RawMessage   `json:"tool_choice"`
+	ParallelToolCalls *bool             `json:"parallel_tool_calls"`
 }
 
 // chatTool is one entry of chat's "tools".
@@ -49,7 +50,10 @@ const (
 
 // toolUse is a request's validated tools and tool_choice.
 type toolUse struct {
-	funcs    []functionDef
+	funcs []functionDef
+	// template is the tools as the template gets them (nil: built from
+	// funcs).
+	template json.RawMessage
 	mode     toolMode
 	named    string
 	parallel bool
@@ -62,7 +66,11 @@ var functionName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
 // has no tools.
 func (f *toolFields) use() (*toolUse, error) {
 	funcs := make([]functionDef, len(f.Tools))
-	for i, t := range f.Tools {
+	for i, raw := range f.Tools {
+		var t chatTool
+		if err := json.Unmarshal(raw, &t); err != nil {
+			return nil, badRequest("tools", "tools[%d] is not a tool object: %v", i, err)
+		}
 		if t.Type != "function" {
 			return nil, badRequest("tools", "tools[%d].type %q is not supported (function only)", i, t.Type)
 		}
@@ -71,7 +79,11 @@ func (f *toolFields) use() (*toolUse, error) {
 		}
 		funcs[i] = *t.Function
 	}
-	return newToolUse(funcs, f.ToolChoice, f.ParallelToolCalls, "tools")
+	u, err := newToolUse(funcs, f.ToolChoice, f.ParallelToolCalls, "tools")
+	if u != nil {
+		u.template, _ = json.Marshal(f.Tools)
+	}
+	return u, err
 }
 
 // newToolUse checks the functions (named param in errors) and reads
@@ -142,6 +154,9 @@ func newToolUse(funcs []functionDef, choice json.RawMessage, parallel *bool, par
 func (u *toolUse) templateTools() json.RawMessage {
 	if u == nil {
 		return nil
+	}
+	if u.template != nil {
+		return u.template
 	}
 	list := make([]chatTool, len(u.funcs))
 	for i := range u.funcs {
@@ -399,9 +414,9 @@ func compactObject(raw json.RawMessage) (string, bool) {
 	return buf.String(), true
 }
 
-// chatMessage is the assistant message of a finished sequence: content
+// message is the assistant message of a finished sequence: content
 // and tool calls, and the finish reason ("tool_calls" when it called).
-func (u *toolUse) chatMessage(text, finish string) (map[string]any, string) {
+func (u *toolUse) message(text, finish string) (map[string]any, string) {
 	msg := map[string]any{"role": "assistant", "content": text}
 	if u == nil {
 		return msg, finish
@@ -422,7 +437,8 @@ func (u *toolUse) chatMessage(text, finish string) (map[string]any, string) {
 	return msg, "tool_calls"
 }
 
-// toolStream turns one streamed sequence's text into chat deltas.
+// toolStream turns one streamed sequence's text into chat deltas (for
+// every tool_choice but none, which streams plain content).
 // Content passes through until it may begin a tool call; from there the
 // text is held to the end and sent as whole calls. A named function's
 // arguments stream as they are generated.
@@ -477,22 +493,20 @@ func (ts *toolStream) add(piece string, final bool) (map[string]any, string) {
 	if ts.u.mode == toolsRequired || ts.hold {
 		return map[string]any{}, ""
 	}
-	if ts.u.mode == toolsAuto {
-		if t := strings.TrimLeft(full, " \t\r\n"); t == "" || strings.HasPrefix(t, "{") || strings.HasPrefix(t, "[") {
-			// A Llama-style JSON call is the whole output: hold it
-			// (and leading space, until the first character decides).
-			ts.hold = t != ""
-			return map[string]any{}, ""
-		}
-		for _, m := range toolMarkers {
-			if i := strings.Index(full[ts.sent:], m); i >= 0 {
-				ts.hold = true
-				return ts.content(full[:ts.sent+i]), ""
-			}
-		}
-		return ts.content(full[:len(full)-heldSuffix(full, toolMarkers)]), ""
+	// auto: a Llama-style JSON call is the whole output, so text that
+	// starts like JSON is held (and leading space, until the first
+	// character decides); other text goes until a marker may begin.
+	if t := strings.TrimLeft(full, " \t\r\n"); t == "" || strings.HasPrefix(t, "{") || strings.HasPrefix(t, "[") {
+		ts.hold = t != ""
+		return map[string]any{}, ""
 	}
-	return ts.content(full), ""
+	for _, m := range toolMarkers {
+		if i := strings.Index(full[ts.sent:], m); i >= 0 {
+			ts.hold = true
+			return ts.content(full[:ts.sent+i]), ""
+		}
+	}
+	return ts.content(full[:len(full)-heldSuffix(full, toolMarkers)]), ""
 }
 
 // content sends upto[ts.sent:] as content.

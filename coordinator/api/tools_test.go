@@ -1,13 +1,17 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/tessera-llm/tessera/coordinator/scheduler"
 )
 
 const weatherParams = `{"type":"object","properties":{"city":{"type":"string","maxLength":8},"unit":{"enum":["c","f"]}},"required":["city","unit"]}`
@@ -359,5 +363,84 @@ func TestToolMessagesReachTemplate(t *testing.T) {
 		"<tool_call>{\"name\": \"get_time\", \"arguments\": {\"zone\": \"utc\", \"a\": 1}}</tool_call>\n\ntool: 12:00\n\nassistant:"
 	if got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
+// A chat request in OpenAI's wire shape (arguments as JSON strings,
+// content null beside tool calls) reaches published templates as
+// transformers passes it: the prompt is the reference render's.
+func TestChatToolsThroughPublishedTemplates(t *testing.T) {
+	fx := loadTemplateFixtures(t)
+	checked := 0
+	for _, c := range fx.spec.Conversations {
+		var msgs []map[string]any
+		if err := json.Unmarshal(c.Messages, &msgs); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(msgs, func(m map[string]any) bool { return m["tool_calls"] != nil }) {
+			continue
+		}
+		// The wire shape: arguments are JSON text, absent content is null.
+		for _, m := range msgs {
+			calls, _ := m["tool_calls"].([]any)
+			for _, x := range calls {
+				fn := x.(map[string]any)["function"].(map[string]any)
+				b, _ := json.Marshal(fn["arguments"])
+				fn["arguments"] = string(b)
+			}
+			if _, ok := m["content"]; !ok {
+				m["content"] = nil
+			}
+		}
+		for _, r := range fx.ref.Renders {
+			if r.Conversation != c.Name || r.Prompt == nil {
+				continue
+			}
+			t.Run(r.Template+"/"+c.Name, func(t *testing.T) {
+				tpl := fx.template(t, r.Template)
+				ts := newTestServer(t, func(c *Config, _ *scheduler.Config) { c.Chat = tpl })
+				body, _ := json.Marshal(map[string]any{"messages": msgs, "tools": fx.spec.Tools, "add_generation_prompt": c.AddGen, "max_tokens": 1})
+				_, g, err := ts.api.parseChat(context.Background(), body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, _ := ts.api.cfg.Tokenizer.Encode(*r.Prompt, false)
+				if !slices.Equal(g.prompts[0], want) {
+					t.Errorf("prompt differs from the reference render\n got %q\nwant %q", ts.api.text(g.prompts[0]), *r.Prompt)
+				}
+			})
+			checked++
+		}
+	}
+	if checked < 6 {
+		t.Fatalf("checked %d renders", checked)
+	}
+}
+
+// With tool_choice none or auto the tools are in the prompt and the
+// output is free text; the fake model writes no call, so it stays
+// content.
+func TestToolChoiceNoneAndAuto(t *testing.T) {
+	ts := newTestServer(t)
+	msgs := []map[string]any{{"role": "user", "content": "Weather?"}}
+	_, plain := ts.post(t, "/v1/chat/completions", map[string]any{"messages": msgs, "max_tokens": 8, "temperature": 0})
+	bare := plain["usage"].(map[string]any)["prompt_tokens"].(float64)
+	for _, choice := range []any{"none", "auto", nil} {
+		body := map[string]any{"messages": msgs, "max_tokens": 8, "temperature": 0, "tools": weatherTools}
+		if choice != nil {
+			body["tool_choice"] = choice
+		}
+		st, b := ts.post(t, "/v1/chat/completions", body)
+		if st != 200 {
+			t.Fatalf("%v: %d %v", choice, st, b)
+		}
+		ch := choices(b)[0]
+		msg := ch["message"].(map[string]any)
+		if c, _ := msg["content"].(string); c == "" || msg["tool_calls"] != nil || ch["finish_reason"] != "length" {
+			t.Errorf("%v: %v", choice, ch)
+		}
+		if n := b["usage"].(map[string]any)["prompt_tokens"].(float64); n <= bare+20 {
+			t.Errorf("%v: the prompt has %v tokens, %v without tools: the tools are not listed", choice, n, bare)
+		}
 	}
 }
