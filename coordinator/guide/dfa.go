@@ -10,14 +10,20 @@ import (
 // dfa is the subset construction of an NFA, built lazily: a state is made
 // the first time a byte leads to it, so a pattern whose full DFA would be
 // exponential costs only the states that generation visits. maxStates
-// bounds it; a walk past the bound fails with ErrTooLarge.
+// bounds its memory and maxWork its time; a walk past either fails with
+// ErrTooLarge.
 type dfa struct {
 	mu        sync.Mutex
 	n         *nfa
 	maxStates int
-	ids       map[string]int32
-	sets      [][]int32
-	accept    []bool
+	maxWork   int
+	// work counts the NFA nodes that building states has visited: a
+	// state costs its NFA set, which for a small pattern over large
+	// classes ((\pL*\pN*){50}) is a hundred thousand nodes.
+	work   int
+	ids    map[string]int32
+	sets   [][]int32
+	accept []bool
 	// trans[s][b] is the state after byte b from s: unknown (-2), dead
 	// (-1) or a state.
 	trans [][256]int32
@@ -32,8 +38,8 @@ const (
 	dead    = -1
 )
 
-func newDFA(n *nfa, maxStates int) (*dfa, int32, error) {
-	d := &dfa{n: n, maxStates: maxStates, ids: map[string]int32{}, mark: make([]uint32, len(n.nodes))}
+func newDFA(n *nfa, maxStates, maxWork int) (*dfa, int32, error) {
+	d := &dfa{n: n, maxStates: maxStates, maxWork: maxWork, ids: map[string]int32{}, mark: make([]uint32, len(n.nodes))}
 	start, err := d.intern(d.closure([]int32{n.start}))
 	return d, start, err
 }
@@ -45,6 +51,7 @@ func (d *dfa) closure(roots []int32) []int32 {
 	var set []int32
 	d.stack = append(d.stack[:0], roots...)
 	for len(d.stack) > 0 {
+		d.work++
 		i := d.stack[len(d.stack)-1]
 		d.stack = d.stack[:len(d.stack)-1]
 		if i < 0 || !d.n.live[i] || d.mark[i] == d.epoch {
@@ -99,6 +106,7 @@ func (d *dfa) step(s int32, c byte) (int32, error) {
 		return t, nil
 	}
 	var next []int32
+	d.work += len(d.sets[s])
 	for _, i := range d.sets[s] {
 		nd := &d.n.nodes[i]
 		if nd.kind == nByte && nd.lo <= c && c <= nd.hi {
@@ -108,6 +116,9 @@ func (d *dfa) step(s int32, c byte) (int32, error) {
 	t, err := d.intern(d.closure(next))
 	if err != nil {
 		return 0, err
+	}
+	if d.work > d.maxWork {
+		return 0, fmt.Errorf("%w: building its automaton took more than %d steps", ErrTooLarge, d.maxWork)
 	}
 	d.trans[s][c] = t
 	return t, nil

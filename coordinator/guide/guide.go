@@ -51,6 +51,7 @@ const (
 	maxPattern = 16 << 10 // bytes of a user regex
 	maxNodes   = 1 << 18  // NFA nodes
 	maxStates  = 1 << 13  // DFA states built for one constraint
+	maxWork    = 1 << 28  // NFA nodes visited building them: about a second
 	// objectDepth is how deeply json_object output may nest.
 	objectDepth = 5
 )
@@ -126,5 +127,5 @@ func compilePattern(p string) (*dfa, int32, error) {
 	if !n.live[n.start] {
 		return nil, 0, ErrUnsatisfiable
 	}
-	return newDFA(n, maxStates)
+	return newDFA(n, maxStates, maxWork)
 }

@@ -8,6 +8,7 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"regexp"
+	"regexp/syntax"
 	"runtime"
 	"strings"
 	"testing"
@@ -439,6 +440,48 @@ func TestLazyDFABounded(t *testing.T) {
 	if n := len(m.d.sets); n > maxStates {
 		t.Fatalf("%d states built; the limit is %d", n, maxStates)
 	}
+}
+
+// A small pattern over large classes makes DFA states of a hundred
+// thousand NFA nodes each; building them stops at the work budget, here
+// made small, with ErrTooLarge.
+func TestDFAWorkBounded(t *testing.T) {
+	re, err := syntax.Parse(`(\pL*\pN*\pP*){20}`, syntax.Perl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := compileRegexp(re.Simplify(), maxNodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const budget = 1 << 22
+	d, s, err := newDFA(n, maxStates, budget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Build every state: all the bytes from every state reached.
+	queue, seen := []int32{s}, map[int32]bool{s: true}
+	for len(queue) > 0 {
+		at := queue[0]
+		queue = queue[1:]
+		for c := range 256 {
+			next, err := d.step(at, byte(c))
+			if err != nil {
+				if !errors.Is(err, ErrTooLarge) {
+					t.Fatalf("got %v, want ErrTooLarge", err)
+				}
+				if d.work > 2*budget {
+					t.Fatalf("%d steps of work for a budget of %d", d.work, budget)
+				}
+				return
+			}
+			if next != dead && !seen[next] {
+				seen[next] = true
+				queue = append(queue, next)
+			}
+		}
+	}
+	t.Fatalf("the whole DFA, %d states, within a work budget of %d", len(d.sets), budget)
 }
 
 // testVocab is a small vocabulary with multi-byte, partial-UTF-8 and
