@@ -9,18 +9,20 @@ import (
 
 // dfa is the subset construction of an NFA, built lazily: a state is made
 // the first time a byte leads to it, so a pattern whose full DFA would be
-// exponential costs only the states that generation visits. maxStates
-// bounds its memory and maxWork its time; a walk past either fails with
-// ErrTooLarge.
+// exponential costs only the states that generation visits. Its bounds
+// limit its memory and time; a walk past one fails with ErrTooLarge.
 type dfa struct {
-	mu        sync.Mutex
-	n         *nfa
-	maxStates int
-	maxWork   int
+	mu     sync.Mutex
+	n      *nfa
+	bounds dfaBounds
 	// work counts the NFA nodes that building states has visited: a
 	// state costs its NFA set, which for a small pattern over large
 	// classes ((\pL*\pN*){50}) is a hundred thousand nodes.
-	work   int
+	work int
+	// held counts the NFA nodes of the states' sets, which each state
+	// keeps twice (its set and its key): memory that the state count
+	// alone does not bound.
+	held   int
 	ids    map[string]int32
 	sets   [][]int32
 	accept []bool
@@ -38,8 +40,15 @@ const (
 	dead    = -1
 )
 
-func newDFA(n *nfa, maxStates, maxWork int) (*dfa, int32, error) {
-	d := &dfa{n: n, maxStates: maxStates, maxWork: maxWork, ids: map[string]int32{}, mark: make([]uint32, len(n.nodes))}
+// dfaBounds limit what building one DFA may cost.
+type dfaBounds struct {
+	states int // states built
+	work   int // NFA nodes visited building them
+	held   int // NFA nodes their sets hold
+}
+
+func newDFA(n *nfa, b dfaBounds) (*dfa, int32, error) {
+	d := &dfa{n: n, bounds: b, ids: map[string]int32{}, mark: make([]uint32, len(n.nodes))}
 	start, err := d.intern(d.closure([]int32{n.start}))
 	return d, start, err
 }
@@ -80,8 +89,11 @@ func (d *dfa) intern(set []int32) (int32, error) {
 	if id, ok := d.ids[string(key)]; ok {
 		return id, nil
 	}
-	if len(d.sets) >= d.maxStates {
-		return 0, fmt.Errorf("%w: more than %d automaton states", ErrTooLarge, d.maxStates)
+	if len(d.sets) >= d.bounds.states {
+		return 0, fmt.Errorf("%w: more than %d automaton states", ErrTooLarge, d.bounds.states)
+	}
+	if d.held += len(set); d.held > d.bounds.held {
+		return 0, fmt.Errorf("%w: its automaton states hold more than %d NFA nodes", ErrTooLarge, d.bounds.held)
 	}
 	id := int32(len(d.sets))
 	d.ids[string(key)] = id
@@ -117,8 +129,8 @@ func (d *dfa) step(s int32, c byte) (int32, error) {
 	if err != nil {
 		return 0, err
 	}
-	if d.work > d.maxWork {
-		return 0, fmt.Errorf("%w: building its automaton took more than %d steps", ErrTooLarge, d.maxWork)
+	if d.work > d.bounds.work {
+		return 0, fmt.Errorf("%w: building its automaton took more than %d steps", ErrTooLarge, d.bounds.work)
 	}
 	d.trans[s][c] = t
 	return t, nil

@@ -443,8 +443,8 @@ func TestLazyDFABounded(t *testing.T) {
 }
 
 // A small pattern over large classes makes DFA states of a hundred
-// thousand NFA nodes each; building them stops at the work budget, here
-// made small, with ErrTooLarge.
+// thousand NFA nodes each; building them stops at the work and memory
+// bounds, here made small, with ErrTooLarge.
 func TestDFAWorkBounded(t *testing.T) {
 	re, err := syntax.Parse(`(\pL*\pN*\pP*){20}`, syntax.Perl)
 	if err != nil {
@@ -454,34 +454,45 @@ func TestDFAWorkBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const budget = 1 << 22
-	d, s, err := newDFA(n, maxStates, budget)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Build every state: all the bytes from every state reached.
-	queue, seen := []int32{s}, map[int32]bool{s: true}
-	for len(queue) > 0 {
-		at := queue[0]
-		queue = queue[1:]
-		for c := range 256 {
-			next, err := d.step(at, byte(c))
+	for _, c := range []struct {
+		name  string
+		small int
+		b     dfaBounds
+		used  func(d *dfa) int
+	}{
+		{"work", 1 << 22, dfaBounds{states: maxStates, work: 1 << 22, held: maxHeld}, func(d *dfa) int { return d.work }},
+		{"held", 1 << 16, dfaBounds{states: maxStates, work: maxWork, held: 1 << 16}, func(d *dfa) int { return d.held }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d, s, err := newDFA(n, c.b)
 			if err != nil {
-				if !errors.Is(err, ErrTooLarge) {
-					t.Fatalf("got %v, want ErrTooLarge", err)
-				}
-				if d.work > 2*budget {
-					t.Fatalf("%d steps of work for a budget of %d", d.work, budget)
-				}
-				return
+				t.Fatal(err)
 			}
-			if next != dead && !seen[next] {
-				seen[next] = true
-				queue = append(queue, next)
+			// Build every state: all the bytes from every state reached.
+			queue, seen := []int32{s}, map[int32]bool{s: true}
+			for len(queue) > 0 {
+				at := queue[0]
+				queue = queue[1:]
+				for b := range 256 {
+					next, err := d.step(at, byte(b))
+					if err != nil {
+						if !errors.Is(err, ErrTooLarge) {
+							t.Fatalf("got %v, want ErrTooLarge", err)
+						}
+						if c.used(d) > 2*c.small {
+							t.Fatalf("%d used for a bound of %d", c.used(d), c.small)
+						}
+						return
+					}
+					if next != dead && !seen[next] {
+						seen[next] = true
+						queue = append(queue, next)
+					}
+				}
 			}
-		}
+			t.Fatalf("the whole DFA, %d states, within a bound of %d", len(d.sets), c.small)
+		})
 	}
-	t.Fatalf("the whole DFA, %d states, within a work budget of %d", len(d.sets), budget)
 }
 
 // testVocab is a small vocabulary with multi-byte, partial-UTF-8 and
