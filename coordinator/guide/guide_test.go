@@ -334,6 +334,7 @@ func TestRefusals(t *testing.T) {
 		{"oneOf untagged", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"oneOf":[{"type":"object","properties":{"a":{}},"required":["a"]},{"type":"object","properties":{"b":{}}}]}`)}, ErrUnsupported},
 		{"oneOf integer and number", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"oneOf":[{"type":"integer"},{"type":"number"}]}`)}, ErrUnsupported},
 		{"minimum", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"integer","minimum":3}`)}, ErrUnsupported},
+		{"enum not a list", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"string","enum":"a"}`)}, ErrInvalid},
 		{"not JSON", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":`)}, ErrInvalid},
 		{"bad type", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"int"}`)}, ErrInvalid},
 		{"dangling ref", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"$ref":"#/$defs/nope"}`)}, ErrInvalid},
