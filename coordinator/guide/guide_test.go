@@ -22,7 +22,7 @@ func compileSpec(t testing.TB, s Spec) (*dfa, int32) {
 	t.Helper()
 	d, start, err := s.automaton()
 	if err != nil {
-		t.Fatalf("compile %+v: %v", s, err)
+		t.Fatalf("compile %s%s: %v", s.Pattern, s.Schema, err)
 	}
 	return d, start
 }
