@@ -29,6 +29,11 @@ type dfa struct {
 	// trans[s][b] is the state after byte b from s: unknown (-2), dead
 	// (-1) or a state.
 	trans [][256]int32
+	// classOf maps a byte to its class: bytes no node's range tells
+	// apart, which lead from every state to the same state; classes
+	// lists each class's bytes. A transition is computed once per class.
+	classOf [256]uint8
+	classes [][]byte
 	// scratch for closures
 	mark  []uint32
 	epoch uint32
@@ -49,8 +54,27 @@ type dfaBounds struct {
 
 func newDFA(n *nfa, b dfaBounds) (*dfa, int32, error) {
 	d := &dfa{n: n, bounds: b, ids: map[string]int32{}, mark: make([]uint32, len(n.nodes))}
+	d.byteClasses()
 	start, err := d.intern(d.closure([]int32{n.start}))
 	return d, start, err
+}
+
+// byteClasses splits the bytes at every edge of a byte node's range.
+func (d *dfa) byteClasses() {
+	var edge [257]bool
+	for _, nd := range d.n.nodes {
+		if nd.kind == nByte && nd.lo <= nd.hi {
+			edge[nd.lo], edge[int(nd.hi)+1] = true, true
+		}
+	}
+	for c := range 256 {
+		if c == 0 || edge[c] {
+			d.classes = append(d.classes, nil)
+		}
+		k := len(d.classes) - 1
+		d.classOf[c] = uint8(k)
+		d.classes[k] = append(d.classes[k], byte(c))
+	}
 }
 
 // closure follows split nodes from roots and returns the sorted byte and
@@ -132,7 +156,9 @@ func (d *dfa) step(s int32, c byte) (int32, error) {
 	if d.work > d.bounds.work {
 		return 0, fmt.Errorf("%w: building its automaton took more than %d steps", ErrTooLarge, d.bounds.work)
 	}
-	d.trans[s][c] = t
+	for _, b := range d.classes[d.classOf[c]] {
+		d.trans[s][b] = t
+	}
 	return t, nil
 }
 
