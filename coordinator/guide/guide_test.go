@@ -207,6 +207,7 @@ var schemas = []string{
 	`{"type":["string","null"],"minLength":2,"maxLength":3}`,
 	`{"type":"object"}`,
 	`{"properties":{"a":{"type":"null"}},"required":["a","b"],"additionalProperties":{"type":"integer"}}`,
+	`{"type":"object","additionalProperties":{"type":"integer"}}`,
 	`true`,
 	`{"type":"object","properties":{"tags":{"type":"array","items":{"type":"string","pattern":"[0-9]"}}},"required":["tags"]}`,
 	`{"enum":[12345678901234567890,1e2,-0.1],"const":12345678901234567890}`,

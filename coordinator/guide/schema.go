@@ -51,8 +51,11 @@ func anyValue(depth int) string {
 	return `(?:` + jsonScalar + `|` + anyObject(depth) + `|` + anyArray(depth) + `)`
 }
 
-func anyObject(depth int) string {
-	member := jsonString + ws + `:` + ws + anyValue(depth-1)
+func anyObject(depth int) string { return objectOf(anyValue(depth - 1)) }
+
+// objectOf is a JSON object of any members whose values match value.
+func objectOf(value string) string {
+	member := jsonString + ws + `:` + ws + value
 	return `\{` + ws + `(?:` + member + `(?:` + ws + `,` + ws + member + `)*` + `)?` + ws + `\}`
 }
 
@@ -813,10 +816,19 @@ func (c *schemaCompiler) properties(s *omap, path string, refs int) (string, err
 		}
 	}
 	if len(props.keys) == 0 {
-		if extra, _ := s.get("additionalProperties"); extra == false {
+		// Members, if any, are additional properties.
+		extra, ok := s.get("additionalProperties")
+		switch {
+		case extra == false:
 			return `\{` + ws + `\}`, nil
+		case !ok || extra == true:
+			return c.grow(anyObject(anyDepth))
 		}
-		return c.grow(anyObject(anyDepth))
+		v, err := c.value(extra, path+"/additionalProperties", refs)
+		if err != nil {
+			return "", err
+		}
+		return c.grow(objectOf(v))
 	}
 	names := props.keys
 	items := make([]string, len(names))
