@@ -40,6 +40,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tessera-llm/tessera/coordinator/guide"
 	"github.com/tessera-llm/tessera/coordinator/scheduler"
 	"github.com/tessera-llm/tessera/coordinator/tokenizer"
 )
@@ -312,6 +313,11 @@ func statusOf(err error) int {
 	case errors.Is(err, scheduler.ErrQueueFull):
 		return http.StatusTooManyRequests
 	case errors.Is(err, scheduler.ErrInvalid), errors.Is(err, scheduler.ErrTooLong), errors.Is(err, ErrTemplate):
+		return http.StatusBadRequest
+	case errors.Is(err, guide.ErrUnsatisfiable), errors.Is(err, guide.ErrTooLarge):
+		// A constraint that fails only while generating: the vocabulary
+		// cannot finish it, or it reached more automaton states than
+		// one may build.
 		return http.StatusBadRequest
 	case errors.Is(err, scheduler.ErrStopped):
 		return http.StatusServiceUnavailable

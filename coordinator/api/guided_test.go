@@ -222,3 +222,18 @@ func TestGuidedTextKeepsLeadingSpace(t *testing.T) {
 		}
 	}
 }
+
+// A constraint the vocabulary cannot finish, found only while generating
+// (the LLaMA fixture spells no "é": its byte tokens are special), is the
+// request's fault: 400, not a server error.
+func TestGuidedUnspellableMidway(t *testing.T) {
+	tk, err := tokenizer.Load("../../testdata/golden/llama/tokenizer.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := newTestServer(t, func(c *Config, _ *scheduler.Config) { c.Tokenizer = HF(tk) })
+	st, b := ts.post(t, "/v1/completions", map[string]any{"prompt": "x", "max_tokens": 8, "guided_regex": `ab?é`})
+	if st != 400 || !strings.Contains(errMessage(b), "constraint") {
+		t.Fatalf("status %d: %v", st, b)
+	}
+}

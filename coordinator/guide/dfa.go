@@ -9,18 +9,31 @@ import (
 
 // dfa is the subset construction of an NFA, built lazily: a state is made
 // the first time a byte leads to it, so a pattern whose full DFA would be
-// exponential costs only the states that generation visits. maxStates
-// bounds it; a walk past the bound fails with ErrTooLarge.
+// exponential costs only the states that generation visits. Its bounds
+// limit its memory and time; a walk past one fails with ErrTooLarge.
 type dfa struct {
-	mu        sync.Mutex
-	n         *nfa
-	maxStates int
-	ids       map[string]int32
-	sets      [][]int32
-	accept    []bool
+	mu     sync.Mutex
+	n      *nfa
+	bounds dfaBounds
+	// work counts the NFA nodes that building states has visited: a
+	// state costs its NFA set, which for a small pattern over large
+	// classes ((\pL*\pN*){50}) is a hundred thousand nodes.
+	work int
+	// held counts the NFA nodes of the states' sets, which each state
+	// keeps twice (its set and its key): memory that the state count
+	// alone does not bound.
+	held   int
+	ids    map[string]int32
+	sets   [][]int32
+	accept []bool
 	// trans[s][b] is the state after byte b from s: unknown (-2), dead
 	// (-1) or a state.
 	trans [][256]int32
+	// classOf maps a byte to its class: bytes no node's range tells
+	// apart, which lead from every state to the same state; classes
+	// lists each class's bytes. A transition is computed once per class.
+	classOf [256]uint8
+	classes [][]byte
 	// scratch for closures
 	mark  []uint32
 	epoch uint32
@@ -32,10 +45,36 @@ const (
 	dead    = -1
 )
 
-func newDFA(n *nfa, maxStates int) (*dfa, int32, error) {
-	d := &dfa{n: n, maxStates: maxStates, ids: map[string]int32{}, mark: make([]uint32, len(n.nodes))}
+// dfaBounds limit what building one DFA may cost.
+type dfaBounds struct {
+	states int // states built
+	work   int // NFA nodes visited building them
+	held   int // NFA nodes their sets hold
+}
+
+func newDFA(n *nfa, b dfaBounds) (*dfa, int32, error) {
+	d := &dfa{n: n, bounds: b, ids: map[string]int32{}, mark: make([]uint32, len(n.nodes))}
+	d.byteClasses()
 	start, err := d.intern(d.closure([]int32{n.start}))
 	return d, start, err
+}
+
+// byteClasses splits the bytes at every edge of a byte node's range.
+func (d *dfa) byteClasses() {
+	var edge [257]bool
+	for _, nd := range d.n.nodes {
+		if nd.kind == nByte && nd.lo <= nd.hi {
+			edge[nd.lo], edge[int(nd.hi)+1] = true, true
+		}
+	}
+	for c := range 256 {
+		if c == 0 || edge[c] {
+			d.classes = append(d.classes, nil)
+		}
+		k := len(d.classes) - 1
+		d.classOf[c] = uint8(k)
+		d.classes[k] = append(d.classes[k], byte(c))
+	}
 }
 
 // closure follows split nodes from roots and returns the sorted byte and
@@ -45,6 +84,7 @@ func (d *dfa) closure(roots []int32) []int32 {
 	var set []int32
 	d.stack = append(d.stack[:0], roots...)
 	for len(d.stack) > 0 {
+		d.work++
 		i := d.stack[len(d.stack)-1]
 		d.stack = d.stack[:len(d.stack)-1]
 		if i < 0 || !d.n.live[i] || d.mark[i] == d.epoch {
@@ -73,8 +113,11 @@ func (d *dfa) intern(set []int32) (int32, error) {
 	if id, ok := d.ids[string(key)]; ok {
 		return id, nil
 	}
-	if len(d.sets) >= d.maxStates {
-		return 0, fmt.Errorf("%w: more than %d automaton states", ErrTooLarge, d.maxStates)
+	if len(d.sets) >= d.bounds.states {
+		return 0, fmt.Errorf("%w: more than %d automaton states", ErrTooLarge, d.bounds.states)
+	}
+	if d.held += len(set); d.held > d.bounds.held {
+		return 0, fmt.Errorf("%w: its automaton states hold more than %d NFA nodes", ErrTooLarge, d.bounds.held)
 	}
 	id := int32(len(d.sets))
 	d.ids[string(key)] = id
@@ -99,6 +142,7 @@ func (d *dfa) step(s int32, c byte) (int32, error) {
 		return t, nil
 	}
 	var next []int32
+	d.work += len(d.sets[s])
 	for _, i := range d.sets[s] {
 		nd := &d.n.nodes[i]
 		if nd.kind == nByte && nd.lo <= c && c <= nd.hi {
@@ -109,7 +153,12 @@ func (d *dfa) step(s int32, c byte) (int32, error) {
 	if err != nil {
 		return 0, err
 	}
-	d.trans[s][c] = t
+	if d.work > d.bounds.work {
+		return 0, fmt.Errorf("%w: building its automaton took more than %d steps", ErrTooLarge, d.bounds.work)
+	}
+	for _, b := range d.classes[d.classOf[c]] {
+		d.trans[s][b] = t
+	}
 	return t, nil
 }
 

@@ -51,6 +51,8 @@ const (
 	maxPattern = 16 << 10 // bytes of a user regex
 	maxNodes   = 1 << 18  // NFA nodes
 	maxStates  = 1 << 13  // DFA states built for one constraint
+	maxWork    = 1 << 28  // NFA nodes visited building them: about a second
+	maxHeld    = 1 << 23  // NFA nodes their sets hold: 64 MiB with the keys
 	// objectDepth is how deeply json_object output may nest.
 	objectDepth = 5
 )
@@ -126,5 +128,5 @@ func compilePattern(p string) (*dfa, int32, error) {
 	if !n.live[n.start] {
 		return nil, 0, ErrUnsatisfiable
 	}
-	return newDFA(n, maxStates)
+	return newDFA(n, dfaBounds{states: maxStates, work: maxWork, held: maxHeld})
 }

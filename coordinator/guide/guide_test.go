@@ -8,6 +8,7 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"regexp"
+	"regexp/syntax"
 	"runtime"
 	"strings"
 	"testing"
@@ -21,7 +22,7 @@ func compileSpec(t testing.TB, s Spec) (*dfa, int32) {
 	t.Helper()
 	d, start, err := s.automaton()
 	if err != nil {
-		t.Fatalf("compile %+v: %v", s, err)
+		t.Fatalf("compile %s%s: %v", s.Pattern, s.Schema, err)
 	}
 	return d, start
 }
@@ -206,6 +207,7 @@ var schemas = []string{
 	`{"type":["string","null"],"minLength":2,"maxLength":3}`,
 	`{"type":"object"}`,
 	`{"properties":{"a":{"type":"null"}},"required":["a","b"],"additionalProperties":{"type":"integer"}}`,
+	`{"type":"object","additionalProperties":{"type":"integer"}}`,
 	`true`,
 	`{"type":"object","properties":{"tags":{"type":"array","items":{"type":"string","pattern":"[0-9]"}}},"required":["tags"]}`,
 	`{"enum":[12345678901234567890,1e2,-0.1],"const":12345678901234567890}`,
@@ -333,6 +335,7 @@ func TestRefusals(t *testing.T) {
 		{"oneOf untagged", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"oneOf":[{"type":"object","properties":{"a":{}},"required":["a"]},{"type":"object","properties":{"b":{}}}]}`)}, ErrUnsupported},
 		{"oneOf integer and number", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"oneOf":[{"type":"integer"},{"type":"number"}]}`)}, ErrUnsupported},
 		{"minimum", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"integer","minimum":3}`)}, ErrUnsupported},
+		{"enum not a list", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"string","enum":"a"}`)}, ErrInvalid},
 		{"not JSON", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":`)}, ErrInvalid},
 		{"bad type", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"type":"int"}`)}, ErrInvalid},
 		{"dangling ref", Spec{Kind: JSONSchema, Schema: json.RawMessage(`{"$ref":"#/$defs/nope"}`)}, ErrInvalid},
@@ -438,6 +441,59 @@ func TestLazyDFABounded(t *testing.T) {
 	}
 	if n := len(m.d.sets); n > maxStates {
 		t.Fatalf("%d states built; the limit is %d", n, maxStates)
+	}
+}
+
+// A small pattern over large classes makes DFA states of a hundred
+// thousand NFA nodes each; building them stops at the work and memory
+// bounds, here made small, with ErrTooLarge.
+func TestDFAWorkBounded(t *testing.T) {
+	re, err := syntax.Parse(`(\pL*\pN*\pP*){20}`, syntax.Perl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := compileRegexp(re.Simplify(), maxNodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		small int
+		b     dfaBounds
+		used  func(d *dfa) int
+	}{
+		{"work", 1 << 22, dfaBounds{states: maxStates, work: 1 << 22, held: maxHeld}, func(d *dfa) int { return d.work }},
+		{"held", 1 << 16, dfaBounds{states: maxStates, work: maxWork, held: 1 << 16}, func(d *dfa) int { return d.held }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d, s, err := newDFA(n, c.b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Build every state: all the bytes from every state reached.
+			queue, seen := []int32{s}, map[int32]bool{s: true}
+			for len(queue) > 0 {
+				at := queue[0]
+				queue = queue[1:]
+				for b := range 256 {
+					next, err := d.step(at, byte(b))
+					if err != nil {
+						if !errors.Is(err, ErrTooLarge) {
+							t.Fatalf("got %v, want ErrTooLarge", err)
+						}
+						if c.used(d) > 2*c.small {
+							t.Fatalf("%d used for a bound of %d", c.used(d), c.small)
+						}
+						return
+					}
+					if next != dead && !seen[next] {
+						seen[next] = true
+						queue = append(queue, next)
+					}
+				}
+			}
+			t.Fatalf("the whole DFA, %d states, within a bound of %d", len(d.sets), c.small)
+		})
 	}
 }
 

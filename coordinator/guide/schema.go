@@ -51,8 +51,11 @@ func anyValue(depth int) string {
 	return `(?:` + jsonScalar + `|` + anyObject(depth) + `|` + anyArray(depth) + `)`
 }
 
-func anyObject(depth int) string {
-	member := jsonString + ws + `:` + ws + anyValue(depth-1)
+func anyObject(depth int) string { return objectOf(anyValue(depth - 1)) }
+
+// objectOf is a JSON object of any members whose values match value.
+func objectOf(value string) string {
+	member := jsonString + ws + `:` + ws + value
 	return `\{` + ws + `(?:` + member + `(?:` + ws + `,` + ws + member + `)*` + `)?` + ws + `\}`
 }
 
@@ -139,7 +142,9 @@ func (c *schemaCompiler) object(s *omap, path string, refs int) (string, error) 
 		}
 		return c.ref(ref, path, refs)
 	}
-	if values, ok, err := c.values(s, path, refs); ok || err != nil {
+	if values, ok, err := c.values(s, path, refs); err != nil {
+		return "", err
+	} else if ok {
 		return c.literal(values, path)
 	}
 	for _, kw := range []string{"anyOf", "oneOf", "allOf"} {
@@ -456,13 +461,7 @@ func (c *schemaCompiler) instanceTypes(s any, depth int) map[string]bool {
 		return map[string]bool{} // false
 	}
 	out := map[string]bool{}
-	var values []any
-	if v, ok := m.get("const"); ok {
-		values = []any{v}
-	} else if v, ok := m.get("enum"); ok {
-		values, _ = v.([]any)
-	}
-	if values != nil {
+	if values, ok := listed(m); ok {
 		for _, v := range values {
 			out[valueType(v)] = true
 		}
@@ -513,6 +512,17 @@ func valueType(v any) string {
 	return "null"
 }
 
+// listed are the values a schema's const or enum allows, before its other
+// keywords have their say.
+func listed(m *omap) ([]any, bool) {
+	if v, ok := m.get("const"); ok {
+		return []any{v}, true
+	}
+	v, ok := m.get("enum")
+	list, _ := v.([]any)
+	return list, ok
+}
+
 // requiredOf lists a schema's required properties.
 func requiredOf(m *omap) []string {
 	list, _ := m.vals["required"].([]any)
@@ -536,12 +546,7 @@ func (c *schemaCompiler) tags(m *omap, k string) []string {
 	if !ok {
 		return nil
 	}
-	var values []any
-	if v, ok := p.get("const"); ok {
-		values = []any{v}
-	} else if v, ok := p.get("enum"); ok {
-		values, _ = v.([]any)
-	}
+	values, _ := listed(p)
 	var out []string
 	for _, v := range values {
 		str, ok := v.(string)
@@ -811,10 +816,19 @@ func (c *schemaCompiler) properties(s *omap, path string, refs int) (string, err
 		}
 	}
 	if len(props.keys) == 0 {
-		if extra, _ := s.get("additionalProperties"); extra == false {
+		// Members, if any, are additional properties.
+		extra, ok := s.get("additionalProperties")
+		switch {
+		case extra == false:
 			return `\{` + ws + `\}`, nil
+		case !ok || extra == true:
+			return c.grow(anyObject(anyDepth))
 		}
-		return c.grow(anyObject(anyDepth))
+		v, err := c.value(extra, path+"/additionalProperties", refs)
+		if err != nil {
+			return "", err
+		}
+		return c.grow(objectOf(v))
 	}
 	names := props.keys
 	items := make([]string, len(names))

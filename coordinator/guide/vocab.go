@@ -21,7 +21,11 @@ type Vocab struct {
 	size   int
 	pieces [][]byte // by id; nil for tokens never allowed (special, empty)
 	order  []int32  // ids with pieces, sorted by piece
-	lcp    []int32  // lcp[k]: common prefix length of order[k-1] and order[k]
+	// sorted[k] is order[k]'s piece, laid out in that order in one
+	// buffer: the mask walk reads the vocabulary front to back, which
+	// at 150k tokens the pieces' own allocations made a cache miss each.
+	sorted [][]byte
+	lcp    []int32 // lcp[k]: common prefix length of order[k-1] and order[k]
 	maxLen int
 	eos    []int32
 }
@@ -49,6 +53,16 @@ func NewVocab(size int, piece func(id int32) ([]byte, bool), eos []int32) *Vocab
 		}
 		return int(a - b)
 	})
+	total := 0
+	for _, id := range v.order {
+		total += len(v.pieces[id])
+	}
+	buf := make([]byte, 0, total)
+	v.sorted = make([][]byte, len(v.order))
+	for k, id := range v.order {
+		buf = append(buf, v.pieces[id]...)
+		v.sorted[k] = buf[len(buf)-len(v.pieces[id]):]
+	}
 	v.lcp = make([]int32, len(v.order))
 	for k := 1; k < len(v.order); k++ {
 		a, b := v.pieces[v.order[k-1]], v.pieces[v.order[k]]
@@ -151,7 +165,7 @@ func (m *Matcher) Allowed(s State) (*Mask, error) {
 		if l > valid {
 			continue // shares a prefix that already died
 		}
-		p := m.v.pieces[id]
+		p := m.v.sorted[k]
 		ok := true
 		for i := l; i < len(p); i++ {
 			t, err := m.d.step(st[i], p[i])

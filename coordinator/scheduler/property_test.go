@@ -91,6 +91,9 @@ func serve(t *testing.T, dir string, tp int, eos int32) *Scheduler {
 	var ranks []*server.Runner
 	for ri := range tp {
 		ranks = append(ranks, server.NewRunner(pl.Rank(0, ri)))
+		if v := ranks[ri].Geometry().Vocab; v[1]-v[0] != s.Vocab/tp {
+			t.Fatalf("rank %d of %d holds vocabulary [%d, %d) of %d: not a vocabulary split", ri, tp, v[0], v[1], s.Vocab)
+		}
 	}
 	sc := New(Config{Blocks: propBlocks, BlockSize: propBlockSize, Vocab: s.Vocab, EOS: eos, MaxQueue: 1024, MaxBatch: 128, TokenBudget: 2048},
 		runners{ranks})
