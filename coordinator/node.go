@@ -130,7 +130,7 @@ func Start(ctx context.Context, cli *clientv3.Client, nc *nats.Conn, o Options) 
 	sched := scheduler.New(scheduler.Config{Blocks: (o.CacheTokens + o.BlockSize - 1) / o.BlockSize, BlockSize: o.BlockSize,
 		Vocab: s.Vocab, MaxContext: s.MaxPositions, MaxQueue: o.MaxQueue, MaxBatch: o.MaxBatch, EOS: int32(s.EOS), Logger: o.Logger,
 		// A prefix LM's early keys depend on its whole prefix: no sharing.
-		PrefixCaching: s.Positions != spec.RoPE2D}, metrics.TimeSteps(mgr))
+		PrefixCaching: s.Positions != spec.RoPE2D, Window: s.SlidingWindow}, metrics.TimeSteps(mgr))
 	chat, err := api.LoadChatTemplate(filepath.Join(o.ModelDir, "tokenizer_config.json"))
 	if err != nil {
 		tr.Close()

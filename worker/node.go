@@ -49,6 +49,8 @@ type Options struct {
 	// ModelRoot resolves the coordinator's model paths.
 	ModelRoot string
 	LeaseTTL  time.Duration
+	// StepTimeout bounds one step on this worker (server.Config.StepTimeout).
+	StepTimeout time.Duration
 	// TLS, when set, makes the gRPC server demand client certificates
 	// (mutual TLS with the coordinator).
 	TLS *tls.Config
@@ -123,7 +125,8 @@ func Start(ctx context.Context, cli *clientv3.Client, nc *nats.Conn, o Options) 
 	if n.id == "" {
 		n.id = DefaultID(o.Device, ln.Addr().String())
 	}
-	w := server.New(server.Config{Cluster: o.Cluster, ID: n.id, ModelRoot: o.ModelRoot, Backend: o.Backend, Quantize: o.Quantize, Logger: o.Logger}, tr)
+	w := server.New(server.Config{Cluster: o.Cluster, ID: n.id, ModelRoot: o.ModelRoot, Backend: o.Backend, Quantize: o.Quantize,
+		StepTimeout: o.StepTimeout, Logger: o.Logger}, tr)
 	undo = append(undo, w.Close)
 	info := &tesserav1.WorkerInfo{Id: n.id, Address: n.addr, Backend: o.Backend.Name(), Device: o.Device, MemoryBytes: o.Memory, Version: o.Version}
 	member, err := registry.Join(ctx, cli, o.Cluster, info, o.LeaseTTL, o.Logger)

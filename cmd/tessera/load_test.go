@@ -38,6 +38,9 @@ func TestOverload(t *testing.T) {
 	in := startInfra(t)
 	const cluster = "e2e-overload"
 	api, _ := startCluster(t, in, cluster, filepath.Join(repoRoot, "models/docbloom-3m"), 2, "--max-queue", "4", "--max-batch", "4")
+	// The idle count is taken under the plan over both workers: a re-plan
+	// when the second joins mid-test brings its own connections.
+	waitServing(t, in, cluster, api, "w0", "w1")
 	idle := metric(t, api, "go_goroutines")
 	const capacity, load = 8, 80 // queue + batch, and ten times that
 	var mu sync.Mutex

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/tessera-llm/tessera/local"
+	"github.com/tessera-llm/tessera/worker/server"
 )
 
 func init() {
@@ -23,6 +24,8 @@ func localOptions(sf servingFlags, wf workerFlags, workers int, data string, std
 	if err != nil {
 		return local.Options{}, err
 	}
+	// One --step-timeout: the in-process workers wait as long as the coordinator.
+	wo.StepTimeout = max(co.StepTimeout, server.DefaultStepTimeout)
 	if _, err := openDevice(wf.device); err != nil {
 		return local.Options{}, err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/tessera-llm/tessera/kernels"
 	"github.com/tessera-llm/tessera/worker"
 	"github.com/tessera-llm/tessera/worker/devexec"
+	"github.com/tessera-llm/tessera/worker/server"
 )
 
 func init() {
@@ -23,7 +24,7 @@ func init() {
 type workerFlags struct {
 	listen, advertise, memory, device, id, modelRoot, httpListen string
 	quantize                                                     string
-	leaseTTL                                                     time.Duration
+	leaseTTL, stepTimeout                                        time.Duration
 }
 
 func (w *workerFlags) register(fs *flag.FlagSet) {
@@ -45,7 +46,8 @@ func (w *workerFlags) options(log *slog.Logger) (worker.Options, error) {
 		return worker.Options{}, err
 	}
 	return worker.Options{ID: w.id, Listen: w.listen, Advertise: w.advertise, HTTPListen: w.httpListen, Device: w.device,
-		Memory: mem, Quantize: quant, ModelRoot: w.modelRoot, LeaseTTL: w.leaseTTL, Version: version, Logger: log}, nil
+		Memory: mem, Quantize: quant, ModelRoot: w.modelRoot, LeaseTTL: w.leaseTTL, StepTimeout: w.stepTimeout,
+		Version: version, Logger: log}, nil
 }
 
 func runWorker(args []string, _, stderr io.Writer) error {
@@ -59,6 +61,7 @@ func runWorker(args []string, _, stderr io.Writer) error {
 	fs.StringVar(&wf.id, "id", "", "worker id (default: host name, device and bound port, unique per process)")
 	fs.StringVar(&wf.modelRoot, "model-root", "", "resolve the coordinator's model paths under this directory")
 	fs.StringVar(&wf.httpListen, "http-listen", "", "HTTP address of /health, /ready and /metrics, e.g. 127.0.0.1:0 (empty: off)")
+	fs.DurationVar(&wf.stepTimeout, "step-timeout", server.DefaultStepTimeout, "longest one step may take on this worker, waiting for activations included (a CPU stage of a large model needs more)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -52,7 +52,8 @@ var (
 type Config struct {
 	Blocks, BlockSize int
 	Vocab             int
-	// MaxContext bounds prompt + generated tokens (0: the cache capacity).
+	// MaxContext bounds prompt + generated tokens (0: the cache capacity;
+	// never more unless a Window keeps each sequence's blocks few).
 	MaxContext int
 	// MaxQueue bounds waiting requests (MaxBatch more may run); more are
 	// refused with ErrQueueFull.
@@ -68,7 +69,10 @@ type Config struct {
 	// PrefixCaching shares the KV blocks of common prompt prefixes. Only
 	// for causal models: a prefix LM's keys depend on the whole prefix.
 	PrefixCaching bool
-	Logger        *slog.Logger
+	// Window is the model's sliding attention window (0: none): a
+	// sequence's blocks behind it go back to the pool as it grows.
+	Window int
+	Logger *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -77,7 +81,10 @@ func (c *Config) defaults() {
 	c.MaxBatch = cmpOr(c.MaxBatch, 64)
 	c.TopK = cmpOr(c.TopK, 64)
 	c.MaxReplays = cmpOr(c.MaxReplays, 5)
-	if c.MaxContext <= 0 || c.MaxContext > c.Blocks*c.BlockSize {
+	// A sliding window bounds the blocks a sequence holds (its window and
+	// one step's tokens), not its length, when the pool holds that much.
+	slides := c.Window > 0 && c.Window+c.TokenBudget+2*c.BlockSize <= c.Blocks*c.BlockSize
+	if c.MaxContext <= 0 || !slides && c.MaxContext > c.Blocks*c.BlockSize {
 		c.MaxContext = c.Blocks * c.BlockSize
 	}
 	if c.Logger == nil {

@@ -40,6 +40,9 @@ type fakeCluster struct {
 	block  chan struct{} // when set, Step waits on it
 	tokens int           // largest step seen, in tokens
 	topK   int32
+	// window, when set, makes the model attend to its last window tokens
+	// only, and the fake reads no cached token behind them.
+	window int
 }
 
 func newFake(t *testing.T) *fakeCluster {
@@ -71,7 +74,11 @@ func (f *fakeCluster) Step(ctx context.Context, st *tesserav1.Step) ([][]topk.Pa
 	for _, sp := range st.Spans {
 		cached, n := int(sp.Cached), int(sp.Tokens)
 		var h []int32
-		for p := range cached {
+		from := 0
+		if f.window > 0 {
+			from = max(cached+n-f.window, 0)
+		}
+		for p := from; p < cached; p++ {
 			blk := f.kv[sp.BlockTable[p/f.bs]]
 			if p%f.bs >= len(blk) {
 				f.t.Errorf("step %d seq %d: cached token %d is not in block %d", st.StepId, sp.SeqId, p, sp.BlockTable[p/f.bs])
@@ -97,6 +104,9 @@ func (f *fakeCluster) Step(ctx context.Context, st *tesserav1.Step) ([][]topk.Pa
 			h = append(h, tok)
 		}
 		off += n
+		if f.window > 0 {
+			h = h[max(len(h)-f.window, 0):]
+		}
 		logits := make([]float32, vocab)
 		for i := range logits {
 			logits[i] = float32(math.Sin(float64(i)))
@@ -111,10 +121,19 @@ func (f *fakeCluster) Step(ctx context.Context, st *tesserav1.Step) ([][]topk.Pa
 }
 
 func expected(prompt []int32, n int) []int32 {
+	return expectedWindow(prompt, n, 0)
+}
+
+// expectedWindow is expected for a model that sees its last window tokens
+// (0: all).
+func expectedWindow(prompt []int32, n, window int) []int32 {
 	h := append([]int32(nil), prompt...)
 	var out []int32
 	for range n {
 		t := next(h)
+		if window > 0 {
+			t = next(h[max(len(h)-window, 0):])
+		}
 		out = append(out, t)
 		h = append(h, t)
 	}
@@ -179,6 +198,40 @@ func TestBatchedRequestsMatchAlone(t *testing.T) {
 	waitIdle(t, s)
 	if free := s.alloc.FreeBlocks(); free != 64 {
 		t.Errorf("%d of 64 blocks free after all requests", free)
+	}
+}
+
+// TestSlidingWindowBlocks: with a sliding window, sequences much longer
+// than the pool run side by side, because each gives back the blocks its
+// window has passed; the tokens show that no block still in a window was
+// handed to another sequence.
+func TestSlidingWindowBlocks(t *testing.T) {
+	f := newFake(t)
+	f.window = 6
+	// 8 blocks of 4: 32 tokens for three sequences of 45.
+	s := start(t, Config{Blocks: 8, BlockSize: 4, MaxContext: 64, TokenBudget: 8, Window: f.window}, f)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() {
+			prompt := make([]int32, 15)
+			for j := range prompt {
+				prompt[j] = int32((i*11 + j*3) % vocab)
+			}
+			h, err := s.Submit(context.Background(), Request{Prompt: prompt, MaxTokens: 30})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			res := h.Wait()
+			if want := expectedWindow(prompt, 30, f.window); res.Err != nil || fmt.Sprint(ids(res.Tokens)) != fmt.Sprint(want) {
+				t.Errorf("request %d: %v %v, want %v", i, ids(res.Tokens), res.Err, want)
+			}
+		})
+	}
+	wg.Wait()
+	waitIdle(t, s)
+	if free := s.alloc.FreeBlocks(); free != 8 {
+		t.Errorf("%d of 8 blocks free after all requests", free)
 	}
 }
 

@@ -113,6 +113,7 @@ func (s *Scheduler) step(ctx context.Context) error {
 		if s.cfg.PrefixCaching {
 			s.alloc.Commit(&q.blocks, q.tokens)
 		}
+		s.alloc.Slide(&q.blocks, s.cfg.Window)
 		if q.fed == len(q.tokens) {
 			s.sample(q, parts[i], int(st.TopK))
 		}

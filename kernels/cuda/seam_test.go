@@ -193,13 +193,18 @@ func TestLaunchGeometry(t *testing.T) {
 		}, launchCall{kernel: "ts_rope", gx: 3, gy: 1, bx: 128}, map[int]uint64{4: 2, 5: 64, 6: 16, 7: 16}},
 		{"Attend decode: a block per query and head", func() {
 			b.Attend(b.Alloc(1, 4*64), b.Alloc(1, 4*64), kc, vc, attention(4, 2, 64, 9))
-		}, launchCall{kernel: "ts_attend_decode", gx: 1, gy: 4, bx: 256}, map[int]uint64{14: 9, 15: 1}},
+		}, launchCall{kernel: "ts_attend_decode", gx: 1, gy: 4, bx: 256}, map[int]uint64{13: 0, 15: 9, 16: 1}},
+		{"Attend decode under a sliding window: the window reaches the kernel", func() {
+			a := attention(4, 2, 64, 9)
+			a.Window = 5
+			b.Attend(b.Alloc(1, 4*64), b.Alloc(1, 4*64), kc, vc, a)
+		}, launchCall{kernel: "ts_attend_decode", gx: 1, gy: 4, bx: 256}, map[int]uint64{13: 5, 15: 9}},
 		{"Attend prefill from 8 queries: 16 a block, 32-key tiles", func() {
 			b.Attend(b.Alloc(20, 4*64), b.Alloc(20, 4*64), kc, vc, attention(4, 2, 64, 20))
-		}, launchCall{kernel: "ts_attend_prefill", gx: 2, gy: 4, bx: 128, shmem: 2 * 32 * 64 * 4}, map[int]uint64{15: 20, 16: 32}},
+		}, launchCall{kernel: "ts_attend_prefill", gx: 2, gy: 4, bx: 128, shmem: 2 * 32 * 64 * 4}, map[int]uint64{16: 20, 17: 32}},
 		{"Attend prefill, head dim 256: 16-key tiles", func() {
 			b.Attend(b.Alloc(8, 2*256), b.Alloc(8, 2*256), kc256, vc256, attention(2, 1, 256, 8))
-		}, launchCall{kernel: "ts_attend_prefill", gx: 1, gy: 2, bx: 128, shmem: 2 * 16 * 256 * 4}, map[int]uint64{16: 16}},
+		}, launchCall{kernel: "ts_attend_prefill", gx: 1, gy: 2, bx: 128, shmem: 2 * 16 * 256 * 4}, map[int]uint64{17: 16}},
 		{"TopK: a block of 1024 per row", func() { b.TopK(b.Alloc(3, 50), 100, 5) },
 			launchCall{kernel: "ts_topk_lse", gx: 3, gy: 1, bx: topkThreads}, map[int]uint64{1: 50, 3: 5, 4: 100}},
 	}

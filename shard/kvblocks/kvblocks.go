@@ -3,6 +3,10 @@
 // have as many blocks and store a sequence's tokens at the numbers of its
 // table, so tables travel in steps and memory never moves.
 //
+// With a sliding attention window (Mistral) a sequence gives back the
+// blocks its window has passed (Slide), so it holds about a window of
+// tokens however long it grows.
+//
 // Full blocks can be shared through the prefix cache: a full block is
 // keyed by a hash of every token up to its end, so two sequences with the
 // same prefix map it to the same block. A shared block is full, so no
@@ -30,6 +34,10 @@ type Seq struct {
 	PrefixLen int
 	// Hashes are the prefix-cache keys of the sequence's full blocks.
 	Hashes []uint64
+	// Dropped counts the leading blocks of Table that Slide gave back: no
+	// later query of the sequence reaches them. Their numbers stay in Table,
+	// which the workers index by token position, but they are not read.
+	Dropped int
 }
 
 // Allocator hands out block numbers of a pool of fixed-size blocks.
@@ -113,20 +121,39 @@ func (a *Allocator) take() int32 {
 // Release drops seq's hold on its blocks and empties it. Blocks in the
 // prefix cache stay there until evicted.
 func (a *Allocator) Release(seq *Seq) {
-	for i := len(seq.Table) - 1; i >= 0; i-- {
-		b := seq.Table[i]
-		if a.ref[b]--; a.ref[b] > 0 {
-			continue
-		}
-		if a.key[b] != 0 {
-			a.evictable = append(a.evictable, b)
-			a.idle++
-		} else {
-			a.free = append(a.free, b)
-		}
+	for i := len(seq.Table) - 1; i >= seq.Dropped; i-- {
+		a.unref(seq.Table[i])
 	}
 	seq.Table, seq.Hashes = seq.Table[:0], seq.Hashes[:0]
-	seq.Len, seq.PrefixLen = 0, 0
+	seq.Len, seq.PrefixLen, seq.Dropped = 0, 0, 0
+}
+
+// Slide gives back the leading blocks of seq that a sliding attention
+// window of window tokens (Mistral's) has left behind: the next query, at
+// position seq.Len, sees keys from seq.Len+1-window on, and later ones
+// less. So a sequence holds about window tokens of blocks however long it
+// grows. Blocks in the prefix cache stay there until evicted.
+func (a *Allocator) Slide(seq *Seq, window int) {
+	if window <= 0 {
+		return
+	}
+	for dead := min(max(seq.Len+1-window, 0)/a.BlockSize, len(seq.Table)); seq.Dropped < dead; seq.Dropped++ {
+		a.unref(seq.Table[seq.Dropped])
+	}
+}
+
+// unref drops one hold on block b; with none left it becomes free, or
+// evictable when the prefix cache keeps it.
+func (a *Allocator) unref(b int32) {
+	if a.ref[b]--; a.ref[b] > 0 {
+		return
+	}
+	if a.key[b] != 0 {
+		a.evictable = append(a.evictable, b)
+		a.idle++
+	} else {
+		a.free = append(a.free, b)
+	}
 }
 
 // chain is the prefix-cache key of a full block: the key of the block

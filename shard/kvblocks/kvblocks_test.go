@@ -134,3 +134,40 @@ func TestForgetKeepsHeldBlocks(t *testing.T) {
 		t.Fatalf("free %d after release, want 4", a.FreeBlocks())
 	}
 }
+
+// TestSlide: a sliding window gives back the blocks no later query reaches,
+// keeps their numbers in the table, and a Release after it frees each block
+// once.
+func TestSlide(t *testing.T) {
+	c := New(4, 4)
+	var seq Seq
+	for _, tc := range []struct {
+		grow, window, wantDropped, wantFree int
+	}{
+		{6, 8, 0, 2}, // len 6: the next query (position 6) sees keys from 0
+		{3, 8, 0, 1}, // len 9: keys from 2, block 0 (tokens 0-3) still needed
+		{4, 8, 1, 1}, // len 13: keys from 6: block 0 goes, block 3 is taken
+		{3, 8, 2, 2}, // len 16: keys from 9: block 1 goes too
+		{0, 0, 2, 2}, // no window: nothing more
+		{4, 4, 4, 3}, // len 20, window 4: keys from 17: only block 4 is held
+		{8, 4, 6, 3}, // len 28: keys from 25: two blocks taken from the freed ones, two given back
+	} {
+		if err := c.Reserve(&seq, tc.grow); err != nil {
+			t.Fatalf("len %d + %d: %v", seq.Len, tc.grow, err)
+		}
+		seq.Len += tc.grow
+		c.Slide(&seq, tc.window)
+		if seq.Dropped != tc.wantDropped || c.FreeBlocks() != tc.wantFree || len(seq.Table) != (seq.Len+3)/4 {
+			t.Fatalf("len %d, window %d: dropped %d, free %d, table %v; want dropped %d, free %d, %d blocks",
+				seq.Len, tc.window, seq.Dropped, c.FreeBlocks(), seq.Table, tc.wantDropped, tc.wantFree, (seq.Len+3)/4)
+		}
+	}
+	c.Release(&seq)
+	if c.FreeBlocks() != 4 || seq.Dropped != 0 || len(seq.Table) != 0 {
+		t.Fatalf("after release: free %d, seq %+v", c.FreeBlocks(), seq)
+	}
+	var other Seq
+	if err := c.Reserve(&other, 16); err != nil || len(other.Table) != 4 {
+		t.Fatalf("the whole pool after a slide and a release: %v, table %v", err, other.Table)
+	}
+}

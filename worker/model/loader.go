@@ -233,9 +233,17 @@ func globalRows(ranges [][2]int, r [2]int) [][2]int {
 }
 
 // appendCols appends columns cols of every row of raw (rows of a 2-D
-// tensor, or elements of a 1-D one) to dst.
+// tensor, or elements of a 1-D one) to dst; to a nil dst with every column
+// kept, it is raw itself.
 func appendCols(dst, raw []byte, info weights.TensorInfo, cols [2]int) []byte {
 	if len(info.Shape) != 2 || (cols[0] == 0 && cols[1] == info.Shape[1]) {
+		if dst == nil {
+			// The checkpoint's own bytes (mapped read-only): Upload copies them
+			// once, where staging them would leave garbage the size of the
+			// shard behind a load. The capacity cap makes a later append (a
+			// padding row) copy instead of writing into the mapping.
+			return raw[:len(raw):len(raw)]
+		}
 		return append(dst, raw...)
 	}
 	size := info.DType.Size()

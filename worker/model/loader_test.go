@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tessera-llm/tessera/worker/model"
+	"github.com/tessera-llm/tessera/worker/model/modelbench"
 	"github.com/tessera-llm/tessera/worker/weights"
 )
 
@@ -163,5 +164,33 @@ func TestConfigAgainstCheckpoint(t *testing.T) {
 				t.Errorf("took %v to fail", took)
 			}
 		})
+	}
+}
+
+// TestLoadCopiesWeightsOnce: loading allocates about the weights' bytes
+// once (Upload's copy from the mapped checkpoint), not a staging copy as
+// well: garbage the size of the shard would raise the RSS after a load.
+func TestLoadCopiesWeightsOnce(t *testing.T) {
+	dir := t.TempDir()
+	s := modelbench.LlamaShape{Hidden: 256, Layers: 4, Heads: 8, KVHeads: 2, Inter: 512, Vocab: 4096}
+	if err := modelbench.WriteRandomLlama(dir, s, weights.BF16, 1); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, weights.SingleFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	m, err := model.Load(dir, model.WithCache(16, 16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(m)
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("%d bytes allocated loading %d bytes of weights", alloc, st.Size())
+	if float64(alloc) > 1.3*float64(st.Size()) {
+		t.Errorf("loading %d bytes of weights allocated %d bytes: more than one copy", st.Size(), alloc)
 	}
 }

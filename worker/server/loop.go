@@ -12,9 +12,8 @@ import (
 	"github.com/tessera-llm/tessera/shard/transport"
 )
 
-// StepTimeout bounds one step on a worker: waiting for the previous
-// stage's activations, the all-reduces and the compute together.
-var StepTimeout = 10 * time.Second
+// DefaultStepTimeout is Config.StepTimeout when unset.
+const DefaultStepTimeout = 10 * time.Second
 
 // groupComm adapts a stage's transport.Group to model.Comm: reductions of
 // one step are numbered in the order the layers make them.
@@ -24,8 +23,8 @@ type groupComm struct {
 	seq  int
 }
 
-func newGroupComm(ctx context.Context, tr transport.Transport, subj transport.Subjects, stage, rank, ranks int) (*groupComm, error) {
-	g, err := transport.NewGroup(ctx, tr, subj, stage, rank, ranks, transport.Timeout(StepTimeout))
+func newGroupComm(ctx context.Context, tr transport.Transport, subj transport.Subjects, stage, rank, ranks int, timeout time.Duration) (*groupComm, error) {
+	g, err := transport.NewGroup(ctx, tr, subj, stage, rank, ranks, transport.Timeout(timeout))
 	if err != nil {
 		return nil, err
 	}
@@ -44,13 +43,13 @@ func (c *groupComm) dropped() int64 { return c.g.Dropped() }
 
 // start subscribes to the shard's inputs and runs its step loop.
 func (s *Server) start(ctx context.Context, sh *shard, subj transport.Subjects, p *plan.Plan) error {
-	steps, err := transport.NewReceiver(ctx, s.tr, subj.Step(), transport.Timeout(StepTimeout))
+	steps, err := transport.NewReceiver(ctx, s.tr, subj.Step(), transport.Timeout(s.cfg.StepTimeout))
 	if err != nil {
 		return err
 	}
 	var acts *transport.Receiver
 	if stage := int(sh.req.Stage); stage > 0 {
-		if acts, err = transport.NewReceiver(ctx, s.tr, subj.Act(stage-1, 0), transport.Timeout(StepTimeout)); err != nil {
+		if acts, err = transport.NewReceiver(ctx, s.tr, subj.Act(stage-1, 0), transport.Timeout(s.cfg.StepTimeout)); err != nil {
 			steps.Close()
 			return err
 		}
@@ -84,7 +83,7 @@ func (s *Server) loop(ctx context.Context, sh *shard, subj transport.Subjects, p
 			s.badSteps.Add(1)
 			continue
 		}
-		stepCtx, cancel := context.WithTimeout(ctx, StepTimeout)
+		stepCtx, cancel := context.WithTimeout(ctx, s.cfg.StepTimeout)
 		err = s.runStep(stepCtx, sh, subj, p, &st, acts)
 		cancel()
 		if err != nil && ctx.Err() == nil {

@@ -43,7 +43,11 @@ type Config struct {
 	// Quantize converts every shard's matrices at load (0: keep the
 	// checkpoint's dtype).
 	Quantize kernels.DType
-	Logger   *slog.Logger
+	// StepTimeout bounds one step on this worker: waiting for the previous
+	// stage's activations, the all-reduces and the compute together
+	// (DefaultStepTimeout when 0). A CPU stage of a large model needs more.
+	StepTimeout time.Duration
+	Logger      *slog.Logger
 }
 
 // Server is one worker's state. Its gRPC methods may run concurrently; a
@@ -68,6 +72,9 @@ type Server struct {
 func New(cfg Config, tr transport.Transport) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.StepTimeout <= 0 {
+		cfg.StepTimeout = DefaultStepTimeout
 	}
 	s := &Server{cfg: cfg, tr: tr, log: cfg.Logger.With("worker", cfg.ID), metrics: prometheus.NewRegistry()}
 	s.stepTime = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tessera_worker_step_seconds",
@@ -169,7 +176,7 @@ func (s *Server) LoadShard(req *tesserav1.LoadShardRequest, stream tesserav1.Wor
 	}
 	// The loop's context outlives this RPC; cancel frees it on failure.
 	loopCtx, cancel := context.WithCancel(context.Background())
-	comm, err := newGroupComm(loopCtx, s.tr, subj, stage, rank, len(p.Stages[stage].Ranks))
+	comm, err := newGroupComm(loopCtx, s.tr, subj, stage, rank, len(p.Stages[stage].Ranks), s.cfg.StepTimeout)
 	if err != nil {
 		cancel()
 		return status.Errorf(codes.Unavailable, "joining stage %d's all-reduce: %v", stage, err)
