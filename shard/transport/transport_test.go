@@ -484,17 +484,26 @@ func TestAllReduce(t *testing.T) {
 }
 
 func allReduce(t *testing.T, newT func() Transport, ranks, n int) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	groups := make([]*Group, ranks)
+	groups := make([]Reducer, ranks)
 	for r := range groups {
-		g, err := NewGroup(ctx, newT(), subj, 1, r, ranks)
+		g, err := NewGroup(context.Background(), newT(), subj, 1, r, ranks)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer g.Close()
 		groups[r] = g
 	}
+	checkAllReduce(t, groups, n)
+}
+
+// checkAllReduce runs four reductions of n random floats (two per step,
+// as in a decoder layer) on every rank at once and checks that all ranks
+// get the same bits, close to the float64 sum, and dropped nothing.
+func checkAllReduce(t *testing.T, groups []Reducer, n int) {
+	t.Helper()
+	ranks := len(groups)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	const rounds = 4
 	inputs := make([][][]float32, rounds) // [round][rank]
 	results := make([][][]float32, rounds)
@@ -517,7 +526,6 @@ func allReduce(t *testing.T, newT func() Transport, ranks, n int) {
 			defer wg.Done()
 			for k := 0; k < rounds; k++ {
 				buf := append([]float32(nil), inputs[k][r]...)
-				// Two reductions per step, as in a decoder layer.
 				if err := groups[r].AllReduce(ctx, uint64(k/2), k%2, buf); err != nil {
 					errs <- fmt.Errorf("rank %d round %d: %w", r, k, err)
 					return
