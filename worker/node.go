@@ -54,10 +54,23 @@ type Options struct {
 	// TLS, when set, makes the gRPC server demand client certificates
 	// (mutual TLS with the coordinator).
 	TLS *tls.Config
+	// TPReduce is how the ranks of a stage all-reduce: ReduceDirect (the
+	// default) over a mesh of direct connections between the workers,
+	// secured with TLS like gRPC; ReduceNATS through the NATS server.
+	TPReduce string
+	// ReduceListen is the mesh's address (empty: the gRPC listen host and
+	// any free port); its port is advertised with Advertise's host.
+	ReduceListen string
 	// Version is stamped into the registration.
 	Version string
 	Logger  *slog.Logger
 }
+
+// All-reduce paths between the ranks of a stage (Options.TPReduce).
+const (
+	ReduceDirect = "direct"
+	ReduceNATS   = "nats"
+)
 
 // Node is a running worker.
 type Node struct {
@@ -125,10 +138,18 @@ func Start(ctx context.Context, cli *clientv3.Client, nc *nats.Conn, o Options) 
 	if n.id == "" {
 		n.id = DefaultID(o.Device, ln.Addr().String())
 	}
+	hub, reduceAddr, err := listenReduce(o, n.addr)
+	if err != nil {
+		return nil, err
+	}
+	if hub != nil {
+		undo = append(undo, func() { hub.Close() })
+	}
 	w := server.New(server.Config{Cluster: o.Cluster, ID: n.id, ModelRoot: o.ModelRoot, Backend: o.Backend, Quantize: o.Quantize,
-		StepTimeout: o.StepTimeout, Logger: o.Logger}, tr)
+		StepTimeout: o.StepTimeout, Hub: hub, Logger: o.Logger}, tr)
 	undo = append(undo, w.Close)
-	info := &tesserav1.WorkerInfo{Id: n.id, Address: n.addr, Backend: o.Backend.Name(), Device: o.Device, MemoryBytes: o.Memory, Version: o.Version}
+	info := &tesserav1.WorkerInfo{Id: n.id, Address: n.addr, Backend: o.Backend.Name(), Device: o.Device, MemoryBytes: o.Memory,
+		Version: o.Version, ReduceAddress: reduceAddr}
 	member, err := registry.Join(ctx, cli, o.Cluster, info, o.LeaseTTL, o.Logger)
 	if err != nil {
 		return nil, err
@@ -154,10 +175,45 @@ func Start(ctx context.Context, cli *clientv3.Client, nc *nats.Conn, o Options) 
 		}
 		g.Stop()
 		w.Close()
+		if hub != nil {
+			hub.Close()
+		}
 		wg.Wait()
 		tr.Close()
 	})
 	return n, nil
+}
+
+// listenReduce starts the direct all-reduce Hub unless o.TPReduce is
+// ReduceNATS, and returns the address to advertise for it: advertised's
+// host (the address the coordinator reaches) with the bound port.
+func listenReduce(o Options, advertised string) (*transport.Hub, string, error) {
+	switch o.TPReduce {
+	case ReduceNATS:
+		return nil, "", nil
+	case "", ReduceDirect:
+	default:
+		return nil, "", fmt.Errorf("%w: tensor-parallel reduce %q (want %s or %s)", transport.ErrInvalid, o.TPReduce, ReduceDirect, ReduceNATS)
+	}
+	addr := o.ReduceListen
+	if addr == "" {
+		host, _, err := net.SplitHostPort(o.Listen)
+		if err != nil {
+			return nil, "", fmt.Errorf("gRPC listen address %q: %w", o.Listen, err)
+		}
+		addr = net.JoinHostPort(host, "0")
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", fmt.Errorf("all-reduce listen on %s: %w", addr, err)
+	}
+	host, _, err := net.SplitHostPort(advertised)
+	if err != nil {
+		ln.Close()
+		return nil, "", fmt.Errorf("advertised address %q: %w", advertised, err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return transport.NewHub(ln, o.Cluster, o.TLS), net.JoinHostPort(host, port), nil
 }
 
 // ID is the registered worker id.

@@ -19,23 +19,31 @@ import (
 
 // TestClusterEndToEnd: one coordinator and three worker processes against
 // a real etcd and NATS; greedy generation through the HTTP API equals the
-// golden ids under pp=3 and tp=3. It also checks readiness: /ready is 503
+// golden ids under pp=3 and tp=3, with tp=3 reducing over the direct mesh
+// (the default) and over NATS. It also checks readiness: /ready is 503
 // until every shard of the plan has loaded, while /health is 200.
 func TestClusterEndToEnd(t *testing.T) {
 	in := startInfra(t)
-	for _, tc := range []struct{ model, plan string }{
-		{"bloom", "pp=3,tp=1"}, {"bloom", "pp=1,tp=3"}, {"llama", "pp=3,tp=1"}, {"llama", "pp=1,tp=3"},
+	for _, tc := range []struct{ model, plan, reduce string }{
+		{"bloom", "pp=3,tp=1", ""}, {"bloom", "pp=1,tp=3", "direct"}, {"llama", "pp=3,tp=1", ""},
+		{"llama", "pp=1,tp=3", "direct"}, {"llama", "pp=1,tp=3", "nats"},
 	} {
-		t.Run(tc.model+"_"+strings.ReplaceAll(tc.plan, ",", "_"), func(t *testing.T) {
-			cluster := "e2e-" + tc.model + strings.NewReplacer("=", "", ",", "").Replace(tc.plan)
+		name := tc.model + "_" + strings.ReplaceAll(tc.plan, ",", "_")
+		var workerArgs []string
+		if tc.reduce == "nats" {
+			name, workerArgs = name+"_nats", []string{"--tp-reduce", "nats"}
+		}
+		t.Run(name, func(t *testing.T) {
+			cluster := "e2e-" + tc.model + strings.NewReplacer("=", "", ",", "").Replace(tc.plan) + tc.reduce
 			dir := filepath.Join(repoRoot, "testdata/golden", tc.model)
 			_, api := startCoordinatorProc(t, in, cluster, dir, "c1", "--plan", tc.plan)
 			waitStatus(t, api+"/health", 200, 20*time.Second)
 			if st := status(api + "/ready"); st != http.StatusServiceUnavailable {
 				t.Fatalf("/ready = %d before any worker registered, want 503", st)
 			}
-			startWorkers(t, in, cluster, 3, 0)
+			workers := startWorkers(t, in, cluster, 3, 0, workerArgs...)
 			waitStatus(t, api+"/ready", 200, 30*time.Second)
+			checkReducePath(t, workers, tc.reduce)
 			for i, c := range modeltest.LoadGolden(t, dir).Cases {
 				got := complete(t, api, greedyBody(c.PromptIDs, len(c.GreedyIDs)))
 				if fmt.Sprint(got.Choices[0].TokenIDs) != fmt.Sprint(c.GreedyIDs) {
@@ -43,6 +51,20 @@ func TestClusterEndToEnd(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkReducePath checks that every worker loaded its shard reducing over
+// want (when set), as it logs.
+func checkReducePath(t *testing.T, workers []*process, want string) {
+	t.Helper()
+	if want == "" {
+		return
+	}
+	for _, w := range workers {
+		if out := w.out.String(); !strings.Contains(out, "reduce="+want) {
+			t.Errorf("%s did not load its shard with reduce=%s:\n%s", w.name, want, out)
+		}
 	}
 }
 
@@ -231,6 +253,9 @@ func TestWorkerKilledDuringGeneration(t *testing.T) {
 			cluster := "e2e-kill-" + strings.NewReplacer("=", "", ",", "").Replace(shape)
 			// w0..w2 serve, w3 stands by.
 			api, workers := startCluster(t, in, cluster, dir, 4, "--plan", shape, "--cache-tokens", "8192", "--step-timeout", "2s")
+			if shape == "pp=1,tp=3" {
+				checkReducePath(t, workers[:3], "direct")
+			}
 			generateDuring(t, api, 16, 150, func() { workers[1].stop(syscall.SIGKILL) })
 			if out := captureStatus(t, in, cluster); !strings.Contains(out, "w3") || strings.Contains(out, "w1 ") {
 				t.Errorf("the plan should now use the standby w3 and not w1:\n%s", out)

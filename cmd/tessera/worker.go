@@ -23,7 +23,7 @@ func init() {
 // workerFlags configure a worker.
 type workerFlags struct {
 	listen, advertise, memory, device, id, modelRoot, httpListen string
-	quantize                                                     string
+	quantize, tpReduce, tpListen                                 string
 	leaseTTL, stepTimeout                                        time.Duration
 }
 
@@ -32,6 +32,8 @@ func (w *workerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&w.quantize, "quantize", "", quantizeUsage)
 	fs.StringVar(&w.memory, "memory", "8GiB", "memory this worker offers for weights; the planner places work in proportion")
 	fs.DurationVar(&w.leaseTTL, "lease-ttl", 5*time.Second, "etcd lease TTL: how soon a dead worker is noticed")
+	fs.StringVar(&w.tpReduce, "tp-reduce", worker.ReduceDirect, "all-reduce between a stage's tensor-parallel ranks: direct (TCP between the workers, mutual TLS with --grpc-ca) or nats")
+	fs.StringVar(&w.tpListen, "tp-listen", "", "address of the direct all-reduce (default: the gRPC host, a free port)")
 }
 
 // options turns the flags into a worker's Options; the backend is left
@@ -45,8 +47,12 @@ func (w *workerFlags) options(log *slog.Logger) (worker.Options, error) {
 	if err != nil {
 		return worker.Options{}, err
 	}
+	if w.tpReduce != worker.ReduceDirect && w.tpReduce != worker.ReduceNATS {
+		return worker.Options{}, fmt.Errorf("%w: --tp-reduce %q: want %s or %s", errUsage, w.tpReduce, worker.ReduceDirect, worker.ReduceNATS)
+	}
 	return worker.Options{ID: w.id, Listen: w.listen, Advertise: w.advertise, HTTPListen: w.httpListen, Device: w.device,
 		Memory: mem, Quantize: quant, ModelRoot: w.modelRoot, LeaseTTL: w.leaseTTL, StepTimeout: w.stepTimeout,
+		TPReduce: w.tpReduce, ReduceListen: w.tpListen,
 		Version: version, Logger: log}, nil
 }
 

@@ -17,21 +17,22 @@ import (
 
 // load has every rank load its shard, concurrently.
 func (m *Manager) load(ctx context.Context, p *plan.Plan, raw []byte, ws []*tesserav1.WorkerInfo) error {
-	addr := map[string]string{}
+	addr, reduceAddr := map[string]string{}, map[string]string{}
 	for _, w := range ws {
-		addr[w.Id] = w.Address
+		addr[w.Id], reduceAddr[w.Id] = w.Address, w.ReduceAddress
 	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
 	for si, st := range p.Stages {
+		peers := reducePeers(st, reduceAddr)
 		for ri, r := range st.Ranks {
 			sh := &tesserav1.Shard{
 				PlanVersion: p.Version, Cluster: m.cfg.Cluster, ModelDir: m.cfg.ModelDir, Stage: int32(si), Rank: int32(ri),
 				Stages: int32(len(p.Stages)), Ranks: int32(len(st.Ranks)),
 				Layers: rng(st.Layers), Heads: rng(r.Heads), KvHeads: rng(r.KVHeads), Mlp: rng(r.MLP), Vocab: rng(r.Vocab),
 				AlibiSlopes: r.ALiBiSlopes, KvMap: r.KVMap, CacheTokens: int32(m.cfg.CacheTokens), BlockSize: int32(m.cfg.BlockSize),
-				PlanJson: string(raw),
+				PlanJson: string(raw), ReducePeers: peers,
 			}
 			wg.Go(func() {
 				if err := m.loadShard(ctx, addr[r.Worker], sh); err != nil {
@@ -44,6 +45,21 @@ func (m *Manager) load(ctx context.Context, p *plan.Plan, raw []byte, ws []*tess
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// reducePeers are the direct all-reduce addresses of a stage's ranks, or
+// nil when a rank's worker has none (it reduces over NATS, so all must).
+func reducePeers(st plan.Stage, reduceAddr map[string]string) []string {
+	if len(st.Ranks) < 2 {
+		return nil
+	}
+	peers := make([]string, len(st.Ranks))
+	for i, r := range st.Ranks {
+		if peers[i] = reduceAddr[r.Worker]; peers[i] == "" {
+			return nil
+		}
+	}
+	return peers
 }
 
 func rng(r [2]int) *tesserav1.Range { return &tesserav1.Range{Start: int32(r[0]), End: int32(r[1])} }

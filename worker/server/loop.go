@@ -15,10 +15,11 @@ import (
 // DefaultStepTimeout is Config.StepTimeout when unset.
 const DefaultStepTimeout = 10 * time.Second
 
-// groupComm adapts a stage's transport.Group to model.Comm: reductions of
-// one step are numbered in the order the layers make them.
+// groupComm adapts a stage's transport.Reducer (a NATS Group or a direct
+// Mesh) to model.Comm: reductions of one step are numbered in the order
+// the layers make them.
 type groupComm struct {
-	g    *transport.Group
+	g    transport.Reducer
 	step uint64
 	seq  int
 }

@@ -47,7 +47,10 @@ type Config struct {
 	// stage's activations, the all-reduces and the compute together
 	// (DefaultStepTimeout when 0). A CPU stage of a large model needs more.
 	StepTimeout time.Duration
-	Logger      *slog.Logger
+	// Hub, when set, carries the stage's all-reduce directly between the
+	// ranks' workers instead of over the transport (see joinReduce).
+	Hub    *transport.Hub
+	Logger *slog.Logger
 }
 
 // Server is one worker's state. Its gRPC methods may run concurrently; a
@@ -176,7 +179,7 @@ func (s *Server) LoadShard(req *tesserav1.LoadShardRequest, stream tesserav1.Wor
 	}
 	// The loop's context outlives this RPC; cancel frees it on failure.
 	loopCtx, cancel := context.WithCancel(context.Background())
-	comm, err := newGroupComm(loopCtx, s.tr, subj, stage, rank, len(p.Stages[stage].Ranks), s.cfg.StepTimeout)
+	comm, err := s.joinReduce(loopCtx, subj, sh, len(p.Stages[stage].Ranks))
 	if err != nil {
 		cancel()
 		return status.Errorf(codes.Unavailable, "joining stage %d's all-reduce: %v", stage, err)
@@ -216,7 +219,7 @@ func (s *Server) LoadShard(req *tesserav1.LoadShardRequest, stream tesserav1.Wor
 	s.mu.Lock()
 	s.shard = loaded
 	s.mu.Unlock()
-	s.log.Info("shard loaded", "plan", p.Version, "stage", stage, "rank", rank, "bytes", last.Bytes)
+	s.log.Info("shard loaded", "plan", p.Version, "stage", stage, "rank", rank, "bytes", last.Bytes, "reduce", comm.path())
 	return stream.Send(&tesserav1.LoadProgress{Bytes: last.Bytes, TotalBytes: last.TotalBytes,
 		Tensors: int32(last.Tensors), TotalTensors: int32(last.TotalTensors), Done: true})
 }

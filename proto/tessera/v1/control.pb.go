@@ -155,7 +155,11 @@ type Shard struct {
 	BlockSize   int32   `protobuf:"varint,17,opt,name=block_size,json=blockSize,proto3" json:"block_size,omitempty"`
 	// plan_json is the whole plan as the coordinator stored it; the ranges
 	// above are this rank's part of it, for operators reading the request.
-	PlanJson      string `protobuf:"bytes,18,opt,name=plan_json,json=planJson,proto3" json:"plan_json,omitempty"`
+	PlanJson string `protobuf:"bytes,18,opt,name=plan_json,json=planJson,proto3" json:"plan_json,omitempty"`
+	// reduce_peers are the direct all-reduce (mesh) addresses of this
+	// stage's ranks, by rank, when every rank's worker has one; empty: the
+	// stage reduces over NATS.
+	ReducePeers   []string `protobuf:"bytes,50,rep,name=reduce_peers,json=reducePeers,proto3" json:"reduce_peers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -307,6 +311,13 @@ func (x *Shard) GetPlanJson() string {
 		return x.PlanJson
 	}
 	return ""
+}
+
+func (x *Shard) GetReducePeers() []string {
+	if x != nil {
+		return x.ReducePeers
+	}
+	return nil
 }
 
 type LoadShardRequest struct {
@@ -776,14 +787,17 @@ func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
 
 // WorkerInfo is what a worker registers in etcd, plus the coordinator's view.
 type WorkerInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
-	Backend       string                 `protobuf:"bytes,3,opt,name=backend,proto3" json:"backend,omitempty"`
-	Device        string                 `protobuf:"bytes,4,opt,name=device,proto3" json:"device,omitempty"`
-	MemoryBytes   int64                  `protobuf:"varint,5,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
-	Version       string                 `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
-	Healthy       bool                   `protobuf:"varint,7,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Address     string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Backend     string                 `protobuf:"bytes,3,opt,name=backend,proto3" json:"backend,omitempty"`
+	Device      string                 `protobuf:"bytes,4,opt,name=device,proto3" json:"device,omitempty"`
+	MemoryBytes int64                  `protobuf:"varint,5,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	Version     string                 `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	Healthy     bool                   `protobuf:"varint,7,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	// reduce_address is where the worker accepts its stage's direct
+	// all-reduce connections; empty when it reduces over NATS.
+	ReduceAddress string `protobuf:"bytes,50,opt,name=reduce_address,json=reduceAddress,proto3" json:"reduce_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -865,6 +879,13 @@ func (x *WorkerInfo) GetHealthy() bool {
 		return x.Healthy
 	}
 	return false
+}
+
+func (x *WorkerInfo) GetReduceAddress() string {
+	if x != nil {
+		return x.ReduceAddress
+	}
+	return ""
 }
 
 type ClusterStatusResponse struct {
@@ -1080,7 +1101,7 @@ const file_tessera_v1_control_proto_rawDesc = "" +
 	"tessera.v1\"/\n" +
 	"\x05Range\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x05R\x05start\x12\x10\n" +
-	"\x03end\x18\x02 \x01(\x05R\x03end\"\xa8\x04\n" +
+	"\x03end\x18\x02 \x01(\x05R\x03end\"\xcb\x04\n" +
 	"\x05Shard\x12!\n" +
 	"\fplan_version\x18\x01 \x01(\x04R\vplanVersion\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x1b\n" +
@@ -1100,7 +1121,8 @@ const file_tessera_v1_control_proto_rawDesc = "" +
 	"\fcache_tokens\x18\x10 \x01(\x05R\vcacheTokens\x12\x1d\n" +
 	"\n" +
 	"block_size\x18\x11 \x01(\x05R\tblockSize\x12\x1b\n" +
-	"\tplan_json\x18\x12 \x01(\tR\bplanJsonJ\x04\b\x04\x10\x05\";\n" +
+	"\tplan_json\x18\x12 \x01(\tR\bplanJson\x12!\n" +
+	"\freduce_peers\x182 \x03(\tR\vreducePeersJ\x04\b\x04\x10\x05\";\n" +
 	"\x10LoadShardRequest\x12'\n" +
 	"\x05shard\x18\x01 \x01(\v2\x11.tessera.v1.ShardR\x05shard\"\x98\x01\n" +
 	"\fLoadProgress\x12\x14\n" +
@@ -1128,7 +1150,7 @@ const file_tessera_v1_control_proto_rawDesc = "" +
 	"\vDropRequest\x12!\n" +
 	"\fplan_version\x18\x01 \x01(\x04R\vplanVersion\"\x0e\n" +
 	"\fDropResponse\"\x16\n" +
-	"\x14ClusterStatusRequest\"\xbf\x01\n" +
+	"\x14ClusterStatusRequest\"\xe6\x01\n" +
 	"\n" +
 	"WorkerInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
@@ -1137,7 +1159,8 @@ const file_tessera_v1_control_proto_rawDesc = "" +
 	"\x06device\x18\x04 \x01(\tR\x06device\x12!\n" +
 	"\fmemory_bytes\x18\x05 \x01(\x03R\vmemoryBytes\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12\x18\n" +
-	"\ahealthy\x18\a \x01(\bR\ahealthy\"\x89\x02\n" +
+	"\ahealthy\x18\a \x01(\bR\ahealthy\x12%\n" +
+	"\x0ereduce_address\x182 \x01(\tR\rreduceAddress\"\x89\x02\n" +
 	"\x15ClusterStatusResponse\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x120\n" +
