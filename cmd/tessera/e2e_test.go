@@ -44,13 +44,20 @@ func TestClusterEndToEnd(t *testing.T) {
 			workers := startWorkers(t, in, cluster, 3, 0, workerArgs...)
 			waitStatus(t, api+"/ready", 200, 30*time.Second)
 			checkReducePath(t, workers, tc.reduce)
-			for i, c := range modeltest.LoadGolden(t, dir).Cases {
-				got := complete(t, api, greedyBody(c.PromptIDs, len(c.GreedyIDs)))
-				if fmt.Sprint(got.Choices[0].TokenIDs) != fmt.Sprint(c.GreedyIDs) {
-					t.Errorf("case %d: %v, golden %v", i, got.Choices[0].TokenIDs, c.GreedyIDs)
-				}
-			}
+			checkGolden(t, api, dir)
 		})
+	}
+}
+
+// checkGolden generates every golden case of the model in dir greedily
+// through api and compares the ids.
+func checkGolden(t *testing.T, api, dir string) {
+	t.Helper()
+	for i, c := range modeltest.LoadGolden(t, dir).Cases {
+		got := complete(t, api, greedyBody(c.PromptIDs, len(c.GreedyIDs)))
+		if fmt.Sprint(got.Choices[0].TokenIDs) != fmt.Sprint(c.GreedyIDs) {
+			t.Errorf("case %d: %v, golden %v", i, got.Choices[0].TokenIDs, c.GreedyIDs)
+		}
 	}
 }
 

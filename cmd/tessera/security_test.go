@@ -139,3 +139,20 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal("the cluster did not serve with a valid worker certificate")
 	}
 }
+
+// With mutual TLS, tensor-parallel ranks reduce over the direct mesh with
+// the cluster's certificates, and generate the golden ids.
+func TestMutualTLSTensorParallel(t *testing.T) {
+	in := startInfra(t)
+	const cluster = "e2e-mtls-tp"
+	ca := newPKI(t, "cluster")
+	ccert, ckey := ca.leaf(t, "coordinator")
+	wcert, wkey := ca.leaf(t, "worker")
+	dir := filepath.Join(repoRoot, "testdata/golden/llama")
+	_, api := startCoordinatorProc(t, in, cluster, dir, "c1", "--plan", "pp=1,tp=2",
+		"--grpc-ca", ca.file, "--grpc-cert", ccert, "--grpc-key", ckey)
+	workers := startWorkers(t, in, cluster, 2, 0, "--grpc-ca", ca.file, "--grpc-cert", wcert, "--grpc-key", wkey)
+	waitStatus(t, api+"/ready", 200, 30*time.Second)
+	checkReducePath(t, workers, "direct")
+	checkGolden(t, api, dir)
+}
