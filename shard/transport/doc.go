@@ -3,10 +3,8 @@
 // stage, and step results, as tesserav1.Frame messages.
 //
 // The Transport interface is small on purpose (Publish, Subscribe with a
-// handler, MaxPayload, Close) so that one stage's ranks can reduce over the
-// fastest path they share: InProcess when one process holds several ranks,
-// a direct peer TCP mesh between processes (not built yet; it fits the same
-// interface), and NATS (NewNATS) as the general fallback. Give each peer
+// handler, MaxPayload, Close); InProcess carries it between ranks of one
+// process and NATS (NewNATS) between processes. Give each peer
 // and direction its own nats.Conn (PublishConn), keep subscriptions
 // persistent, and tune the GC (GOGC high or off with GOMEMLIMIT): it cuts
 // publish p99 several-fold.
@@ -24,6 +22,10 @@
 //   - Group.AllReduce sums a []float32 across the ranks of a stage so that
 //     every rank gets bit-identical results; LocalGroup does the same for
 //     ranks that share one process, through memory.
+//   - Mesh.AllReduce does what Group does without a broker: a Hub per
+//     worker accepts persistent TCP connections (mutual TLS when
+//     configured) from the stage's other ranks, and each rank sends its
+//     partial straight to the others. Group and Mesh are both a Reducer.
 //
 // Every blocking call takes a context; when it ends the call returns
 // ctx.Err() (context.DeadlineExceeded for a step deadline) and holds
