@@ -501,6 +501,14 @@ func (p *meshPeer) send(ctx context.Context, step uint64, seq uint32, data []byt
 	binary.LittleEndian.PutUint32(p.hdr[16:], uint32(len(data)))
 	bufs := net.Buffers{p.hdr[:], data}
 	_, err := bufs.WriteTo(p.c)
+	if errors.Is(err, net.ErrClosed) {
+		// Only the reader closes the connection under us, when the peer's
+		// stream broke: its reason is the one to report.
+		for f := range p.in {
+			p.free(f.data)
+		}
+		return p.err
+	}
 	return err
 }
 
