@@ -14,7 +14,7 @@ FUZZTIME ?=
 FUZZ_TARGETS = ./worker/weights:FuzzOpen:20000 ./worker/weights:FuzzIndex:8000 \
 	./coordinator/tokenizer:FuzzEncode:2000 ./coordinator/tokenizer:FuzzDecode:10000 \
 	./coordinator/tokenizer:FuzzStream:4000 ./coordinator/tokenizer:FuzzFromJSON:500 \
-	./shard/transport:FuzzDecodeFrame:4000 ./worker/server:FuzzRunnerStep:5000 \
+	./shard/transport:FuzzDecodeFrame:4000 ./shard/transport:FuzzMeshStream:10000 ./worker/server:FuzzRunnerStep:5000 \
 	./coordinator/api:FuzzCompletionRequest:8000 ./coordinator/api:FuzzHTTPRequest:3000 \
 	./coordinator/guide:FuzzSchema:3000 ./coordinator/guide:FuzzRegex:3000
 

@@ -1,8 +1,13 @@
 package transport
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"net"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -46,6 +51,38 @@ func FuzzDecodeFrame(f *testing.F) {
 		raw := new(tesserav1.Frame)
 		if proto.Unmarshal(b, raw) == nil {
 			r.deliver(raw)
+		}
+	})
+}
+
+// FuzzMeshStream: no byte string from a mesh peer, as a hello or as the
+// frames after it, makes the hub or a reduction panic or hang; what a
+// reduction accepts is a whole partial of the expected size.
+func FuzzMeshStream(f *testing.F) {
+	hello := new(bytes.Buffer)
+	_ = writeHello(hello, subj.Cluster, meshKey{plan: 1, stage: 0, from: 1, to: 0, ranks: 2})
+	f.Add(hello.Bytes())
+	f.Add(append(frameHeader(0, 0, 16), make([]byte, 16)...))
+	f.Add(append(frameHeader(0, 0, 8), make([]byte, 8)...))
+	f.Add(append(frameHeader(1<<40, 7, 1<<30), 1))
+	f.Add([]byte("TSRF"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if k, err := readHello(bytes.NewReader(b), subj.Cluster); err == nil && (k.from <= k.to || k.from >= k.ranks) {
+			t.Fatalf("accepted hello %+v", k)
+		}
+		a, c := net.Pipe()
+		go func() { _, _ = c.Write(b); c.Close() }()
+		p := newMeshPeer(a, 1<<20)
+		defer p.close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		var dropped atomic.Int64
+		data, err := p.recv(ctx, 0, 0, &dropped)
+		if err == nil && len(data)%4 != 0 {
+			t.Fatalf("accepted a %d-byte partial", len(data))
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Fatal("a closed stream left the reduction waiting")
 		}
 	})
 }
