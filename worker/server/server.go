@@ -1,8 +1,9 @@
 // Package server is a worker's serving side: it answers the coordinator's
 // gRPC calls (LoadShard, Health, Stats, Drop) and runs the steps of its
 // loaded shard as they arrive over the transport: step metadata from the
-// coordinator, hidden states from the previous stage, partial sums from
-// its stage's other ranks. The Runner turns one step into the rank's
+// coordinator, hidden states from the previous stage, and partial sums
+// from its stage's other ranks (over the direct mesh when the worker has
+// a transport.Hub, see joinReduce). The Runner turns one step into the rank's
 // output: hidden states for the next stage or, on the last stage, its
 // top-k for the coordinator. Registration in etcd is the caller's (see
 // shard/registry); the server only serves.
