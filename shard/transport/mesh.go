@@ -241,6 +241,7 @@ func readHello(r io.Reader, cluster string) (meshKey, error) {
 // each other. A connection that fails is dropped and made again at the
 // next AllReduce; the reduction that saw it fail returns an error wrapping
 // ErrPeer at once, so a lost rank fails the step instead of stalling it.
+// One Mesh runs one AllReduce at a time, and Close only after it returns.
 type Mesh struct {
 	hub   *Hub
 	plan  uint64
