@@ -153,6 +153,8 @@ type seq struct {
 	fed     int // tokens whose KV is in the workers' cache
 	blocks  kvblocks.Seq
 	replays int
+	// busy marks a sequence in a step in flight.
+	busy bool
 	// at is where the generated text is in req.Guide.
 	at guide.State
 }
@@ -170,6 +172,7 @@ type Scheduler struct {
 	waiting []*seq
 	running []*seq
 	release []uint64
+	flying  []*flight // oldest first
 
 	queued  atomic.Int64
 	stopped chan struct{}
@@ -262,7 +265,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 		}
 	}()
 	for {
-		if len(s.running) == 0 && len(s.waiting) == 0 {
+		if len(s.running) == 0 && len(s.waiting) == 0 && len(s.flying) == 0 {
 			s.publish() // the gauges must not keep a cancelled sequence's state
 			select {
 			case q := <-s.in:
@@ -282,9 +285,30 @@ func (s *Scheduler) Run(ctx context.Context) {
 			}
 			continue
 		}
-		err := s.step(ctx)
-		s.publish()
-		if err != nil && ctx.Err() != nil {
+		// Keep up to inFlight steps going; wait for the oldest when no
+		// more may go or none can be built (its sequences all fly).
+		if len(s.flying) < s.inFlight() && s.idleRunning() {
+			sent, err := s.launch(ctx)
+			if err != nil && ctx.Err() != nil {
+				return
+			}
+			if sent || len(s.flying) == 0 {
+				continue
+			}
+		}
+		if len(s.flying) == 0 {
+			continue
+		}
+		select {
+		case l := <-s.flying[0].landed:
+			err := s.land(ctx, l)
+			s.publish()
+			if err != nil && ctx.Err() != nil {
+				return
+			}
+		case q := <-s.in:
+			s.waiting = append(s.waiting, q) // it may join the next step
+		case <-ctx.Done():
 			return
 		}
 	}
