@@ -36,13 +36,39 @@ func TestClusterEndToEnd(t *testing.T) {
 			}
 			startWorkers(t, in, cluster, 3, 0)
 			waitStatus(t, api+"/ready", 200, 30*time.Second)
-			for i, c := range modeltest.LoadGolden(t, dir).Cases {
-				got := complete(t, api, greedyBody(c.PromptIDs, len(c.GreedyIDs)))
-				if fmt.Sprint(got.Choices[0].TokenIDs) != fmt.Sprint(c.GreedyIDs) {
-					t.Errorf("case %d: %v, golden %v", i, got.Choices[0].TokenIDs, c.GreedyIDs)
-				}
+			// All cases at once, twice over: under pp=3 the steps overlap
+			// (one in flight per stage), each carrying some sequences.
+			var wg sync.WaitGroup
+			for i, c := range append(modeltest.LoadGolden(t, dir).Cases, modeltest.LoadGolden(t, dir).Cases...) {
+				wg.Go(func() {
+					got := complete(t, api, greedyBody(c.PromptIDs, len(c.GreedyIDs)))
+					if fmt.Sprint(got.Choices[0].TokenIDs) != fmt.Sprint(c.GreedyIDs) {
+						t.Errorf("case %d: %v, golden %v", i, got.Choices[0].TokenIDs, c.GreedyIDs)
+					}
+				})
+			}
+			wg.Wait()
+			if strings.HasPrefix(tc.plan, "pp=3") {
+				checkOverlap(t, api, 3)
 			}
 		})
+	}
+}
+
+// checkOverlap asserts that steps overlapped on the cluster behind api and
+// that its /metrics shows each of the stages' busy time and bubble.
+func checkOverlap(t *testing.T, api string, stages int) {
+	t.Helper()
+	if n := metric(t, api, "tessera_overlapped_steps_total"); n == 0 {
+		t.Error("no step was sent while another was in flight")
+	}
+	for s := range stages {
+		busy := metric(t, api, fmt.Sprintf(`tessera_stage_busy_seconds_total{stage="%d"}`, s))
+		bubble := metric(t, api, fmt.Sprintf(`tessera_stage_bubble_seconds_total{stage="%d"}`, s))
+		t.Logf("stage %d: busy %.3fs, bubble %.3fs", s, busy, bubble)
+		if busy <= 0 || bubble < 0 {
+			t.Errorf("stage %d: busy %v s, bubble %v s", s, busy, bubble)
+		}
 	}
 }
 
@@ -220,7 +246,7 @@ func TestUnreachableInfrastructure(t *testing.T) {
 }
 
 // TestWorkerKilledDuringGeneration: kill -9 of a serving worker while 16
-// streaming requests run. The coordinator notices (a failed step or the
+// streaming requests run (32 under pp=3, where steps overlap). The coordinator notices (a failed step or the
 // lease), re-plans onto the standby, replays the sequences' tokens, and
 // every request completes with the tokens of an undisturbed run.
 func TestWorkerKilledDuringGeneration(t *testing.T) {
@@ -231,7 +257,14 @@ func TestWorkerKilledDuringGeneration(t *testing.T) {
 			cluster := "e2e-kill-" + strings.NewReplacer("=", "", ",", "").Replace(shape)
 			// w0..w2 serve, w3 stands by.
 			api, workers := startCluster(t, in, cluster, dir, 4, "--plan", shape, "--cache-tokens", "8192", "--step-timeout", "2s")
-			generateDuring(t, api, 16, 150, func() { workers[1].stop(syscall.SIGKILL) })
+			streams := 16
+			if strings.HasPrefix(shape, "pp=3") {
+				streams = 32 // in micro-batches, three in flight: the kill hits overlapped steps
+			}
+			generateDuring(t, api, streams, 150, func() { workers[1].stop(syscall.SIGKILL) })
+			if strings.HasPrefix(shape, "pp=3") {
+				checkOverlap(t, api, 3)
+			}
 			if out := captureStatus(t, in, cluster); !strings.Contains(out, "w3") || strings.Contains(out, "w1 ") {
 				t.Errorf("the plan should now use the standby w3 and not w1:\n%s", out)
 			}

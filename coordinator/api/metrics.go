@@ -148,5 +148,7 @@ func (m *Metrics) watch(s *scheduler.Scheduler) {
 	counter("tessera_scheduler_generated_tokens_total", "Tokens the scheduler sampled.", stat(func(x scheduler.Stats) float64 { return float64(x.GeneratedTokens) }))
 	counter("tessera_steps_total", "Scheduler steps run.", stat(func(x scheduler.Stats) float64 { return float64(x.Steps) }))
 	counter("tessera_preemptions_total", "Sequences preempted (recomputed) when KV blocks ran out.", stat(func(x scheduler.Stats) float64 { return float64(x.Preemptions) }))
+	counter("tessera_overlapped_steps_total", "Steps sent while an earlier one was still in flight (pipeline stages overlapping).",
+		stat(func(x scheduler.Stats) float64 { return float64(x.Overlapped) }))
 	counter("tessera_replays_total", "Sequences replayed after a failed step.", stat(func(x scheduler.Stats) float64 { return float64(x.Replays) }))
 }

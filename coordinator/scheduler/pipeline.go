@@ -60,6 +60,9 @@ func (s *Scheduler) send(ctx context.Context, st *tesserav1.Step, rows []*seq) {
 	for _, q := range rows {
 		q.busy = true
 	}
+	if len(s.flying) > 0 {
+		s.stats.overlapped.Add(1)
+	}
 	s.flying = append(s.flying, f)
 	s.release = nil
 	p, ok := s.stepper.(Pipeline)

@@ -115,6 +115,9 @@ type Stats struct {
 	PrefixHitTokens        int64 // prompt tokens served from the prefix cache
 	GeneratedTokens, Steps int64
 	Preemptions, Replays   int64
+	// Overlapped counts steps sent while an earlier one was still in
+	// flight: pipeline stages working on different micro-batches.
+	Overlapped int64
 }
 
 // Result is how a request ended.
@@ -179,7 +182,7 @@ type Scheduler struct {
 	stats   struct {
 		waiting, running, blocksUsed                    atomic.Int64
 		prefill, prefixHit, generated, steps, preempted atomic.Int64
-		replays                                         atomic.Int64
+		replays, overlapped                             atomic.Int64
 	}
 }
 
@@ -192,6 +195,7 @@ func (s *Scheduler) Stats() Stats {
 		PrefillTokens: s.stats.prefill.Load(), PrefixHitTokens: s.stats.prefixHit.Load(),
 		GeneratedTokens: s.stats.generated.Load(), Steps: s.stats.steps.Load(),
 		Preemptions: s.stats.preempted.Load(), Replays: s.stats.replays.Load(),
+		Overlapped: s.stats.overlapped.Load(),
 	}
 }
 
