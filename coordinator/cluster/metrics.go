@@ -66,11 +66,11 @@ type stageClock struct {
 	stages      []stageTime
 }
 
+// stageTime is one stage's account, kept from the coordinator's start (a
+// stage that a later plan adds counts the time before it as bubble too).
 type stageTime struct {
-	seen bool
-	// from is the working time when the stage first reported: its bubble
-	// counts from then.
-	from, busy, bubble time.Duration
+	seen         bool
+	busy, bubble time.Duration
 }
 
 func (c *stageClock) sent() {
@@ -97,9 +97,7 @@ func (c *stageClock) busy(stage int, d time.Duration) {
 		c.stages = append(c.stages, stageTime{})
 	}
 	t := &c.stages[stage]
-	if !t.seen {
-		t.seen, t.from = true, c.workingLocked(time.Now())-d
-	}
+	t.seen = true
 	t.busy += d
 }
 
@@ -120,7 +118,7 @@ func (c *stageClock) read(now time.Time) []stageTime {
 	for i := range c.stages {
 		t := &c.stages[i]
 		if t.seen {
-			t.bubble = max(t.bubble, w-t.from-t.busy)
+			t.bubble = max(t.bubble, w-t.busy)
 		}
 	}
 	return slices.Clone(c.stages)
