@@ -128,7 +128,10 @@ func benchSetup(self, dir, model string, s clusterSetup, n, inFlight int, cfg be
 	}
 	defer logf.Close()
 	coord := exec.Command(self, "local", "--model", model, "--workers", "0", "--plan", s.plan, "--listen", "127.0.0.1:0",
-		"--cache-tokens", strconv.Itoa(max(8192, conc*(cfg.PromptTokens+cfg.OutputTokens+16))), "--in-flight", strconv.Itoa(inFlight))
+		"--cache-tokens", strconv.Itoa(max(8192, conc*(cfg.PromptTokens+cfg.OutputTokens+16))), "--in-flight", strconv.Itoa(inFlight),
+		// A loaded host may take seconds for a 512-token prefill step on one
+		// thread; this measures speed, not failure detection.
+		"--step-timeout", "60s")
 	coord.Stderr = logf
 	out, err := coord.StdoutPipe()
 	if err != nil {

@@ -26,16 +26,20 @@ type router struct {
 
 	mu      sync.Mutex
 	waiting map[uint64]*waiter
-	err     error // set once the results stop
+	err     error         // set once the results stop
+	tail    chan struct{} // the newest step's settled
 }
 
 // waiter gathers one step's answers; done closes when every last-stage
-// rank answered, or err is set.
+// rank answered, or err is set. settled closes when nobody waits for the
+// step any more; prev is the settled of the step sent before it.
 type waiter struct {
-	got  []*tesserav1.StepResult
-	n    int
-	err  error
-	done chan struct{}
+	got           []*tesserav1.StepResult
+	n             int
+	err           error
+	done          chan struct{}
+	prev, settled chan struct{}
+	settle        func()
 }
 
 func newRouter(results *transport.Receiver, stages, ranks int, clock *stageClock) *router {
@@ -44,9 +48,11 @@ func newRouter(results *transport.Receiver, stages, ranks int, clock *stageClock
 
 // expect registers a step before it is sent, so that no answer is missed.
 func (r *router) expect(step uint64) *waiter {
-	w := &waiter{got: make([]*tesserav1.StepResult, r.ranks), done: make(chan struct{})}
+	w := &waiter{got: make([]*tesserav1.StepResult, r.ranks), done: make(chan struct{}), settled: make(chan struct{})}
+	w.settle = sync.OnceFunc(func() { close(w.settled) })
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	w.prev, r.tail = r.tail, w.settled
 	if r.err != nil {
 		w.err = r.err
 		close(w.done)
@@ -58,10 +64,11 @@ func (r *router) expect(step uint64) *waiter {
 
 // forget drops a step nobody waits for any more; its late answers are
 // ignored.
-func (r *router) forget(step uint64) {
+func (r *router) forget(step uint64, w *waiter) {
 	r.mu.Lock()
 	delete(r.waiting, step)
 	r.mu.Unlock()
+	w.settle()
 }
 
 // run routes results until they stop (the plan is deactivated), then

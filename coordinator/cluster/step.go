@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/tessera-llm/tessera/coordinator/scheduler"
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
@@ -101,7 +100,10 @@ func (m *Manager) InFlight() int {
 
 // Send publishes st on the serving plan (waiting while none serves) and
 // returns how to wait for its result; the results of several steps in
-// flight are told apart by step id. The step timeout runs from now.
+// flight are told apart by step id. Workers run a plan's steps in the
+// order they were sent, so a step's timeout starts when the step sent
+// before it is settled: queueing behind it in the pipeline is not
+// slowness.
 func (m *Manager) Send(ctx context.Context, st *tesserav1.Step) (scheduler.Await, error) {
 	a, err := m.waitActive(ctx)
 	if err != nil {
@@ -110,7 +112,6 @@ func (m *Manager) Send(ctx context.Context, st *tesserav1.Step) (scheduler.Await
 	if st.PlanVersion != 0 && st.PlanVersion != a.plan.Version {
 		return nil, fmt.Errorf("%w: step %d was built for plan v%d, v%d serves", scheduler.ErrPlanChanged, st.StepId, st.PlanVersion, a.plan.Version)
 	}
-	deadline := time.Now().Add(m.cfg.StepTimeout)
 	st.PlanVersion = a.plan.Version
 	var w *waiter
 	if len(st.Spans) > 0 {
@@ -118,12 +119,12 @@ func (m *Manager) Send(ctx context.Context, st *tesserav1.Step) (scheduler.Await
 		m.clock.sent()
 	}
 	meta := &tesserav1.Frame{PlanVersion: a.plan.Version, StepId: st.StepId, Kind: tesserav1.FrameKind_FRAME_KIND_STEP}
-	sctx, cancel := context.WithDeadline(ctx, deadline)
+	sctx, cancel := context.WithTimeout(ctx, m.cfg.StepTimeout)
 	err = transport.SendProto(sctx, m.tr, a.subj.Step(), meta, st)
 	cancel()
 	if err != nil {
 		if w != nil {
-			a.router.forget(st.StepId)
+			a.router.forget(st.StepId, w)
 			m.clock.done()
 		}
 		return nil, err
@@ -133,12 +134,20 @@ func (m *Manager) Send(ctx context.Context, st *tesserav1.Step) (scheduler.Await
 	}
 	return func(ctx context.Context) ([][]topk.Partial, error) {
 		defer m.clock.done()
-		ctx, cancel := context.WithDeadline(ctx, deadline)
+		defer a.router.forget(st.StepId, w)
+		if w.prev != nil {
+			select {
+			case <-w.prev:
+			case <-w.done:
+			case <-ctx.Done():
+				return nil, fmt.Errorf("step %d on plan v%d: %w", st.StepId, a.plan.Version, ctx.Err())
+			}
+		}
+		ctx, cancel := context.WithTimeout(ctx, m.cfg.StepTimeout)
 		defer cancel()
 		select {
 		case <-w.done:
 		case <-ctx.Done():
-			a.router.forget(st.StepId)
 			return nil, fmt.Errorf("step %d on plan v%d: %w", st.StepId, a.plan.Version, ctx.Err())
 		}
 		if w.err != nil {
