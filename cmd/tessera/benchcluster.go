@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,15 +29,19 @@ func init() {
 type clusterSetup struct {
 	name, plan string
 	threads    []int
+	// inFlight, when set, replaces --in-flight.
+	inFlight int
 }
 
 // benchSetups are issue 17's four: two cores as one worker or split two
-// ways, against one core alone.
+// ways, against one core alone; then pp=2 with one step at a time, to
+// show what overlapping the stages gains.
 var benchSetups = []clusterSetup{
-	{"1 worker × 2 threads", "pp=1,tp=1", []int{2}},
-	{"tp=2: 2 workers × 1 thread", "pp=1,tp=2", []int{1, 1}},
-	{"pp=2: 2 workers × 1 thread", "pp=2,tp=1", []int{1, 1}},
-	{"1 worker × 1 thread", "pp=1,tp=1", []int{1}},
+	{"1 worker × 2 threads", "pp=1,tp=1", []int{2}, 0},
+	{"tp=2: 2 workers × 1 thread", "pp=1,tp=2", []int{1, 1}, 0},
+	{"pp=2: 2 workers × 1 thread", "pp=2,tp=1", []int{1, 1}, 0},
+	{"1 worker × 1 thread", "pp=1,tp=1", []int{1}, 0},
+	{"pp=2, one step at a time (--in-flight 1)", "pp=2,tp=1", []int{1, 1}, 1},
 }
 
 // benchShape is the model: a LLaMA shape of hidden 1024, 12 layers, 16
@@ -50,8 +55,8 @@ type setupResult struct {
 
 func runBenchCluster(args []string, stdout, stderr io.Writer) error {
 	var dir, tokDir string
-	var promptN, outN, c1Req, conc, inFlight int
-	fs := newFlagSet("bench-cluster", "bench-cluster [--dir DIR] [--concurrency 32] [--in-flight 0]", stderr)
+	var promptN, outN, c1Req, conc, inFlight, rounds int
+	fs := newFlagSet("bench-cluster", "bench-cluster [--dir DIR] [--rounds 3] [--concurrency 32] [--in-flight 0]", stderr)
 	fs.StringVar(&dir, "dir", "", "work directory for the model and logs (default: a temporary one, removed)")
 	fs.StringVar(&tokDir, "tokenizer", defaultModel, "model directory whose tokenizer.json the benchmark model uses")
 	fs.IntVar(&promptN, "prompt-tokens", 128, "prompt length in tokens")
@@ -59,11 +64,12 @@ func runBenchCluster(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&c1Req, "requests-c1", 4, "requests at concurrency 1")
 	fs.IntVar(&conc, "concurrency", 32, "the high concurrency (as many requests)")
 	fs.IntVar(&inFlight, "in-flight", 0, "the coordinator's --in-flight (0: one per pipeline stage)")
+	fs.IntVar(&rounds, "rounds", 1, "rounds over the setups, alternating their order; the table has each figure's median")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if promptN < 1 || outN < 1 || c1Req < 1 || conc < 1 || inFlight < 0 {
-		return fmt.Errorf("%w: token and request counts must be ≥ 1, --in-flight ≥ 0", errUsage)
+	if promptN < 1 || outN < 1 || c1Req < 1 || conc < 1 || inFlight < 0 || rounds < 1 {
+		return fmt.Errorf("%w: token and request counts and --rounds must be ≥ 1, --in-flight ≥ 0", errUsage)
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -82,17 +88,44 @@ func runBenchCluster(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "model: LLaMA %s (hidden,layers,heads,kv,inter,vocab,dtype) in %s\n", benchShape, model)
 	fmt.Fprintf(stdout, "load: %d-token prompts, %d output tokens; concurrency 1 (%d requests) and %d (%d requests)\n",
 		promptN, outN, c1Req, conc, conc)
-	results := make([]setupResult, len(benchSetups))
-	for i, s := range benchSetups {
-		r, err := benchSetup(self, dir, model, s, i, inFlight, bench.Config{PromptTokens: promptN, OutputTokens: outN}, c1Req, conc)
-		if err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
+	runs := make([][]setupResult, len(benchSetups))
+	for round := range rounds {
+		for j := range benchSetups {
+			i := j
+			if round%2 == 1 {
+				i = len(benchSetups) - 1 - j // alternate, so that drift in the host's load evens out
+			}
+			s := benchSetups[i]
+			r, err := benchSetup(self, dir, model, s, i, inFlight, bench.Config{PromptTokens: promptN, OutputTokens: outN}, c1Req, conc)
+			if err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+			runs[i] = append(runs[i], r)
+			fmt.Fprintf(stderr, "round %d, %s: c=1 %.1f tok/s, ITL p50 %.1f ms; c=%d %.1f tok/s\n", round+1, s.name, r.c1.OutputTokS, r.c1.ITLp50ms, conc, r.cN.OutputTokS)
 		}
-		results[i] = r
-		fmt.Fprintf(stderr, "%s: c=1 %.1f tok/s, ITL p50 %.1f ms; c=%d %.1f tok/s\n", s.name, r.c1.OutputTokS, r.c1.ITLp50ms, conc, r.cN.OutputTokS)
+	}
+	results := make([]setupResult, len(benchSetups))
+	for i, rs := range runs {
+		results[i].c1.OutputTokS = median(rs, func(r setupResult) float64 { return r.c1.OutputTokS })
+		results[i].c1.ITLp50ms = median(rs, func(r setupResult) float64 { return r.c1.ITLp50ms })
+		results[i].cN.OutputTokS = median(rs, func(r setupResult) float64 { return r.cN.OutputTokS })
 	}
 	printClusterTable(stdout, results, conc)
 	return nil
+}
+
+// median is the median of f over rs (the mean of the middle two for an
+// even count).
+func median(rs []setupResult, f func(setupResult) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	if n := len(v); n%2 == 0 {
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+	return v[len(v)/2]
 }
 
 // writeBenchModel writes the random benchmark model with tokDir's
@@ -122,7 +155,10 @@ func writeBenchModel(dir, tokDir string) error {
 // benchSetup serves the model as s (tessera local without workers, plus
 // one tessera worker process per entry of s.threads), then measures it.
 func benchSetup(self, dir, model string, s clusterSetup, n, inFlight int, cfg bench.Config, c1Req, conc int) (setupResult, error) {
-	logf, err := os.Create(filepath.Join(dir, fmt.Sprintf("setup%d.log", n)))
+	if s.inFlight > 0 {
+		inFlight = s.inFlight
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("setup%d.log", n)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return setupResult{}, err
 	}
@@ -248,4 +284,5 @@ func printClusterTable(w io.Writer, r []setupResult, conc int) {
 	fmt.Fprintf(w, "| pp=2 c=1 ITL ÷ 1×1 thread | %.2f | ≤ 1.15 |\n", ratio(pp.c1.ITLp50ms, one.c1.ITLp50ms))
 	fmt.Fprintf(w, "| tp=2 c=1 ITL ÷ 1×2 threads | %.2f | ≤ 1.15 |\n", ratio(tp.c1.ITLp50ms, two.c1.ITLp50ms))
 	fmt.Fprintf(w, "| tp=2 c=%d tok/s ÷ 1×2 threads | %.2f | ≥ 0.95 |\n", conc, ratio(tp.cN.OutputTokS, two.cN.OutputTokS))
+	fmt.Fprintf(w, "| pp=2 c=%d tok/s, overlapped ÷ one step at a time | %.2f | |\n", conc, ratio(pp.cN.OutputTokS, r[4].cN.OutputTokS))
 }
