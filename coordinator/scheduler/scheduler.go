@@ -6,8 +6,12 @@
 // is recovered by replaying each sequence's tokens into fresh KV blocks, so
 // requests pause instead of failing.
 //
+// A Stepper whose stages can work on different steps at once (a
+// Pipeline) gets several steps in flight, each with its own sequences.
+//
 // request.go is what a valid request is (Check); admit.go admission and
-// preemption; step.go step building and sampling; replay.go recovery.
+// preemption; step.go step building and sampling; pipeline.go steps in
+// flight; replay.go recovery.
 package scheduler
 
 import (
