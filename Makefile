@@ -18,7 +18,7 @@ FUZZ_TARGETS = ./worker/weights:FuzzOpen:20000 ./worker/weights:FuzzIndex:8000 \
 	./coordinator/api:FuzzCompletionRequest:8000 ./coordinator/api:FuzzHTTPRequest:3000 \
 	./coordinator/guide:FuzzSchema:3000 ./coordinator/guide:FuzzRegex:3000
 
-.PHONY: all build run generate test vet fuzz bench bench-peer bench-serving proto clean refs
+.PHONY: all build run generate test vet fuzz bench bench-cluster bench-peer bench-serving proto clean refs
 
 all: build
 
@@ -59,6 +59,11 @@ refs:
 	cd coordinator/api/testdata/templates/ref && npm ci --no-audit --no-fund && node render.mjs
 
 # Speed figures live here, not in tests; docs/benchmarks.md records them.
+# bench-cluster: one model served as 1 worker × 2 threads, tp=2 and pp=2
+# over 2 × 1 thread, and 1 worker × 1 thread, on this host (issue 17).
+bench-cluster: build
+	$(BIN) bench-cluster
+
 bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=30x ./worker/model/llama
 	$(GO) test -run='^$$' -bench=. ./kernels/cpu

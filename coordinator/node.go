@@ -49,6 +49,9 @@ type Options struct {
 	PP, TP                 int
 	CacheTokens, BlockSize int
 	MaxQueue, MaxBatch     int
+	// InFlight is how many steps may be in flight at once, so that
+	// pipeline stages overlap (0: one per stage).
+	InFlight               int
 	StepTimeout, LeaderTTL time.Duration
 	APIKey                 string
 	// TLS, when set, serves the API over HTTPS.
@@ -124,7 +127,7 @@ func Start(ctx context.Context, cli *clientv3.Client, nc *nats.Conn, o Options) 
 	}
 	mgr := cluster.New(cluster.Config{Dial: WorkerDialer(o.WorkerTLS), Cluster: o.Cluster, ID: o.ID, ModelDir: o.WorkerModelDir, Spec: s,
 		DTypeBytes: o.DTypeBytes, PP: o.PP, TP: o.TP, CacheTokens: o.CacheTokens, BlockSize: o.BlockSize, StepTimeout: o.StepTimeout,
-		LeaderTTL: o.LeaderTTL, Logger: o.Logger}, cli, tr)
+		InFlight: o.InFlight, LeaderTTL: o.LeaderTTL, Logger: o.Logger}, cli, tr)
 	metrics := api.NewMetrics()
 	metrics.Registry().MustRegister(mgr.Collector())
 	sched := scheduler.New(scheduler.Config{Blocks: (o.CacheTokens + o.BlockSize - 1) / o.BlockSize, BlockSize: o.BlockSize,

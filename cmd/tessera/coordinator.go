@@ -56,7 +56,7 @@ type servingFlags struct {
 	api                                                            apiFlags
 	model, modelName, workerModelDir, listen, grpcListen, plan, id string
 	tlsCert, tlsKey                                                string
-	cacheTokens, blockSize, maxQueue, maxBatch                     int
+	cacheTokens, blockSize, maxQueue, maxBatch, inFlight           int
 	stepTimeout, leaderTTL                                         time.Duration
 	limits                                                         api.Limits
 }
@@ -70,6 +70,7 @@ func (s *servingFlags) register(fs *flag.FlagSet, listen string) {
 	fs.IntVar(&s.blockSize, "block-size", 16, "KV cache block size in tokens")
 	fs.IntVar(&s.maxQueue, "max-queue", 256, "requests that may wait; more get 429")
 	fs.IntVar(&s.maxBatch, "max-batch", 64, "sequences that may run in one step")
+	fs.IntVar(&s.inFlight, "in-flight", 0, "steps (micro-batches) in flight at once, so pipeline stages overlap (0: one per stage)")
 	s.api.register(fs)
 	fs.DurationVar(&s.stepTimeout, "step-timeout", 5*time.Second, "a step taking longer is retried on a new plan (a lost worker)")
 	fs.DurationVar(&s.limits.ReadHeader, "http-header-timeout", 10*time.Second, "longest an API client may take to send a request's headers")
@@ -93,6 +94,9 @@ func (s *servingFlags) options(cf clusterFlags, log *slog.Logger) (coordinator.O
 	}
 	if s.cacheTokens < 1 || s.blockSize < 1 {
 		return o, fmt.Errorf("%w: --cache-tokens and --block-size must be positive", errUsage)
+	}
+	if s.inFlight < 0 {
+		return o, fmt.Errorf("%w: --in-flight must be ≥ 0 (0: one per pipeline stage)", errUsage)
 	}
 	if (s.tlsCert == "") != (s.tlsKey == "") {
 		return o, fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
@@ -124,7 +128,7 @@ func (s *servingFlags) options(cf clusterFlags, log *slog.Logger) (coordinator.O
 		o.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 	o.Cluster, o.ModelDir, o.WorkerModelDir, o.Listen, o.GRPCListen = cf.cluster, s.model, s.workerModelDir, s.listen, s.grpcListen
-	o.CacheTokens, o.BlockSize, o.MaxQueue, o.MaxBatch = s.cacheTokens, s.blockSize, s.maxQueue, s.maxBatch
+	o.CacheTokens, o.BlockSize, o.MaxQueue, o.MaxBatch, o.InFlight = s.cacheTokens, s.blockSize, s.maxQueue, s.maxBatch, s.inFlight
 	o.StepTimeout, o.LeaderTTL, o.Logger, o.Limits = s.stepTimeout, s.leaderTTL, log, s.limits
 	o.Encoders = func(dir string) (api.Encoder, error) {
 		e, err := worker.LoadEncoder(dir)

@@ -45,20 +45,28 @@ func TestClusterEndToEnd(t *testing.T) {
 			waitStatus(t, api+"/ready", 200, 30*time.Second)
 			checkReducePath(t, workers, tc.reduce)
 			checkGolden(t, api, dir)
+			if strings.HasPrefix(tc.plan, "pp=3") {
+				checkOverlap(t, api, 3)
+			}
 		})
 	}
 }
 
 // checkGolden generates every golden case of the model in dir greedily
-// through api and compares the ids.
+// through api and compares the ids: all cases at once, twice over, so that
+// under pp=3 the steps overlap (one in flight per stage).
 func checkGolden(t *testing.T, api, dir string) {
 	t.Helper()
-	for i, c := range modeltest.LoadGolden(t, dir).Cases {
-		got := complete(t, api, greedyBody(c.PromptIDs, len(c.GreedyIDs)))
-		if fmt.Sprint(got.Choices[0].TokenIDs) != fmt.Sprint(c.GreedyIDs) {
-			t.Errorf("case %d: %v, golden %v", i, got.Choices[0].TokenIDs, c.GreedyIDs)
-		}
+	var wg sync.WaitGroup
+	for i, c := range append(modeltest.LoadGolden(t, dir).Cases, modeltest.LoadGolden(t, dir).Cases...) {
+		wg.Go(func() {
+			got := complete(t, api, greedyBody(c.PromptIDs, len(c.GreedyIDs)))
+			if fmt.Sprint(got.Choices[0].TokenIDs) != fmt.Sprint(c.GreedyIDs) {
+				t.Errorf("case %d: %v, golden %v", i, got.Choices[0].TokenIDs, c.GreedyIDs)
+			}
+		})
 	}
+	wg.Wait()
 }
 
 // checkReducePath checks that every worker loaded its shard reducing over
@@ -71,6 +79,23 @@ func checkReducePath(t *testing.T, workers []*process, want string) {
 	for _, w := range workers {
 		if out := w.out.String(); !strings.Contains(out, "reduce="+want) {
 			t.Errorf("%s did not load its shard with reduce=%s:\n%s", w.name, want, out)
+		}
+	}
+}
+
+// checkOverlap asserts that steps overlapped on the cluster behind api and
+// that its /metrics shows each of the stages' busy time and bubble.
+func checkOverlap(t *testing.T, api string, stages int) {
+	t.Helper()
+	if n := metric(t, api, "tessera_overlapped_steps_total"); n == 0 {
+		t.Error("no step was sent while another was in flight")
+	}
+	for s := range stages {
+		busy := metric(t, api, fmt.Sprintf(`tessera_stage_busy_seconds_total{stage="%d"}`, s))
+		bubble := metric(t, api, fmt.Sprintf(`tessera_stage_bubble_seconds_total{stage="%d"}`, s))
+		t.Logf("stage %d: busy %.3fs, bubble %.3fs", s, busy, bubble)
+		if busy <= 0 || bubble < 0 {
+			t.Errorf("stage %d: busy %v s, bubble %v s", s, busy, bubble)
 		}
 	}
 }
@@ -249,7 +274,7 @@ func TestUnreachableInfrastructure(t *testing.T) {
 }
 
 // TestWorkerKilledDuringGeneration: kill -9 of a serving worker while 16
-// streaming requests run. The coordinator notices (a failed step or the
+// streaming requests run (32 under pp=3, where steps overlap). The coordinator notices (a failed step or the
 // lease), re-plans onto the standby, replays the sequences' tokens, and
 // every request completes with the tokens of an undisturbed run.
 func TestWorkerKilledDuringGeneration(t *testing.T) {
@@ -263,7 +288,14 @@ func TestWorkerKilledDuringGeneration(t *testing.T) {
 			if shape == "pp=1,tp=3" {
 				checkReducePath(t, workers[:3], "direct")
 			}
-			generateDuring(t, api, 16, 150, func() { workers[1].stop(syscall.SIGKILL) })
+			streams := 16
+			if strings.HasPrefix(shape, "pp=3") {
+				streams = 32 // in micro-batches, three in flight: the kill hits overlapped steps
+			}
+			generateDuring(t, api, streams, 150, func() { workers[1].stop(syscall.SIGKILL) })
+			if strings.HasPrefix(shape, "pp=3") {
+				checkOverlap(t, api, 3)
+			}
 			if out := captureStatus(t, in, cluster); !strings.Contains(out, "w3") || strings.Contains(out, "w1 ") {
 				t.Errorf("the plan should now use the standby w3 and not w1:\n%s", out)
 			}

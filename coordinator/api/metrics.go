@@ -55,8 +55,16 @@ func (m *Metrics) Handler() http.Handler {
 // Registry is where more collectors may be registered.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// TimeSteps wraps a Stepper so every step's duration is observed.
-func (m *Metrics) TimeSteps(s scheduler.Stepper) scheduler.Stepper { return &timedStepper{s, m} }
+// TimeSteps wraps a Stepper so every step's duration is observed. A
+// scheduler.Pipeline stays one: a step is timed from its send to its
+// result.
+func (m *Metrics) TimeSteps(s scheduler.Stepper) scheduler.Stepper {
+	t := &timedStepper{s, m}
+	if p, ok := s.(scheduler.Pipeline); ok {
+		return &timedPipeline{t, p}
+	}
+	return t
+}
 
 type timedStepper struct {
 	s scheduler.Stepper
@@ -66,16 +74,42 @@ type timedStepper struct {
 func (t *timedStepper) Step(ctx context.Context, st *tesserav1.Step) ([][]topk.Partial, error) {
 	start := time.Now()
 	out, err := t.s.Step(ctx, st)
+	t.observe(start, err)
+	return out, err
+}
+
+func (t *timedStepper) observe(start time.Time, err error) {
 	if err != nil {
 		t.m.stepFails.Inc()
 	} else {
 		t.m.stepTime.Observe(time.Since(start).Seconds())
 	}
-	return out, err
 }
 
 // PlanVersion is the wrapped stepper's.
 func (t *timedStepper) PlanVersion(ctx context.Context) (uint64, error) { return t.s.PlanVersion(ctx) }
+
+type timedPipeline struct {
+	*timedStepper
+	p scheduler.Pipeline
+}
+
+// InFlight is the wrapped pipeline's.
+func (t *timedPipeline) InFlight() int { return t.p.InFlight() }
+
+func (t *timedPipeline) Send(ctx context.Context, st *tesserav1.Step) (scheduler.Await, error) {
+	start := time.Now()
+	await, err := t.p.Send(ctx, st)
+	if err != nil {
+		t.observe(start, err)
+		return nil, err
+	}
+	return func(ctx context.Context) ([][]topk.Partial, error) {
+		out, err := await(ctx)
+		t.observe(start, err)
+		return out, err
+	}, nil
+}
 
 // statser is the scheduler's Stats method, looked up at run time.
 type statser interface{ Stats() scheduler.Stats }
@@ -114,5 +148,7 @@ func (m *Metrics) watch(s *scheduler.Scheduler) {
 	counter("tessera_scheduler_generated_tokens_total", "Tokens the scheduler sampled.", stat(func(x scheduler.Stats) float64 { return float64(x.GeneratedTokens) }))
 	counter("tessera_steps_total", "Scheduler steps run.", stat(func(x scheduler.Stats) float64 { return float64(x.Steps) }))
 	counter("tessera_preemptions_total", "Sequences preempted (recomputed) when KV blocks ran out.", stat(func(x scheduler.Stats) float64 { return float64(x.Preemptions) }))
+	counter("tessera_overlapped_steps_total", "Steps sent while an earlier one was still in flight (pipeline stages overlapping).",
+		stat(func(x scheduler.Stats) float64 { return float64(x.Overlapped) }))
 	counter("tessera_replays_total", "Sequences replayed after a failed step.", stat(func(x scheduler.Stats) float64 { return float64(x.Replays) }))
 }

@@ -32,6 +32,9 @@ type Config struct {
 	// StepTimeout bounds one step end to end; a lost worker is noticed by
 	// then at the latest.
 	StepTimeout time.Duration
+	// InFlight is how many steps may be in flight at once, so that every
+	// pipeline stage works on a different micro-batch (0: one per stage).
+	InFlight int
 	// LeaderTTL is how long a crashed leader keeps the role before a
 	// standby takes over (0: the registry's default).
 	LeaderTTL time.Duration
@@ -62,6 +65,7 @@ type Manager struct {
 	// re-plans.
 	planning     *tesserav1.PlanningReport
 	planFailures atomic.Int64
+	clock        stageClock
 }
 
 // Re-planning after a failure backs off from minBackoff to maxBackoff; a

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/tessera-llm/tessera/coordinator/scheduler"
 	tesserav1 "github.com/tessera-llm/tessera/proto/tessera/v1"
 	"github.com/tessera-llm/tessera/shard/plan"
@@ -18,6 +16,7 @@ type active struct {
 	json    []byte
 	subj    transport.Subjects
 	results *transport.Receiver
+	router  *router
 	cancel  context.CancelFunc
 }
 
@@ -33,9 +32,12 @@ func (m *Manager) activate(ctx context.Context, p *plan.Plan, raw []byte) error 
 		cancel()
 		return err
 	}
+	last := p.Stages[len(p.Stages)-1]
+	rt := newRouter(results, len(p.Stages), len(last.Ranks), &m.clock)
+	go rt.run(rctx)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.active = &active{plan: p, json: raw, subj: subj, results: results, cancel: cancel}
+	m.active = &active{plan: p, json: raw, subj: subj, results: results, router: rt, cancel: cancel}
 	close(m.ready)
 	m.log.Info("plan serving", "version", p.Version)
 	return nil
@@ -74,6 +76,35 @@ func (m *Manager) waitActive(ctx context.Context) (*active, error) {
 // Step publishes st on the serving plan and gathers the last stage's
 // top-k partials, per logit row. It waits while no plan serves.
 func (m *Manager) Step(ctx context.Context, st *tesserav1.Step) ([][]topk.Partial, error) {
+	await, err := m.Send(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	return await(ctx)
+}
+
+// InFlight is how many steps the scheduler keeps going at once: the
+// configured count, or one per stage of the serving plan, so that every
+// stage has a micro-batch to work on.
+func (m *Manager) InFlight() int {
+	if m.cfg.InFlight > 0 {
+		return m.cfg.InFlight
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.active == nil {
+		return 1
+	}
+	return len(m.active.plan.Stages)
+}
+
+// Send publishes st on the serving plan (waiting while none serves) and
+// returns how to wait for its result; the results of several steps in
+// flight are told apart by step id. Workers run a plan's steps in the
+// order they were sent, so a step's timeout starts when the step sent
+// before it is settled: queueing behind it in the pipeline is not
+// slowness.
+func (m *Manager) Send(ctx context.Context, st *tesserav1.Step) (scheduler.Await, error) {
 	a, err := m.waitActive(ctx)
 	if err != nil {
 		return nil, err
@@ -81,40 +112,58 @@ func (m *Manager) Step(ctx context.Context, st *tesserav1.Step) ([][]topk.Partia
 	if st.PlanVersion != 0 && st.PlanVersion != a.plan.Version {
 		return nil, fmt.Errorf("%w: step %d was built for plan v%d, v%d serves", scheduler.ErrPlanChanged, st.StepId, st.PlanVersion, a.plan.Version)
 	}
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.StepTimeout)
-	defer cancel()
 	st.PlanVersion = a.plan.Version
+	var w *waiter
+	if len(st.Spans) > 0 {
+		w = a.router.expect(st.StepId)
+		m.clock.sent()
+	}
 	meta := &tesserav1.Frame{PlanVersion: a.plan.Version, StepId: st.StepId, Kind: tesserav1.FrameKind_FRAME_KIND_STEP}
-	if err := transport.SendProto(ctx, m.tr, a.subj.Step(), meta, st); err != nil {
+	sctx, cancel := context.WithTimeout(ctx, m.cfg.StepTimeout)
+	err = transport.SendProto(sctx, m.tr, a.subj.Step(), meta, st)
+	cancel()
+	if err != nil {
+		if w != nil {
+			a.router.forget(st.StepId, w)
+			m.clock.done()
+		}
 		return nil, err
 	}
-	if len(st.Spans) == 0 {
-		return nil, nil
+	if w == nil {
+		return func(context.Context) ([][]topk.Partial, error) { return nil, nil }, nil
 	}
+	return func(ctx context.Context) ([][]topk.Partial, error) {
+		defer m.clock.done()
+		defer a.router.forget(st.StepId, w)
+		if w.prev != nil {
+			select {
+			case <-w.prev:
+			case <-w.done:
+			case <-ctx.Done():
+				return nil, fmt.Errorf("step %d on plan v%d: %w", st.StepId, a.plan.Version, ctx.Err())
+			}
+		}
+		ctx, cancel := context.WithTimeout(ctx, m.cfg.StepTimeout)
+		defer cancel()
+		select {
+		case <-w.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("step %d on plan v%d: %w", st.StepId, a.plan.Version, ctx.Err())
+		}
+		if w.err != nil {
+			return nil, fmt.Errorf("step %d on plan v%d: %w", st.StepId, a.plan.Version, w.err)
+		}
+		return a.merge(st.StepId, w.got)
+	}, nil
+}
+
+// merge joins the last stage's answers into per-row partials.
+func (a *active) merge(step uint64, got []*tesserav1.StepResult) ([][]topk.Partial, error) {
 	last := a.plan.Stages[len(a.plan.Stages)-1]
-	got := make([]*tesserav1.StepResult, len(last.Ranks))
-	for n := 0; n < len(last.Ranks); {
-		t, err := a.results.Next(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("step %d on plan v%d: %w", st.StepId, a.plan.Version, err)
-		}
-		var r tesserav1.StepResult
-		if proto.Unmarshal(t.Data, &r) != nil || r.StepId != st.StepId {
-			continue // garbage or a late answer to an abandoned step
-		}
-		if r.Error != "" {
-			return nil, fmt.Errorf("step %d: stage %d rank %d: %s", st.StepId, t.Stage, r.Rank, r.Error)
-		}
-		if r.Rank < 0 || int(r.Rank) >= len(got) || got[r.Rank] != nil || t.Stage != int32(len(a.plan.Stages)-1) {
-			continue
-		}
-		got[r.Rank] = &r
-		n++
-	}
 	rows := make([][]topk.Partial, len(got[0].Rows))
 	for ri, r := range got {
 		if len(r.Rows) != len(rows) {
-			return nil, fmt.Errorf("step %d: rank %d sent %d rows, rank 0 %d", st.StepId, ri, len(r.Rows), len(rows))
+			return nil, fmt.Errorf("step %d: rank %d sent %d rows, rank 0 %d", step, ri, len(r.Rows), len(rows))
 		}
 		v := last.Ranks[ri].Vocab
 		for i, row := range r.Rows {

@@ -18,7 +18,7 @@ func (s *Scheduler) drain() {
 func (s *Scheduler) dropCancelled() {
 	keep := s.running[:0]
 	for _, q := range s.running {
-		if err := q.ctx.Err(); err != nil {
+		if err := q.ctx.Err(); err != nil && !q.busy { // a busy one goes when its step lands
 			s.retire(q)
 			s.finish(q, "", err)
 			continue
@@ -67,10 +67,11 @@ func (s *Scheduler) preempt(q *seq) {
 	s.stats.preempted.Add(1)
 }
 
-// victim is the newest running sequence not in the step being built.
+// victim is the newest running sequence neither in the step being built
+// nor in flight.
 func (s *Scheduler) victim(inStep []*seq, keep *seq) *seq {
 	for i := len(s.running) - 1; i >= 0; i-- {
-		if q := s.running[i]; q != keep && !slices.Contains(inStep, q) {
+		if q := s.running[i]; q != keep && !q.busy && !slices.Contains(inStep, q) {
 			return q
 		}
 	}

@@ -6,8 +6,12 @@
 // is recovered by replaying each sequence's tokens into fresh KV blocks, so
 // requests pause instead of failing.
 //
+// A Stepper whose stages can work on different steps at once (a
+// Pipeline) gets several steps in flight, each with its own sequences.
+//
 // request.go is what a valid request is (Check); admit.go admission and
-// preemption; step.go step building and sampling; replay.go recovery.
+// preemption; step.go step building and sampling; pipeline.go steps in
+// flight; replay.go recovery.
 package scheduler
 
 import (
@@ -122,6 +126,9 @@ type Stats struct {
 	PrefixHitTokens        int64 // prompt tokens served from the prefix cache
 	GeneratedTokens, Steps int64
 	Preemptions, Replays   int64
+	// Overlapped counts steps sent while an earlier one was still in
+	// flight: pipeline stages working on different micro-batches.
+	Overlapped int64
 }
 
 // Result is how a request ended.
@@ -160,6 +167,8 @@ type seq struct {
 	fed     int // tokens whose KV is in the workers' cache
 	blocks  kvblocks.Seq
 	replays int
+	// busy marks a sequence in a step in flight.
+	busy bool
 	// at is where the generated text is in req.Guide.
 	at guide.State
 }
@@ -177,13 +186,14 @@ type Scheduler struct {
 	waiting []*seq
 	running []*seq
 	release []uint64
+	flying  []*flight // oldest first
 
 	queued  atomic.Int64
 	stopped chan struct{}
 	stats   struct {
 		waiting, running, blocksUsed                    atomic.Int64
 		prefill, prefixHit, generated, steps, preempted atomic.Int64
-		replays                                         atomic.Int64
+		replays, overlapped                             atomic.Int64
 	}
 }
 
@@ -196,6 +206,7 @@ func (s *Scheduler) Stats() Stats {
 		PrefillTokens: s.stats.prefill.Load(), PrefixHitTokens: s.stats.prefixHit.Load(),
 		GeneratedTokens: s.stats.generated.Load(), Steps: s.stats.steps.Load(),
 		Preemptions: s.stats.preempted.Load(), Replays: s.stats.replays.Load(),
+		Overlapped: s.stats.overlapped.Load(),
 	}
 }
 
@@ -269,7 +280,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 		}
 	}()
 	for {
-		if len(s.running) == 0 && len(s.waiting) == 0 {
+		if len(s.running) == 0 && len(s.waiting) == 0 && len(s.flying) == 0 {
 			s.publish() // the gauges must not keep a cancelled sequence's state
 			select {
 			case q := <-s.in:
@@ -289,9 +300,30 @@ func (s *Scheduler) Run(ctx context.Context) {
 			}
 			continue
 		}
-		err := s.step(ctx)
-		s.publish()
-		if err != nil && ctx.Err() != nil {
+		// Keep up to inFlight steps going; wait for the oldest when no
+		// more may go or none can be built (its sequences all fly).
+		if len(s.flying) < s.inFlight() && s.idleRunning() {
+			sent, err := s.launch(ctx)
+			if err != nil && ctx.Err() != nil {
+				return
+			}
+			if sent || len(s.flying) == 0 {
+				continue
+			}
+		}
+		if len(s.flying) == 0 {
+			continue
+		}
+		select {
+		case l := <-s.flying[0].landed:
+			err := s.land(ctx, l)
+			s.publish()
+			if err != nil && ctx.Err() != nil {
+				return
+			}
+		case q := <-s.in:
+			s.waiting = append(s.waiting, q) // it may join the next step
+		case <-ctx.Done():
 			return
 		}
 	}

@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -13,31 +12,33 @@ import (
 	"github.com/tessera-llm/tessera/shard/topk"
 )
 
-// step builds one step from the running sequences, runs it and samples.
-func (s *Scheduler) step(ctx context.Context) error {
+// launch builds one step from the running sequences that are in no
+// flight and sends it. It reports whether it sent one.
+func (s *Scheduler) launch(ctx context.Context) (bool, error) {
 	v, err := s.stepper.PlanVersion(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if v != s.plan {
 		if s.plan != 0 {
+			s.abandon()
 			s.restartAll()
 		}
 		s.plan = v
 	}
 	s.stepID++
 	st := &tesserav1.Step{StepId: s.stepID, PlanVersion: s.plan, Release: s.release}
-	budget, topK := s.cfg.TokenBudget, s.cfg.TopK
+	budget, topK, seqs := s.cfg.TokenBudget, s.cfg.TopK, s.microBatch()
 	var rows []*seq // every span's sequence, in row order
 	// Decodes first (one token each), then prompt chunks with what is left.
 	order := make([]*seq, 0, len(s.running))
 	for _, q := range s.running {
-		if len(q.tokens)-q.fed == 1 {
+		if len(q.tokens)-q.fed == 1 && !q.busy {
 			order = append(order, q)
 		}
 	}
 	for _, q := range s.running {
-		if len(q.tokens)-q.fed > 1 {
+		if len(q.tokens)-q.fed > 1 && !q.busy {
 			order = append(order, q)
 		}
 	}
@@ -46,7 +47,7 @@ func (s *Scheduler) step(ctx context.Context) error {
 			continue // preempted for an earlier sequence of this step
 		}
 		n := min(len(q.tokens)-q.fed, budget)
-		if n <= 0 {
+		if n <= 0 || len(rows) == seqs {
 			break
 		}
 		fits := true
@@ -83,43 +84,11 @@ func (s *Scheduler) step(ctx context.Context) error {
 	}
 	if len(rows) == 0 {
 		s.dropFinished()
-		return nil
+		return false, nil
 	}
 	st.TopK = int32(topK) // Check keeps every width within topk.MaxTopK
-	parts, err := s.stepper.Step(ctx, st)
-	if err == nil && len(parts) != len(rows) {
-		err = fmt.Errorf("step %d: %d result rows for %d spans", st.StepId, len(parts), len(rows))
-	}
-	if err != nil {
-		switch {
-		case ctx.Err() != nil:
-		case errors.Is(err, ErrPlanChanged):
-			s.restartAll() // the next step learns the new version
-		default:
-			s.cfg.Logger.Warn("step failed; replaying its sequences", "step", st.StepId, "err", err)
-			s.replayAll(err)
-		}
-		return err
-	}
-	s.stats.steps.Add(1)
-	s.release = nil
-	for i, q := range rows {
-		n := int(st.Spans[i].Tokens)
-		if decode := n == 1 && len(q.gen) > 0 && q.fed+1 == len(q.tokens); !decode {
-			s.stats.prefill.Add(int64(n))
-		}
-		q.fed += n
-		q.blocks.Len = q.fed
-		if s.cfg.PrefixCaching {
-			s.alloc.Commit(&q.blocks, q.tokens)
-		}
-		s.alloc.Slide(&q.blocks, s.cfg.Window)
-		if q.fed == len(q.tokens) {
-			s.sample(q, parts[i], int(st.TopK))
-		}
-	}
-	s.dropFinished()
-	return nil
+	s.send(ctx, st, rows)
+	return true, nil
 }
 
 // sample picks q's next token from the merged candidates of its row,

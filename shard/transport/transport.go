@@ -108,7 +108,8 @@ func (s Subjects) ReduceAll(stage int) string {
 	return s.base() + "s" + strconv.Itoa(stage) + ".*.reduce"
 }
 
-// Result is where a last-stage rank publishes its StepResults.
+// Result is where a rank publishes its StepResults: a last-stage rank's
+// rows, another stage's busy time, any rank's error.
 func (s Subjects) Result(stage, rank int) string { return s.rank(stage, rank, "result") }
 
 // ResultAll matches the StepResults of every rank.

@@ -136,9 +136,16 @@ func (s *Server) runStep(ctx context.Context, sh *shard, subj transport.Subjects
 		}
 		meta.Dtype = tesserav1.DType_DTYPE_F32
 		meta.Shape = []int64{int64(len(st.Tokens)), int64(len(res.Hidden) / max(len(st.Tokens), 1))}
-		return transport.SendTensor(ctx, s.tr, subj.Act(stage, 0), meta, transport.AppendF32(nil, res.Hidden))
+		if err := transport.SendTensor(ctx, s.tr, subj.Act(stage, 0), meta, transport.AppendF32(nil, res.Hidden)); err != nil {
+			return err
+		}
+		// Then, off the critical path, the busy time for the
+		// coordinator's per-stage metrics; losing it loses no output.
+		busy := &tesserav1.StepResult{PlanVersion: p.Version, StepId: st.StepId, BusyNs: int64(took)}
+		_ = transport.SendProto(ctx, s.tr, subj.Result(stage, rank), s.meta(st, sh, tesserav1.FrameKind_FRAME_KIND_RESULT), busy)
+		return nil
 	}
 	meta.Kind = tesserav1.FrameKind_FRAME_KIND_RESULT
-	out := &tesserav1.StepResult{PlanVersion: p.Version, StepId: st.StepId, Rank: int32(rank), Rows: res.Rows}
+	out := &tesserav1.StepResult{PlanVersion: p.Version, StepId: st.StepId, Rank: int32(rank), Rows: res.Rows, BusyNs: int64(took)}
 	return transport.SendProto(ctx, s.tr, subj.Result(stage, rank), meta, out)
 }

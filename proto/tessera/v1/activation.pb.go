@@ -510,7 +510,8 @@ func (x *RowTopK) GetLse() float64 {
 	return 0
 }
 
-// StepResult is a last-stage rank's answer to a step.
+// StepResult is a last-stage rank's answer to a step. Rank 0 of every
+// other stage sends one too, without rows, to report its busy time.
 type StepResult struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	PlanVersion uint64                 `protobuf:"varint,1,opt,name=plan_version,json=planVersion,proto3" json:"plan_version,omitempty"`
@@ -518,7 +519,11 @@ type StepResult struct {
 	Rank        int32                  `protobuf:"varint,3,opt,name=rank,proto3" json:"rank,omitempty"`
 	Rows        []*RowTopK             `protobuf:"bytes,4,rep,name=rows,proto3" json:"rows,omitempty"`
 	// error is set when the step failed on this rank.
-	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	// busy_ns is how long the rank computed the step, in nanoseconds (not
+	// counting waits for activations or the send): the coordinator's
+	// per-stage busy time and bubble.
+	BusyNs        int64 `protobuf:"varint,6,opt,name=busy_ns,json=busyNs,proto3" json:"busy_ns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -588,6 +593,13 @@ func (x *StepResult) GetError() string {
 	return ""
 }
 
+func (x *StepResult) GetBusyNs() int64 {
+	if x != nil {
+		return x.BusyNs
+	}
+	return 0
+}
+
 var File_tessera_v1_activation_proto protoreflect.FileDescriptor
 
 const file_tessera_v1_activation_proto_rawDesc = "" +
@@ -626,14 +638,15 @@ const file_tessera_v1_activation_proto_rawDesc = "" +
 	"\aRowTopK\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\x05R\x03ids\x12\x16\n" +
 	"\x06logits\x18\x02 \x03(\x02R\x06logits\x12\x10\n" +
-	"\x03lse\x18\x03 \x01(\x01R\x03lse\"\x9b\x01\n" +
+	"\x03lse\x18\x03 \x01(\x01R\x03lse\"\xb4\x01\n" +
 	"\n" +
 	"StepResult\x12!\n" +
 	"\fplan_version\x18\x01 \x01(\x04R\vplanVersion\x12\x17\n" +
 	"\astep_id\x18\x02 \x01(\x04R\x06stepId\x12\x12\n" +
 	"\x04rank\x18\x03 \x01(\x05R\x04rank\x12'\n" +
 	"\x04rows\x18\x04 \x03(\v2\x13.tessera.v1.RowTopKR\x04rows\x12\x14\n" +
-	"\x05error\x18\x05 \x01(\tR\x05error*Z\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x12\x17\n" +
+	"\abusy_ns\x18\x06 \x01(\x03R\x06busyNs*Z\n" +
 	"\x05DType\x12\x15\n" +
 	"\x11DTYPE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tDTYPE_F32\x10\x01\x12\r\n" +
