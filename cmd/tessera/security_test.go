@@ -1,15 +1,9 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,29 +15,21 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/tessera-llm/tessera/shard/transport"
+	"github.com/tessera-llm/tessera/shard/transport/testpki"
 )
 
-// pki writes a CA and leaf key pairs for 127.0.0.1 into a directory.
+// pki writes a CA and leaf key pairs for 127.0.0.1 into a directory, as
+// PEM files for the commands' flags.
 type pki struct {
+	*testpki.CA
 	dir  string
-	ca   *x509.Certificate
-	key  *ecdsa.PrivateKey
 	file string // the CA's PEM file
 }
 
 func newPKI(t *testing.T, name string) *pki {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name + " CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(der)
-	p := &pki{dir: t.TempDir(), ca: ca, key: key}
-	p.file = p.write(t, name+"-ca.crt", "CERTIFICATE", der)
+	p := &pki{CA: testpki.NewCA(t, name), dir: t.TempDir()}
+	p.file = p.write(t, name+"-ca.crt", "CERTIFICATE", p.DER)
 	return p
 }
 
@@ -58,18 +44,12 @@ func (p *pki) write(t *testing.T, name, kind string, der []byte) string {
 // leaf issues a certificate for 127.0.0.1 usable by servers and clients.
 func (p *pki) leaf(t *testing.T, name string) (cert, key string) {
 	t.Helper()
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &k.PublicKey, p.key)
+	l := p.Leaf(t, name)
+	kd, err := x509.MarshalECPrivateKey(l.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kd, _ := x509.MarshalECPrivateKey(k)
-	return p.write(t, name+".crt", "CERTIFICATE", der), p.write(t, name+".key", "EC PRIVATE KEY", kd)
+	return p.write(t, name+".crt", "CERTIFICATE", l.DER), p.write(t, name+".key", "EC PRIVATE KEY", kd)
 }
 
 // A NATS server with a password refuses a worker that has none.
@@ -109,9 +89,7 @@ func TestMutualTLS(t *testing.T) {
 	spawn(t, cluster+"/c1", "coordinator", "--cluster", cluster, "--etcd", in.etcd, "--nats", in.nats,
 		"--model", filepath.Join(repoRoot, "testdata/golden/bloom"), "--listen", addr, "--grpc-listen", "", "--id", "c1",
 		"--grpc-ca", good.file, "--grpc-cert", ccert, "--grpc-key", ckey, "--tls-cert", ccert, "--tls-key", ckey)
-	pool := x509.NewCertPool()
-	pool.AddCert(good.ca)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: good.Pool()}}}
 	api := "https://" + addr
 	waitHTTPS := func(path string, want int, within time.Duration) bool {
 		for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
