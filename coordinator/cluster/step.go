@@ -113,6 +113,7 @@ func (m *Manager) Send(ctx context.Context, st *tesserav1.Step) (scheduler.Await
 		return nil, fmt.Errorf("%w: step %d was built for plan v%d, v%d serves", scheduler.ErrPlanChanged, st.StepId, st.PlanVersion, a.plan.Version)
 	}
 	st.PlanVersion = a.plan.Version
+	st.TimeoutMs = uint32(m.cfg.StepTimeout.Milliseconds())
 	var w *waiter
 	if len(st.Spans) > 0 {
 		w = a.router.expect(st.StepId)

@@ -84,7 +84,11 @@ func (s *Server) loop(ctx context.Context, sh *shard, subj transport.Subjects, p
 			s.badSteps.Add(1)
 			continue
 		}
-		stepCtx, cancel := context.WithTimeout(ctx, s.cfg.StepTimeout)
+		timeout := s.cfg.StepTimeout
+		if c := time.Duration(st.TimeoutMs) * time.Millisecond; c > 0 {
+			timeout = min(timeout, c)
+		}
+		stepCtx, cancel := context.WithTimeout(ctx, timeout)
 		err = s.runStep(stepCtx, sh, subj, p, &st, acts)
 		cancel()
 		if err != nil && ctx.Err() == nil {

@@ -371,7 +371,12 @@ type Step struct {
 	// top_k is how many candidates each last-stage rank returns per row.
 	TopK int32 `protobuf:"varint,5,opt,name=top_k,json=topK,proto3" json:"top_k,omitempty"`
 	// release lists sequences whose KV blocks the workers may forget.
-	Release       []uint64 `protobuf:"varint,6,rep,packed,name=release,proto3" json:"release,omitempty"`
+	Release []uint64 `protobuf:"varint,6,rep,packed,name=release,proto3" json:"release,omitempty"`
+	// timeout_ms is how long the coordinator waits for this step before it
+	// replays its sequences: a worker waits no longer for the step's
+	// activations, or a message lost in flight (a NATS restart) would hold
+	// the stage, and every step queued behind it, past the replays.
+	TimeoutMs     uint32 `protobuf:"varint,7,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -446,6 +451,13 @@ func (x *Step) GetRelease() []uint64 {
 		return x.Release
 	}
 	return nil
+}
+
+func (x *Step) GetTimeoutMs() uint32 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
 }
 
 // RowTopK is a rank's best candidates for one logit row over its
@@ -627,14 +639,16 @@ const file_tessera_v1_activation_proto_rawDesc = "" +
 	"all_logits\x18\x05 \x01(\bR\tallLogits\x12\x1f\n" +
 	"\vblock_table\x18\x06 \x03(\x05R\n" +
 	"blockTable\x12\x14\n" +
-	"\x05allow\x18\a \x01(\fR\x05allowJ\x04\b\x04\x10\x05\"\xb4\x01\n" +
+	"\x05allow\x18\a \x01(\fR\x05allowJ\x04\b\x04\x10\x05\"\xd3\x01\n" +
 	"\x04Step\x12!\n" +
 	"\fplan_version\x18\x01 \x01(\x04R\vplanVersion\x12\x17\n" +
 	"\astep_id\x18\x02 \x01(\x04R\x06stepId\x12\x16\n" +
 	"\x06tokens\x18\x03 \x03(\x05R\x06tokens\x12)\n" +
 	"\x05spans\x18\x04 \x03(\v2\x13.tessera.v1.SeqSpanR\x05spans\x12\x13\n" +
 	"\x05top_k\x18\x05 \x01(\x05R\x04topK\x12\x18\n" +
-	"\arelease\x18\x06 \x03(\x04R\arelease\"E\n" +
+	"\arelease\x18\x06 \x03(\x04R\arelease\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\a \x01(\rR\ttimeoutMs\"E\n" +
 	"\aRowTopK\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\x05R\x03ids\x12\x16\n" +
 	"\x06logits\x18\x02 \x03(\x02R\x06logits\x12\x10\n" +
