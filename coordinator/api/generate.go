@@ -134,9 +134,10 @@ func (s *Server) follow(k int, g *genRequest, h *scheduler.Handle, cancel contex
 	q := &sequence{prompt: k / g.bestOf}
 	var dec TextStream
 	if s.cfg.Tokenizer != nil {
-		dec = s.cfg.Tokenizer.NewDecoder()
 		if pc, ok := s.cfg.Tokenizer.(piecer); ok && g.base.Guide != nil {
 			dec = &pieceStream{p: pc}
+		} else {
+			dec = s.cfg.Tokenizer.NewDecoder()
 		}
 	}
 	var text strings.Builder

@@ -319,13 +319,7 @@ func (s *Server) responses(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := seqs[0]
-	text, calls := q.text, []toolCall(nil)
-	if u != nil {
-		var at int
-		if at, calls = u.extract(q.text); len(calls) > 0 {
-			text = strings.TrimSpace(q.text[:at])
-		}
-	}
+	text, calls := u.split(q.text)
 	if text != "" || len(calls) == 0 {
 		rs.output = append(rs.output, messageItem(newID("msg_"), text, "completed"))
 	}

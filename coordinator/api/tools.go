@@ -417,11 +417,8 @@ func compactObject(raw json.RawMessage) (string, bool) {
 // message is the assistant message of a finished sequence: content
 // and tool calls, and the finish reason ("tool_calls" when it called).
 func (u *toolUse) message(text, finish string) (map[string]any, string) {
-	msg := map[string]any{"role": "assistant", "content": text}
-	if u == nil {
-		return msg, finish
-	}
-	at, calls := u.extract(text)
+	content, calls := u.split(text)
+	msg := map[string]any{"role": "assistant", "content": content}
 	if len(calls) == 0 {
 		return msg, finish
 	}
@@ -430,11 +427,24 @@ func (u *toolUse) message(text, finish string) (map[string]any, string) {
 		list[i] = c.chatJSON(i, false)
 	}
 	msg["tool_calls"] = list
-	msg["content"] = nil
-	if c := strings.TrimSpace(text[:at]); c != "" {
-		msg["content"] = c
+	if content == "" {
+		msg["content"] = nil
 	}
 	return msg, "tool_calls"
+}
+
+// split parts a finished sequence's text into the content before its
+// tool calls (trimmed) and the calls; text is all content when it calls
+// nothing.
+func (u *toolUse) split(text string) (string, []toolCall) {
+	if u == nil {
+		return text, nil
+	}
+	at, calls := u.extract(text)
+	if len(calls) == 0 {
+		return text, nil
+	}
+	return strings.TrimSpace(text[:at]), calls
 }
 
 // toolStream turns one streamed sequence's text into chat deltas (for

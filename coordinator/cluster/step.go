@@ -12,12 +12,11 @@ import (
 )
 
 type active struct {
-	plan    *plan.Plan
-	json    []byte
-	subj    transport.Subjects
-	results *transport.Receiver
-	router  *router
-	cancel  context.CancelFunc
+	plan   *plan.Plan
+	json   []byte
+	subj   transport.Subjects
+	router *router
+	cancel context.CancelFunc
 }
 
 // activate makes p the plan steps run on.
@@ -37,7 +36,7 @@ func (m *Manager) activate(ctx context.Context, p *plan.Plan, raw []byte) error 
 	go rt.run(rctx)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.active = &active{plan: p, json: raw, subj: subj, results: results, router: rt, cancel: cancel}
+	m.active = &active{plan: p, json: raw, subj: subj, router: rt, cancel: cancel}
 	close(m.ready)
 	m.log.Info("plan serving", "version", p.Version)
 	return nil
@@ -50,7 +49,7 @@ func (m *Manager) deactivate() {
 	if m.active == nil {
 		return
 	}
-	m.active.results.Close()
+	m.active.router.results.Close()
 	m.active.cancel()
 	m.active = nil
 	m.ready = make(chan struct{})

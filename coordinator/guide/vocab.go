@@ -62,10 +62,11 @@ func NewVocab(size int, piece func(id int32) ([]byte, bool), eos []int32) *Vocab
 	for k, id := range v.order {
 		buf = append(buf, v.pieces[id]...)
 		v.sorted[k] = buf[len(buf)-len(v.pieces[id]):]
+		v.pieces[id] = v.sorted[k] // one copy of each piece, not two
 	}
 	v.lcp = make([]int32, len(v.order))
 	for k := 1; k < len(v.order); k++ {
-		a, b := v.pieces[v.order[k-1]], v.pieces[v.order[k]]
+		a, b := v.sorted[k-1], v.sorted[k]
 		n := 0
 		for n < len(a) && n < len(b) && a[n] == b[n] {
 			n++

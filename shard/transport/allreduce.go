@@ -82,13 +82,19 @@ func (g *Group) AllReduce(ctx context.Context, step uint64, seq int, buf []float
 		}
 		g.parts[r] = t.Data
 	}
-	// (p0 + p1) + p2 ..., element by element, the same on every rank.
-	decodeF32(buf, g.parts[0])
-	for _, p := range g.parts[1:] {
-		addF32(buf, p)
-	}
+	sumInRankOrder(buf, g.parts)
 	clear(g.parts)
 	return nil
+}
+
+// sumInRankOrder sets buf to (p0 + p1) + p2 ..., element by element: the
+// same order on every rank, whichever path brought the partials, so that
+// every rank holds the same bits.
+func sumInRankOrder(buf []float32, parts [][]byte) {
+	decodeF32(buf, parts[0])
+	for _, p := range parts[1:] {
+		addF32(buf, p)
+	}
 }
 
 // Dropped counts the frames the group's receiver dropped.

@@ -316,10 +316,7 @@ func (m *Mesh) AllReduce(ctx context.Context, step uint64, seq int, buf []float3
 			return fmt.Errorf("%w: rank %d sent %d bytes for a %d-float reduction", ErrMalformed, r, len(data), len(buf))
 		}
 	}
-	decodeF32(buf, m.parts[0])
-	for _, p := range m.parts[1:] {
-		addF32(buf, p)
-	}
+	sumInRankOrder(buf, m.parts)
 	return nil
 }
 
