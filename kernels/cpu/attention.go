@@ -73,19 +73,23 @@ func attendKernel(j *job, s *scratch, lo, hi int) {
 			continue
 		}
 		// scores[x*keys+t-lo] is head hs[x]'s score of key t; blocks before
-		// the window's first one are never read.
+		// the window's first one are never read. Each head takes a block's
+		// keys (and then its values) in one call.
 		scores := grow(&s.a, len(hs)*keys)
 		kvOff := g * hd
 		for t0 := lo - lo%bs; t0 < hi; t0 += bs {
-			base := int(a.Table[t0/bs])*bs*kvStride + kvOff
-			for t := max(t0, lo); t < min(t0+bs, hi); t++ {
-				krow := kc[base+(t-t0)*kvStride:][:hd]
-				for x, h := range hs {
-					sc := dot(q[i*stride+h*hd:][:hd], krow) * a.Scale
-					if a.Slopes != nil {
-						sc += a.Slopes[h] * float32(t)
+			t1, t2 := max(t0, lo), min(t0+bs, hi)
+			krows := kc[int(a.Table[t0/bs])*bs*kvStride+kvOff+(t1-t0)*kvStride:]
+			for x, h := range hs {
+				sc := scores[x*keys+t1-lo : x*keys+t2-lo]
+				dotRowsOf(sc, q[i*stride+h*hd:][:hd], krows, kvStride)
+				for t := range sc {
+					sc[t] *= a.Scale
+				}
+				if a.Slopes != nil {
+					for t := range sc {
+						sc[t] += a.Slopes[h] * float32(t1+t)
 					}
-					scores[x*keys+t-lo] = sc
 				}
 			}
 		}
@@ -94,14 +98,43 @@ func attendKernel(j *job, s *scratch, lo, hi int) {
 			clear(out[i*stride+h*hd:][:hd])
 		}
 		for t0 := lo - lo%bs; t0 < hi; t0 += bs {
-			base := int(a.Table[t0/bs])*bs*kvStride + kvOff
-			for t := max(t0, lo); t < min(t0+bs, hi); t++ {
-				vrow := vc[base+(t-t0)*kvStride:][:hd]
-				for x, h := range hs {
-					axpy(out[i*stride+h*hd:][:hd], vrow, scores[x*keys+t-lo])
-				}
+			t1, t2 := max(t0, lo), min(t0+bs, hi)
+			vrows := vc[int(a.Table[t0/bs])*bs*kvStride+kvOff+(t1-t0)*kvStride:]
+			for x, h := range hs {
+				axpyRowsOf(out[i*stride+h*hd:][:hd], vrows, kvStride, scores[x*keys+t1-lo:x*keys+t2-lo])
 			}
 		}
+	}
+}
+
+// dotRowsOf sets out[r] = q · rows[r·ld:][:len(q)] for r < len(out).
+func dotRowsOf(out, q, rows []float32, ld int) {
+	if len(out) == 0 {
+		return
+	}
+	_ = rows[(len(out)-1)*ld+len(q)-1]
+	if useSIMD && len(q) > 0 {
+		gemvRowsF32(&q[0], &rows[0], ld, len(q), len(out), &out[0])
+		return
+	}
+	for r := range out {
+		out[r] = dot(q, rows[r*ld:])
+	}
+}
+
+// axpyRowsOf adds a[r]·rows[r·ld:][:len(y)] into y for r = 0, 1, ... in
+// order, as len(a) calls of axpy would.
+func axpyRowsOf(y, rows []float32, ld int, a []float32) {
+	if len(a) == 0 {
+		return
+	}
+	_ = rows[(len(a)-1)*ld+len(y)-1]
+	if useSIMD && len(y) > 0 {
+		axpyRows(&y[0], &rows[0], ld, len(y), len(a), &a[0])
+		return
+	}
+	for r, w := range a {
+		axpy(y, rows[r*ld:], w)
 	}
 }
 

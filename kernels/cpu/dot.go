@@ -11,7 +11,7 @@ func dot(a, b []float32) float32 {
 	b = b[:len(a)]
 	if useSIMD && len(a) > 0 {
 		var s float32
-		gemv1F32(&a[0], &b[0], 0, len(a), &s)
+		gemvRowsF32(&a[0], &b[0], 0, len(a), 1, &s)
 		return s
 	}
 	var s0, s1, s2, s3 float32

@@ -212,16 +212,15 @@ type gemvSeg struct {
 }
 
 // gemv runs products segs[:nseg] of x [n, k] (n < simdGemmRows, one weight
-// dtype) as one op with the GEMV kernels: Q8_0 (either path) in groups of
-// q8Group rows, the SIMD kernels in blocks of 4 page-strided passes
-// (pageStride). x is prepared once for all: split into bf16 parts or
-// de-interleaved for bf16 weights,
-// quantized to int8 for the VNNI Q8_0 kernel.
+// dtype) as one op with the GEMV kernels, in work items of q8Group rows (a
+// Q8_0 group; the SIMD kernels take their rows one at a time). x is
+// prepared once for all: split into bf16 parts or de-interleaved for bf16
+// weights, quantized to int8 for the VNNI Q8_0 kernel.
 func (b *Backend) gemv(segs *[maxFused]gemvSeg, nseg int, xt *Tensor, n, k int) {
 	dt := segs[0].w.dtype
 	j := b.pool.get(gemvSegsKernel)
 	var s *scratch
-	per := q8Group
+	const per = q8Group
 	switch {
 	case dt == kernels.Q8_0:
 		if useSIMD && useVNNI && k >= q8Block {
@@ -229,21 +228,18 @@ func (b *Backend) gemv(segs *[maxFused]gemvSeg, nseg int, xt *Tensor, n, k int) 
 			quantizeAct(&s.xq, xt.F32, n, k)
 			j.xq = &s.xq
 		}
-	default:
-		per = 4 * pageStride(k*dt.Size())
-		if dt == kernels.BF16 {
-			s = b.pool.scr.get()
-			kp := eoLen(k)
-			if useBF16 {
-				j.hs = grow(&s.h, 2*n*kp)
-				for i := range n {
-					splitBF16(j.hs[2*i*kp:2*(i+1)*kp], xt.F32[i*k:(i+1)*k])
-				}
-			} else {
-				j.fs = grow(&s.c, n*kp)
-				for i := range n {
-					deinterleave(j.fs[i*kp:(i+1)*kp], xt.F32[i*k:(i+1)*k])
-				}
+	case dt == kernels.BF16:
+		s = b.pool.scr.get()
+		kp := eoLen(k)
+		if useBF16 {
+			j.hs = grow(&s.h, 2*n*kp)
+			for i := range n {
+				splitBF16(j.hs[2*i*kp:2*(i+1)*kp], xt.F32[i*k:(i+1)*k])
+			}
+		} else {
+			j.fs = grow(&s.c, n*kp)
+			for i := range n {
+				deinterleave(j.fs[i*kp:(i+1)*kp], xt.F32[i*k:(i+1)*k])
 			}
 		}
 	}

@@ -125,8 +125,8 @@ func TestMatMul(t *testing.T) {
 		{1, 1, 1}, {1, 7, 13}, {1, 64, 256}, {1, 301, 129},
 		{2, 5, 9}, {3, 33, 70}, {4, 4, 4}, {5, 9, 17}, {8, 16, 64},
 		{17, 31, 45}, {64, 67, 129}, {33, 300, 8},
-		// Rows shorter than a page, so the SIMD GEMV takes each pass's 4 rows
-		// pageStride apart, with whole strided blocks and 4-row and 1-row tails.
+		// Widths the decode GEMVs meet, with odd row counts (items of 4 rows
+		// and a partial last one).
 		{2, 1000, 1024}, {1, 130, 700}, {3, 257, 1536},
 	}
 	for _, b := range backends() {

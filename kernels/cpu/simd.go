@@ -14,7 +14,7 @@ var useSIMD = hasAVX512
 var useVNNI = hasVNNI
 
 // useBF16 selects the bf16 decode GEMV on x split into two bf16 parts
-// (gemv4BF16DP, VDPBF16PS; splitBF16), on CPUs with AVX512_BF16; tests
+// (gemvRowsBF16DP, VDPBF16PS; splitBF16), on CPUs with AVX512_BF16; tests
 // toggle it. The split holds x to 2⁻¹⁶ of itself, so the golden logits of
 // bf16 checkpoints stay within their 1e-4 (one bf16 x would cost 2⁻⁸).
 var useBF16 = hasBF16
@@ -31,91 +31,64 @@ const (
 	gemmMR = 12
 	gemmNR = 32
 	// simdGemmRows is the row count of x from which the SIMD MatMul packs x
-	// and runs the GEMM micro-kernel; below it, the GEMV kernel (4 weight
-	// rows per pass, dotted with each x row while they sit in L1) wins: a
+	// and runs the GEMM micro-kernel; below it, the GEMV kernel (each
+	// weight row dotted with every x row while it sits in L1) wins: a
 	// GEMM panel computes 32 rows whatever n is. One core, 2816×1024,
-	// cpu-ms GEMV / GEMM: bf16 0.53/1.84 at n = 8, 0.93/2.45 at 12,
-	// 1.09/1.69 at 16; f32 1.59/1.81 at 12, 1.93/1.73 at 16.
+	// cpu-ms GEMV (then 4 rows a pass) / GEMM: bf16 0.53/1.84 at n = 8,
+	// 0.93/2.45 at 12, 1.09/1.69 at 16; f32 1.59/1.81 at 12, 1.93/1.73 at 16.
 	simdGemmRows = 16
 	// packChunk is the k range one packing item transposes.
 	packChunk = 64
+	// gemvRun is how many weight rows gemvSIMD dots with each of several
+	// x rows in turn.
+	gemvRun = 4
 )
 
 // gemvSIMD computes output columns [lo, hi) for all n rows of x with the
-// AVX-512 GEMV kernels: 4 weight rows per pass, widened in registers. For
-// bf16 weights xb holds the rows of x split by splitBF16, 2·eoLen(k) each
-// (the VDPBF16PS kernels) or, when nil, xp holds them de-interleaved by deinterleave (the
-// even/odd kernels), each eoLen(k) long; other dtypes read x.
+// AVX-512 GEMV kernels (gemvRows*), the weight rows in storage order,
+// widened in registers. For bf16 weights xb holds the rows of x split by
+// splitBF16, 2·eoLen(k) each (the VDPBF16PS kernel) or, when nil, xp holds
+// them de-interleaved by deinterleave (the even/odd kernel), each eoLen(k)
+// long; other dtypes read x.
 //
-// A pass takes its 4 rows pageStride rows apart, so that rows shorter than
-// a page come from 4 different pages, and the passes of a block of
-// 4·pageStride rows cover it whole. The L2 streamer follows one stream per
-// 4 KiB page: 4 contiguous 2 KiB bf16 rows are 2 streams in each of 2
-// pages, and one core pulled 8–10 GB/s from DRAM that way against 11–14
-// GB/s with the rows in 4 pages (docs/benchmarks.md).
+// Row after row, a goroutine's weights are one sequential stream, which
+// the hardware prefetchers follow across pages: on one Zen 5 core a 128
+// MiB bf16 GEMV read 27–32 GB/s that way, the streaming-read rate, against
+// 16–25 GB/s for 4 rows at a time taken a page apart (4 streams), the
+// earlier layout tuned on an Intel host (docs/benchmarks.md, issue 20).
+// One x row takes its whole range in one call; several take runs of
+// gemvRun rows, each x row in turn while the run's weights sit in L1.
 func gemvSIMD(out, x, xp []float32, xb []uint16, wt, bt *Tensor, n, m, k, lo, hi int) {
 	kp := eoLen(k)
-	stride := pageStride(k * wt.dtype.Size())
-	var o [4]float32
-	pass := func(i, r, ldw int) {
-		switch wt.dtype {
-		case kernels.F32:
-			gemv4F32(&x[i*k], &wt.F32[r*k], ldw, k, &o[0])
-		case kernels.BF16:
-			if xb != nil {
-				gemv4BF16DP(&xb[2*i*kp], &wt.Half[r*k], ldw, k, &o[0])
-			} else {
-				gemv4BF16EO(&xp[i*kp], &wt.Half[r*k], ldw, k, &o[0])
-			}
-		case kernels.F16:
-			gemv4F16(&x[i*k], &wt.Half[r*k], ldw, k, &o[0])
-		}
-		for q := range 4 {
-			row := r + q*ldw/k
-			out[i*m+row] = o[q] + biasAt(bt, row)
-		}
+	run := hi - lo
+	if n > 1 {
+		run = gemvRun
 	}
-	r := lo
-	for ; r+4*stride <= hi; r += 4 * stride {
-		for s := range stride {
-			for i := range n {
-				pass(i, r+s, stride*k)
-			}
-		}
-	}
-	for ; r+4 <= hi; r += 4 {
-		for i := range n {
-			pass(i, r, k)
-		}
-	}
-	for ; r < hi; r++ {
+	for r := lo; r < hi; r += run {
+		rows := min(run, hi-r)
 		for i := range n {
 			o := &out[i*m+r]
 			switch wt.dtype {
 			case kernels.F32:
-				gemv1F32(&x[i*k], &wt.F32[r*k], k, k, o)
+				gemvRowsF32(&x[i*k], &wt.F32[r*k], k, k, rows, o)
 			case kernels.BF16:
 				if xb != nil {
-					gemv1BF16DP(&xb[2*i*kp], &wt.Half[r*k], k, k, o)
+					gemvRowsBF16DP(&xb[2*i*kp], &wt.Half[r*k], k, k, rows, o)
 				} else {
-					gemv1BF16EO(&xp[i*kp], &wt.Half[r*k], k, k, o)
+					gemvRowsBF16EO(&xp[i*kp], &wt.Half[r*k], k, k, rows, o)
 				}
 			case kernels.F16:
-				gemv1F16(&x[i*k], &wt.Half[r*k], k, k, o)
+				gemvRowsF16(&x[i*k], &wt.Half[r*k], k, k, rows, o)
 			}
-			*o += biasAt(bt, r)
 		}
 	}
-}
-
-// pageStride is how many rows apart gemvSIMD takes the 4 rows of a pass:
-// enough that rows of rowBytes fall in different 4 KiB pages.
-func pageStride(rowBytes int) int {
-	const page = 4096
-	if rowBytes >= page || rowBytes <= 0 {
-		return 1
+	if bt != nil {
+		for i := range n {
+			for r := lo; r < hi; r++ {
+				out[i*m+r] += biasAt(bt, r)
+			}
+		}
 	}
-	return (page + rowBytes - 1) / rowBytes
 }
 
 // splitBF16 writes x (len k) into dst (len 2·eoLen(k)) as two bf16

@@ -14,18 +14,6 @@ func cpuid(leaf, sub uint32) (a, b, c, d uint32)
 func xgetbv() (a, d uint32)
 
 //go:noescape
-func gemv1F32(x, w *float32, ldw, k int, out *float32)
-
-//go:noescape
-func gemv4F32(x, w *float32, ldw, k int, out *float32)
-
-//go:noescape
-func gemv1F16(x *float32, w *uint16, ldw, k int, out *float32)
-
-//go:noescape
-func gemv4F16(x *float32, w *uint16, ldw, k int, out *float32)
-
-//go:noescape
 func widenBF16AVX(dst *float32, src *uint16, n int)
 
 //go:noescape
@@ -95,12 +83,6 @@ func sumSquaresAVX(x *float32, n int) float64
 func mulScaleAVX(dst, x, gamma *float32, n int, s float32)
 
 //go:noescape
-func gemv1BF16EO(xp *float32, w *uint16, ldw, k int, out *float32)
-
-//go:noescape
-func gemv4BF16EO(xp *float32, w *uint16, ldw, k int, out *float32)
-
-//go:noescape
 func gemv4Q8(x *float32, q *int8, s *float32, nb int, out *float32)
 
 //go:noescape
@@ -113,7 +95,16 @@ func streamRead(p *byte, n int) uint64
 func gemv4Q8VNNI(xq *int8, xc *int32, xd *float32, q *int8, s *float32, nb, ng int, out *float32)
 
 //go:noescape
-func gemv1BF16DP(xb *uint16, w *uint16, ldw, k int, out *float32)
+func axpyRows(y, x *float32, ldx, k, rows int, a *float32)
 
 //go:noescape
-func gemv4BF16DP(xb *uint16, w *uint16, ldw, k int, out *float32)
+func gemvRowsF32(x, w *float32, ldw, k, rows int, out *float32)
+
+//go:noescape
+func gemvRowsF16(x *float32, w *uint16, ldw, k, rows int, out *float32)
+
+//go:noescape
+func gemvRowsBF16EO(x *float32, w *uint16, ldw, k, rows int, out *float32)
+
+//go:noescape
+func gemvRowsBF16DP(x *uint16, w *uint16, ldw, k, rows int, out *float32)

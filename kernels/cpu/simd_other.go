@@ -10,13 +10,9 @@ const hasVNNI = false
 
 const hasBF16 = false
 
-func gemv1F32(x, w *float32, ldw, k int, out *float32)         { panic("unreachable") }
-func gemv4F32(x, w *float32, ldw, k int, out *float32)         { panic("unreachable") }
-func gemv1F16(x *float32, w *uint16, ldw, k int, out *float32) { panic("unreachable") }
-func gemv4F16(x *float32, w *uint16, ldw, k int, out *float32) { panic("unreachable") }
-func widenBF16AVX(dst *float32, src *uint16, n int)            { panic("unreachable") }
-func widenF16AVX(dst *float32, src *uint16, n int)             { panic("unreachable") }
-func axpyAVX(y, x *float32, n int, a float32)                  { panic("unreachable") }
+func widenBF16AVX(dst *float32, src *uint16, n int) { panic("unreachable") }
+func widenF16AVX(dst *float32, src *uint16, n int)  { panic("unreachable") }
+func axpyAVX(y, x *float32, n int, a float32)       { panic("unreachable") }
 func gemm12x32(w *float32, ldw int, xp *float32, k int, c *float32, ldc int, bias *float32, rows, lanes int) {
 	panic("unreachable")
 }
@@ -25,9 +21,6 @@ func expSumAVX(dst, src *float32, n int, sub float32) float32 { panic("unreachab
 func siluMulAVX(dst, gate, u *float32, n int)                 { panic("unreachable") }
 func sumSquaresAVX(x *float32, n int) float64                 { panic("unreachable") }
 func mulScaleAVX(dst, x, gamma *float32, n int, s float32)    { panic("unreachable") }
-
-func gemv1BF16EO(xp *float32, w *uint16, ldw, k int, out *float32) { panic("unreachable") }
-func gemv4BF16EO(xp *float32, w *uint16, ldw, k int, out *float32) { panic("unreachable") }
 
 func gemv4Q8(x *float32, q *int8, s *float32, nb int, out *float32) { panic("unreachable") }
 func dequantQ8(dst *float32, q *int8, s *float32, nb int)           { panic("unreachable") }
@@ -38,5 +31,13 @@ func gemv4Q8VNNI(xq *int8, xc *int32, xd *float32, q *int8, s *float32, nb, ng i
 	panic("unreachable")
 }
 
-func gemv1BF16DP(xb *uint16, w *uint16, ldw, k int, out *float32) { panic("unreachable") }
-func gemv4BF16DP(xb *uint16, w *uint16, ldw, k int, out *float32) { panic("unreachable") }
+func axpyRows(y, x *float32, ldx, k, rows int, a *float32) { panic("unreachable") }
+
+func gemvRowsF32(x, w *float32, ldw, k, rows int, out *float32)         { panic("unreachable") }
+func gemvRowsF16(x *float32, w *uint16, ldw, k, rows int, out *float32) { panic("unreachable") }
+func gemvRowsBF16EO(x *float32, w *uint16, ldw, k, rows int, out *float32) {
+	panic("unreachable")
+}
+func gemvRowsBF16DP(x *uint16, w *uint16, ldw, k, rows int, out *float32) {
+	panic("unreachable")
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/tessera-llm/tessera/kernels"
@@ -73,35 +74,27 @@ func TestSIMDKernels(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(31, 32))
 	for _, n := range oddLens {
-		x, w := randVec(r, n), randVec(r, 4*n+3)
-		var got [4]float32
-		gemv4F32(&x[0], &w[0], n+1, n, &got[0])
-		for row := range 4 {
-			checkDot(t, name("gemv4F32 n=", n, " row ", row), got[row], x, w[row*(n+1):])
-		}
-		gemv1F32(&x[0], &w[n+1], 0, n, &got[0])
-		checkDot(t, name("gemv1F32 n=", n), got[0], x, w[n+1:])
+		x, w := randVec(r, n), randVec(r, 2*n+1)
+		var got float32
+		gemvRowsF32(&x[0], &w[n+1], 0, n, 1, &got)
+		checkDot(t, name("gemvRowsF32 n=", n), got, x, w[n+1:])
 		checkDot(t, name("dot n=", n), dot(x, w[:n]), x, w)
 
 		for _, dt := range []kernels.DType{kernels.BF16, kernels.F16} {
-			hb, hv := halfBits(r, dt, 4*(n+1))
-			gv4, gv1 := gemv4F16, gemv1F16
+			hb, hv := halfBits(r, dt, 3*(n+1))
+			gv := gemvRowsF16
 			xk := x
 			if dt == kernels.BF16 {
 				// The bf16 kernels read x de-interleaved and zero padded.
-				gv4, gv1 = gemv4BF16EO, gemv1BF16EO
+				gv = gemvRowsBF16EO
 				xk = make([]float32, eoLen(n))
 				for i := range xk {
 					xk[i] = float32(math.NaN())
 				}
 				deinterleave(xk, x)
 			}
-			gv4(&xk[0], &hb[0], n+1, n, &got[0])
-			for row := range 4 {
-				checkDot(t, name("gemv4", dt, " n=", n, " row ", row), got[row], x, hv[row*(n+1):])
-			}
-			gv1(&xk[0], &hb[2*(n+1)], 0, n, &got[0])
-			checkDot(t, name("gemv1", dt, " n=", n), got[0], x, hv[2*(n+1):])
+			gv(&xk[0], &hb[2*(n+1)], 0, n, 1, &got)
+			checkDot(t, name("gemvRows", dt, " n=", n), got, x, hv[2*(n+1):])
 
 			// widen must be exact and must not write past n.
 			dst := make([]float32, n+1)
@@ -131,6 +124,65 @@ func TestSIMDKernels(t *testing.T) {
 		assertClose(t, name("axpy n=", n), y[:n], wantY, 1e-6)
 		if y[n] != 42 {
 			t.Fatalf("axpy n=%d wrote past the end", n)
+		}
+	}
+}
+
+// TestRowKernels: a gemvRows call over several rows is bit for bit the
+// one-row calls it replaces, and axpyRows the axpyAVX calls (row strides
+// wider than a row, runs up to 17 rows); neither touches anything past
+// its rows.
+func TestRowKernels(t *testing.T) {
+	if !hasAVX512 {
+		t.Skip("no AVX-512 kernels on this CPU or build")
+	}
+	r := rand.New(rand.NewPCG(33, 34))
+	for _, k := range oddLens {
+		ld := k + 5
+		for _, rows := range []int{1, 2, 3, 16, 17} {
+			x, w, a := randVec(r, k), randVec(r, rows*ld), randVec(r, rows)
+			hb, _ := halfBits(r, kernels.F16, rows*ld)
+			xs := make([]uint16, 2*eoLen(k))
+			splitBF16(xs, x)
+			xp := make([]float32, eoLen(k))
+			deinterleave(xp, x)
+			for _, kc := range []struct {
+				name string
+				run  func(rows int, w int, out *float32)
+			}{
+				{"F32", func(n, at int, o *float32) { gemvRowsF32(&x[0], &w[at], ld, k, n, o) }},
+				{"F16", func(n, at int, o *float32) { gemvRowsF16(&x[0], &hb[at], ld, k, n, o) }},
+				{"BF16EO", func(n, at int, o *float32) { gemvRowsBF16EO(&xp[0], &hb[at], ld, k, n, o) }},
+				{"BF16DP", func(n, at int, o *float32) {
+					if hasBF16 {
+						gemvRowsBF16DP(&xs[0], &hb[at], ld, k, n, o)
+					}
+				}},
+			} {
+				got := make([]float32, rows+1)
+				got[rows] = 42
+				kc.run(rows, 0, &got[0])
+				for i := range rows {
+					var want float32
+					kc.run(1, i*ld, &want)
+					if got[i] != want && !math.IsNaN(float64(want)) {
+						t.Fatalf("gemvRows%s k=%d rows=%d [%d] = %v, one row %v", kc.name, k, rows, i, got[i], want)
+					}
+				}
+				if got[rows] != 42 {
+					t.Fatalf("gemvRows%s k=%d rows=%d wrote past out", kc.name, k, rows)
+				}
+			}
+			y := randVec(r, k+1)
+			y[k] = 42
+			want := slices.Clone(y)
+			axpyRows(&y[0], &w[0], ld, k, rows, &a[0])
+			for i := range rows {
+				axpyAVX(&want[0], &w[i*ld], k, a[i])
+			}
+			if !slices.Equal(y, want) {
+				t.Fatalf("axpyRows k=%d rows=%d differs from %d axpyAVX calls", k, rows, rows)
+			}
 		}
 	}
 }
