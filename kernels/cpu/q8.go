@@ -203,6 +203,11 @@ func quantizeAct(a *q8Act, x []float32, n, k int) {
 	a.c = grow(&a.c, blocks)
 	a.d = grow(&a.d, blocks)
 	for i := range n {
+		if useSIMD && full > 0 {
+			o := i * full
+			quantizeActAVX(&a.q[o*2*q8Block], &a.c[o], &a.d[o], &x[i*k], full)
+			continue
+		}
 		for b := range full {
 			o := i*full + b
 			qs := a.q[o*2*q8Block : (o+1)*2*q8Block]

@@ -254,3 +254,38 @@ func TestMatMuls(t *testing.T) {
 	b := New()
 	b.MatMuls([]kernels.Tensor{b.Alloc(1, 4), b.Alloc(1, 4)}, b.Alloc(1, 4), []kernels.Tensor{b.Alloc(4, 4)}, []kernels.Tensor{nil})
 }
+
+// TestQuantizeActSIMD: quantizeActAVX agrees bit for bit with
+// quantizeBlock's Go arithmetic, on blocks of every magnitude, all-zero
+// blocks, values on rounding boundaries (k/2 steps of the scale) and
+// a k%32 tail that neither path quantizes.
+func TestQuantizeActSIMD(t *testing.T) {
+	if !hasAVX512 {
+		t.Skip("no AVX-512 kernels on this CPU or build")
+	}
+	r := rand.New(rand.NewPCG(41, 42))
+	for _, k := range []int{32, 64, 100, 1024, 2816} {
+		const n = 3
+		x := make([]float32, n*k)
+		for i := range x {
+			switch b := i / q8Block % 4; {
+			case b == 1: // zero block (and its neighbours' boundaries)
+			case b == 2: // halfway points of a scale of 1: q·127/127 ± 0.5
+				x[i] = float32(r.IntN(255)-127) / 2
+			default:
+				x[i] = float32(r.NormFloat64() * math.Pow(10, float64(r.IntN(12)-6)))
+			}
+		}
+		var simd, ref q8Act
+		quantizeAct(&simd, x, n, k)
+		withFallback(func() { quantizeAct(&ref, x, n, k) })
+		if !slices.Equal(simd.q, ref.q) || !slices.Equal(simd.c, ref.c) || !slices.Equal(simd.d, ref.d) {
+			for i := range ref.d {
+				if simd.d[i] != ref.d[i] || simd.c[i] != ref.c[i] || !slices.Equal(simd.q[64*i:64*i+64], ref.q[64*i:64*i+64]) {
+					t.Fatalf("k=%d block %d: SIMD d=%v c=%d q=%v, Go d=%v c=%d q=%v", k, i,
+						simd.d[i], simd.c[i], simd.q[64*i:64*i+32], ref.d[i], ref.c[i], ref.q[64*i:64*i+32])
+				}
+			}
+		}
+	}
+}

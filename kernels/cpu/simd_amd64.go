@@ -108,3 +108,6 @@ func gemvRowsBF16EO(x *float32, w *uint16, ldw, k, rows int, out *float32)
 
 //go:noescape
 func gemvRowsBF16DP(x *uint16, w *uint16, ldw, k, rows int, out *float32)
+
+//go:noescape
+func quantizeActAVX(q *int8, c *int32, d *float32, x *float32, nb int)

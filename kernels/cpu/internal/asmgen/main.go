@@ -403,6 +403,7 @@ func main() {
 	dequantQ8()
 	q8perm()
 	gemv4Q8VNNI()
+	quantizeActAVX()
 	streamRead()
 	axpyRows()
 	if err := os.WriteFile(*dst, out.Bytes(), 0o644); err != nil {

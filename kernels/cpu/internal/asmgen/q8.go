@@ -224,3 +224,88 @@ func q8perm() {
 	p("GLOBL q8perm<>(SB), RODATA|NOPTR, $128")
 	p("")
 }
+
+// quantizeActAVX writes quantizeActAVX(q *int8, c *int32, d *float32,
+// x *float32, nb int): quantizeAct's work for nb whole blocks of 32 floats
+// at x, with quantizeBlock's arithmetic step for step (d = amax/127, q =
+// trunc(x·(127/amax) ± 0.5) clamped to ±127, 0 for an all-zero block), so
+// the two agree bit for bit on finite input. Each block's 32 quants are
+// stored twice (64 bytes at q), c = -16·Σ quants.
+func quantizeActAVX() {
+	const name = "quantizeActAVX"
+	p("// func %s(q *int8, c *int32, d *float32, x *float32, nb int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-40", name)
+	p("\tMOVQ q+0(FP), DI")
+	p("\tMOVQ c+8(FP), R8")
+	p("\tMOVQ d+16(FP), R9")
+	p("\tMOVQ x+24(FP), SI")
+	p("\tMOVQ nb+32(FP), CX")
+	for _, c := range []struct {
+		v uint32
+		z int
+	}{{0x7fffffff, 31}, {0x80000000, 30}, {0x3f000000, 29}, {127, 28}, {0xffffff81, 27}, {0x42fe0000, 26}} {
+		p("\tMOVL $0x%08x, AX", c.v)
+		p("\tVPBROADCASTD AX, Z%d", c.z)
+	}
+	p("\tVXORPS X25, X25, X25")
+	p("\tTESTQ CX, CX")
+	p("\tJEQ %s_done", name)
+	p("%s_loop:", name)
+	p("\tVMOVUPS (SI), Z0")
+	p("\tVMOVUPS 64(SI), Z1")
+	// amax, reduced across the 16 lanes into X2.
+	p("\tVANDPS Z31, Z0, Z2")
+	p("\tVANDPS Z31, Z1, Z3")
+	p("\tVMAXPS Z3, Z2, Z2")
+	p("\tVEXTRACTF64X4 $1, Z2, Y3")
+	p("\tVMAXPS Y3, Y2, Y2")
+	p("\tVEXTRACTF128 $1, Y2, X3")
+	p("\tVMAXPS X3, X2, X2")
+	p("\tVPERMILPD $1, X2, X3")
+	p("\tVMAXPS X3, X2, X2")
+	p("\tVMOVSHDUP X2, X3")
+	p("\tVMAXSS X3, X2, X2")
+	p("\tVDIVSS X26, X2, X4") // d = amax/127
+	p("\tVMOVSS X4, (R9)")
+	p("\tVDIVSS X2, X26, X5") // 127/amax, used only where amax > 0:
+	p("\tVBROADCASTSS X2, Z11")
+	p("\tVCMPPS $14, Z25, Z11, K2") // K2 = amax > 0 in every lane
+	p("\tVBROADCASTSS X5, Z5")
+	for _, z := range []int{0, 1} {
+		p("\tVMULPS.Z Z5, Z%d, K2, Z%d", z, z) // y, or 0
+		p("\tVANDPS Z30, Z%d, Z6", z)
+		p("\tVORPS Z29, Z6, Z6") // ±0.5 with y's sign
+		p("\tVADDPS Z6, Z%d, Z%d", z, z)
+		p("\tVCVTTPS2DQ Z%d, Z%d", z, z)
+		p("\tVPMINSD Z28, Z%d, Z%d", z, z)
+		p("\tVPMAXSD Z27, Z%d, Z%d", z, z)
+	}
+	p("\tVPADDD Z1, Z0, Z7")
+	p("\tVEXTRACTI64X4 $1, Z7, Y8")
+	p("\tVPADDD Y8, Y7, Y7")
+	p("\tVEXTRACTI128 $1, Y7, X8")
+	p("\tVPADDD X8, X7, X7")
+	p("\tVPSHUFD $0x4e, X7, X8")
+	p("\tVPADDD X8, X7, X7")
+	p("\tVPSHUFD $0xb1, X7, X8")
+	p("\tVPADDD X8, X7, X7")
+	p("\tVMOVD X7, AX")
+	p("\tNEGL AX")
+	p("\tSHLL $4, AX")
+	p("\tMOVL AX, (R8)")
+	p("\tVPMOVSDB Z0, X9")
+	p("\tVPMOVSDB Z1, X10")
+	p("\tVINSERTI128 $1, X10, Y9, Y9")
+	p("\tVINSERTI64X4 $1, Y9, Z9, Z9")
+	p("\tVMOVDQU32 Z9, (DI)")
+	p("\tADDQ $64, DI")
+	p("\tADDQ $4, R8")
+	p("\tADDQ $4, R9")
+	p("\tADDQ $128, SI")
+	p("\tDECQ CX")
+	p("\tJNE %s_loop", name)
+	p("%s_done:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
