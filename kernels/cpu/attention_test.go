@@ -203,6 +203,8 @@ func TestAttend(t *testing.T) {
 		{"mha", 4, 4, 16, nil},
 		{"gqa", 8, 2, 8, nil},
 		{"kvmap", 3, 2, 5, []int32{1, 0, 1}},
+		// The reference shape's and Llama 3's head widths (whole vectors).
+		{"gqa hd=64", 4, 2, 64, nil}, {"mha hd=128", 2, 2, 128, nil},
 	}
 	for _, b := range backends() {
 		for _, m := range masks {
