@@ -128,6 +128,9 @@ func TestMatMul(t *testing.T) {
 		// Widths the decode GEMVs meet, with odd row counts (items of 4 rows
 		// and a partial last one).
 		{2, 1000, 1024}, {1, 130, 700}, {3, 257, 1536},
+		// GEMM panels of at most 16 x rows (gemm12x16): a 16-row batch, and
+		// 16 rows after a full panel.
+		{16, 37, 70}, {48, 30, 33},
 	}
 	for _, b := range backends() {
 		for _, sh := range shapes {

@@ -184,7 +184,12 @@ func gemmSIMDKernel(j *job, s *scratch, lo, hi int) {
 			bias[r] = biasAt(bt, r0+r)
 		}
 		for q := 0; q*gemmNR < n; q++ {
-			gemm12x32(&wb[0], k, &xp[q*gemmNR*k], k, &out[q*gemmNR*m+r0], m, &bias[0], rows, min(gemmNR, n-q*gemmNR))
+			lanes := min(gemmNR, n-q*gemmNR)
+			if lanes <= gemmNR/2 {
+				gemm12x16(&wb[0], k, &xp[q*gemmNR*k], k, &out[q*gemmNR*m+r0], m, &bias[0], rows, lanes)
+			} else {
+				gemm12x32(&wb[0], k, &xp[q*gemmNR*k], k, &out[q*gemmNR*m+r0], m, &bias[0], rows, lanes)
+			}
 		}
 	}
 }

@@ -25,6 +25,9 @@ func axpyAVX(y, x *float32, n int, a float32)
 //go:noescape
 func gemm12x32(w *float32, ldw int, xp *float32, k int, c *float32, ldc int, bias *float32, rows, lanes int)
 
+//go:noescape
+func gemm12x16(w *float32, ldw int, xp *float32, k int, c *float32, ldc int, bias *float32, rows, lanes int)
+
 // hasAVX512 reports whether the CPU and OS support the AVX-512 F/BW/VL
 // instructions the kernels use (F16C-style VCVTPH2PS is part of AVX-512F).
 var hasAVX512 = detectAVX512()

@@ -16,6 +16,9 @@ func axpyAVX(y, x *float32, n int, a float32)       { panic("unreachable") }
 func gemm12x32(w *float32, ldw int, xp *float32, k int, c *float32, ldc int, bias *float32, rows, lanes int) {
 	panic("unreachable")
 }
+func gemm12x16(w *float32, ldw int, xp *float32, k int, c *float32, ldc int, bias *float32, rows, lanes int) {
+	panic("unreachable")
+}
 
 func expSumAVX(dst, src *float32, n int, sub float32) float32 { panic("unreachable") }
 func siluMulAVX(dst, gate, u *float32, n int)                 { panic("unreachable") }

@@ -224,15 +224,18 @@ func axpy() {
 	p("")
 }
 
-// gemm writes gemm12x32(w *float32, ldw int, xp *float32, k int, c *float32,
-// ldc int, bias *float32, rows, lanes int): the prefill micro-kernel. w is
-// 12 float32 rows of stride ldw; xp is a packed panel [k][32] of 32 x rows
-// (transposed). It sets c[l·ldc+r] = Σ_p w[r][p]·xp[p][l] + bias[r] for
-// r < rows, l < lanes (1 <= rows <= 12, 1 <= lanes <= 32), scattering
-// each accumulator (16 x rows of one weight row) with VSCATTERDPS. Each k
-// step broadcasts 12 weights and does 24 FMAs into 24 zmm accumulators.
-func gemm() {
-	const name = "gemm12x32"
+// gemm writes gemm12x{16H}(w *float32, ldw int, xp *float32, k int, c
+// *float32, ldc int, bias *float32, rows, lanes int): the prefill
+// micro-kernel. w is 12 float32 rows of stride ldw; xp is a packed panel
+// [k][32] of 32 x rows (transposed), of which it reads the first 16H. It
+// sets c[l·ldc+r] = Σ_p w[r][p]·xp[p][l] + bias[r] for r < rows, l <
+// lanes (1 <= rows <= 12, 1 <= lanes <= 16H), scattering each accumulator
+// (16 x rows of one weight row) with VSCATTERDPS. Each k step broadcasts
+// 12 weights and does 12H FMAs into 12H zmm accumulators. H = 1 serves a
+// panel of at most 16 x rows (a decode batch of 16, a prompt's last
+// panel) with half the FMAs of H = 2.
+func gemm(H int) {
+	name := fmt.Sprintf("gemm12x%d", 16*H)
 	p("// func %s(w *float32, ldw int, xp *float32, k int, c *float32, ldc int, bias *float32, rows, lanes int)", name)
 	p("TEXT ·%s(SB), NOSPLIT, $0-72", name)
 	p("\tMOVQ w+0(FP), R8")
@@ -247,7 +250,7 @@ func gemm() {
 	p("\tADDQ R9, R11") // row 6
 	p("\tLEAQ (R11)(R9*2), R12")
 	p("\tADDQ R9, R12") // row 9
-	for i := range 24 {
+	for i := range 12 * H {
 		p("\tVPXORD Z%d, Z%d, Z%d", i, i, i)
 	}
 	addr := func(r, disp int) string {
@@ -265,12 +268,15 @@ func gemm() {
 		} else {
 			p("\tVMOVUPS %d(DI), Z24", xo)
 		}
-		p("\tVMOVUPS %d(DI), Z25", xo+64)
+		if H == 2 {
+			p("\tVMOVUPS %d(DI), Z25", xo+64)
+		}
 		for r := range 12 {
 			z := 26 + r%4
 			p("\tVBROADCASTSS %s, Z%d", addr(r, 4*s), z)
-			p("\tVFMADD231PS Z24, Z%d, Z%d", z, 2*r)
-			p("\tVFMADD231PS Z25, Z%d, Z%d", z, 2*r+1)
+			for h := range H {
+				p("\tVFMADD231PS Z%d, Z%d, Z%d", 24+h, z, H*r+h)
+			}
 		}
 	}
 	p("%s_loop4:", name)
@@ -315,19 +321,21 @@ func gemm() {
 	p("\tXORL AX, AX")
 	p("\tJMP %s_store", name)
 	p("%s_hi:", name)
-	p("\tSUBQ $16, CX")
-	p("\tJEQ %s_store", name)
-	p("\tMOVL $1, AX")
-	p("\tSHLL CX, AX")
-	p("\tDECL AX")
+	if H == 2 {
+		p("\tSUBQ $16, CX")
+		p("\tJEQ %s_store", name)
+		p("\tMOVL $1, AX")
+		p("\tSHLL CX, AX")
+		p("\tDECL AX")
+	}
 	p("%s_store:", name)
 	for r := range 12 {
 		if r > 0 {
 			p("\tCMPQ SI, $%d", r)
 			p("\tJLE %s_ret", name)
 		}
-		for h, base := range []string{"DX", "R11"} {
-			z := 2*r + h
+		for h, base := range []string{"DX", "R11"}[:H] {
+			z := H*r + h
 			p("\tVADDPS.BCST %d(R12), Z%d, Z%d", 4*r, z, z)
 			if h == 0 {
 				p("\tKMOVW R13, K1")
@@ -397,7 +405,8 @@ func main() {
 		widen(d)
 	}
 	axpy()
-	gemm()
+	gemm(2)
+	gemm(1)
 	extra()
 	gemv4Q8()
 	dequantQ8()
