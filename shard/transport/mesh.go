@@ -422,6 +422,7 @@ func (m *Mesh) Close() error {
 // meshPeer is one connection of a Mesh and the goroutine that reads it.
 type meshPeer struct {
 	c    net.Conn
+	raw  net.Conn // c's TCP connection (under TLS)
 	in   chan meshFrame
 	bufs chan []byte
 	err  error // set before in is closed
@@ -437,7 +438,10 @@ type meshFrame struct {
 }
 
 func newMeshPeer(c net.Conn, maxSize int64) *meshPeer {
-	p := &meshPeer{c: c, in: make(chan meshFrame, 2), bufs: make(chan []byte, 4), done: make(chan struct{})}
+	p := &meshPeer{c: c, raw: c, in: make(chan meshFrame, 2), bufs: make(chan []byte, 4), done: make(chan struct{})}
+	if t, ok := c.(*tls.Conn); ok {
+		p.raw = t.NetConn()
+	}
 	go p.read(maxSize)
 	return p
 }
@@ -519,6 +523,7 @@ func (p *meshPeer) recv(ctx context.Context, step uint64, seq uint32, dropped *a
 		if p.held != nil {
 			f, p.held = *p.held, nil
 		} else {
+			spinReadable(p.raw, func() bool { return len(p.in) > 0 })
 			select {
 			case g, ok := <-p.in:
 				if !ok {
