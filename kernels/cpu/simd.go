@@ -39,47 +39,66 @@ const (
 	simdGemmRows = 16
 	// packChunk is the k range one packing item transposes.
 	packChunk = 64
-	// gemvRun is how many weight rows gemvSIMD dots with each of several
-	// x rows in turn.
-	gemvRun = 4
 )
 
 // gemvSIMD computes output columns [lo, hi) for all n rows of x with the
-// AVX-512 GEMV kernels (gemvRows*), the weight rows in storage order,
-// widened in registers. For bf16 weights xb holds the rows of x split by
-// splitBF16, 2·eoLen(k) each (the VDPBF16PS kernel) or, when nil, xp holds
-// them de-interleaved by deinterleave (the even/odd kernel), each eoLen(k)
+// AVX-512 GEMV kernels, the weight rows in storage order, widened in
+// registers. For bf16 weights xb holds the rows of x split by splitBF16,
+// 2·eoLen(k) each (the VDPBF16PS kernels) or, when nil, xp holds them
+// de-interleaved by deinterleave (the even/odd kernels), each eoLen(k)
 // long; other dtypes read x.
 //
-// Row after row, a goroutine's weights are one sequential stream, which
-// the hardware prefetchers follow across pages: on one Zen 5 core a 128
-// MiB bf16 GEMV read 27–32 GB/s that way, the streaming-read rate, against
-// 16–25 GB/s for 4 rows at a time taken a page apart (4 streams), the
-// earlier layout tuned on an Intel host (docs/benchmarks.md, issue 20).
-// One x row takes its whole range in one call; several take runs of
-// gemvRun rows, each x row in turn while the run's weights sit in L1.
+// One x row (decode) takes its whole range in one gemvRows call: row
+// after row, the weights are one sequential stream, which the hardware
+// prefetchers follow across pages. On one Zen 5 core a 128 MiB bf16 GEMV
+// read 27–32 GB/s that way, the streaming-read rate, against 16–25 GB/s
+// for 4 rows at a time taken a page apart (4 streams), the earlier layout
+// tuned on an Intel host (docs/benchmarks.md, issue 20). Several x rows
+// (batched decode) are compute-bound instead: they take 4 adjacent weight
+// rows a pass (gemv4*), each x row loaded once for 4 weight rows, which at
+// 8 and 12 rows was 10–17% faster than row by row.
 func gemvSIMD(out, x, xp []float32, xb []uint16, wt, bt *Tensor, n, m, k, lo, hi int) {
 	kp := eoLen(k)
-	run := hi - lo
-	if n > 1 {
-		run = gemvRun
-	}
-	for r := lo; r < hi; r += run {
-		rows := min(run, hi-r)
-		for i := range n {
-			o := &out[i*m+r]
-			switch wt.dtype {
-			case kernels.F32:
+	// run dots x row i with rows [r, r+rows) into out; four uses gemv4*.
+	run := func(i, r, rows int, four bool) {
+		o := &out[i*m+r]
+		switch wt.dtype {
+		case kernels.F32:
+			if four {
+				gemv4F32(&x[i*k], &wt.F32[r*k], k, k, o)
+			} else {
 				gemvRowsF32(&x[i*k], &wt.F32[r*k], k, k, rows, o)
-			case kernels.BF16:
-				if xb != nil {
-					gemvRowsBF16DP(&xb[2*i*kp], &wt.Half[r*k], k, k, rows, o)
-				} else {
-					gemvRowsBF16EO(&xp[i*kp], &wt.Half[r*k], k, k, rows, o)
-				}
-			case kernels.F16:
+			}
+		case kernels.BF16:
+			switch {
+			case xb != nil && four:
+				gemv4BF16DP(&xb[2*i*kp], &wt.Half[r*k], k, k, o)
+			case xb != nil:
+				gemvRowsBF16DP(&xb[2*i*kp], &wt.Half[r*k], k, k, rows, o)
+			case four:
+				gemv4BF16EO(&xp[i*kp], &wt.Half[r*k], k, k, o)
+			default:
+				gemvRowsBF16EO(&xp[i*kp], &wt.Half[r*k], k, k, rows, o)
+			}
+		case kernels.F16:
+			if four {
+				gemv4F16(&x[i*k], &wt.Half[r*k], k, k, o)
+			} else {
 				gemvRowsF16(&x[i*k], &wt.Half[r*k], k, k, rows, o)
 			}
+		}
+	}
+	r := lo
+	if n > 1 {
+		for ; r+4 <= hi; r += 4 {
+			for i := range n {
+				run(i, r, 4, true)
+			}
+		}
+	}
+	if r < hi {
+		for i := range n {
+			run(i, r, hi-r, false)
 		}
 	}
 	if bt != nil {

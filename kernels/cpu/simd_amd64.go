@@ -114,3 +114,15 @@ func gemvRowsBF16DP(x *uint16, w *uint16, ldw, k, rows int, out *float32)
 
 //go:noescape
 func quantizeActAVX(q *int8, c *int32, d *float32, x *float32, nb int)
+
+//go:noescape
+func gemv4F32(x, w *float32, ldw, k int, out *float32)
+
+//go:noescape
+func gemv4F16(x *float32, w *uint16, ldw, k int, out *float32)
+
+//go:noescape
+func gemv4BF16EO(x *float32, w *uint16, ldw, k int, out *float32)
+
+//go:noescape
+func gemv4BF16DP(x *uint16, w *uint16, ldw, k int, out *float32)

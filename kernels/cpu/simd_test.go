@@ -129,7 +129,7 @@ func TestSIMDKernels(t *testing.T) {
 }
 
 // TestRowKernels: a gemvRows call over several rows is bit for bit the
-// one-row calls it replaces, and axpyRows the axpyAVX calls (row strides
+// one-row calls it replaces and the gemv4 kernel over 4 rows, and axpyRows the axpyAVX calls (row strides
 // wider than a row, runs up to 17 rows); neither touches anything past
 // its rows.
 func TestRowKernels(t *testing.T) {
@@ -149,13 +149,21 @@ func TestRowKernels(t *testing.T) {
 			for _, kc := range []struct {
 				name string
 				run  func(rows int, w int, out *float32)
+				four func(out *float32)
 			}{
-				{"F32", func(n, at int, o *float32) { gemvRowsF32(&x[0], &w[at], ld, k, n, o) }},
-				{"F16", func(n, at int, o *float32) { gemvRowsF16(&x[0], &hb[at], ld, k, n, o) }},
-				{"BF16EO", func(n, at int, o *float32) { gemvRowsBF16EO(&xp[0], &hb[at], ld, k, n, o) }},
+				{"F32", func(n, at int, o *float32) { gemvRowsF32(&x[0], &w[at], ld, k, n, o) },
+					func(o *float32) { gemv4F32(&x[0], &w[0], ld, k, o) }},
+				{"F16", func(n, at int, o *float32) { gemvRowsF16(&x[0], &hb[at], ld, k, n, o) },
+					func(o *float32) { gemv4F16(&x[0], &hb[0], ld, k, o) }},
+				{"BF16EO", func(n, at int, o *float32) { gemvRowsBF16EO(&xp[0], &hb[at], ld, k, n, o) },
+					func(o *float32) { gemv4BF16EO(&xp[0], &hb[0], ld, k, o) }},
 				{"BF16DP", func(n, at int, o *float32) {
 					if hasBF16 {
 						gemvRowsBF16DP(&xs[0], &hb[at], ld, k, n, o)
+					}
+				}, func(o *float32) {
+					if hasBF16 {
+						gemv4BF16DP(&xs[0], &hb[0], ld, k, o)
 					}
 				}},
 			} {
@@ -171,6 +179,15 @@ func TestRowKernels(t *testing.T) {
 				}
 				if got[rows] != 42 {
 					t.Fatalf("gemvRows%s k=%d rows=%d wrote past out", kc.name, k, rows)
+				}
+				if rows >= 4 {
+					var four [4]float32
+					kc.four(&four[0])
+					for i, v := range four {
+						if v != got[i] && !math.IsNaN(float64(v)) {
+							t.Fatalf("gemv4%s k=%d row %d = %v, gemvRows %v", kc.name, k, i, v, got[i])
+						}
+					}
 				}
 			}
 			y := randVec(r, k+1)

@@ -67,13 +67,27 @@ func hsum(n int) {
 	p("\tVADDSS X15, X%d, X%d", n, n)
 }
 
+// A gemv body(label, R) emits the dot products of x (SI) with R ≤ 4 rows
+// of k (CX) weights, the first at DI and the others BX bytes apart, row r's
+// ending in the low lane of Xr. It clobbers SI, DI, R8, CX, AX, R9, K1 and
+// vector registers Z0..Z30 as it likes; labels start with label.
+type gemvBodyFunc func(label string, R int)
+
+// rowAddr addresses byte off of weight row r of a gemv body: DI, DI+BX,
+// R8 = DI+2·BX, R8+BX.
+func rowAddr(r, off int) string {
+	base := []string{"(DI)", "(DI)(BX*1)", "(R8)", "(R8)(BX*1)"}[r]
+	if off == 0 {
+		return base
+	}
+	return fmt.Sprintf("%d%s", off, base)
+}
+
 // gemvRows writes name(x, w *T, ldw, k, rows int, out *float32): out[r] =
 // the dot product of x with the k weights at w + r·ldw, for r < rows
-// (rows ≥ 1), one call for a run of rows. setup emits what every row
-// shares; body(label) the dot product of x (SI) with the k (CX) weights at
-// DI into the low lane of X0, clobbering SI, DI, CX, AX, R9, K1 and vector
-// registers Z0..Z30 as it likes; labels start with label.
-func gemvRows(name, xPtr, wPtr string, size int, setup func(), body func(label string)) {
+// (rows ≥ 1), one row at a time and one call for a run of rows (decode
+// with one row of x). setup emits what every row shares.
+func gemvRows(name, xPtr, wPtr string, size int, setup func(), body gemvBodyFunc) {
 	p("// func %s(x %s, w %s, ldw, k, rows int, out *float32)", name, xPtr, wPtr)
 	p("TEXT ·%s(SB), NOSPLIT, $0-48", name)
 	p("\tMOVQ x+0(FP), R10")
@@ -88,7 +102,7 @@ func gemvRows(name, xPtr, wPtr string, size int, setup func(), body func(label s
 	p("\tMOVQ R10, SI")
 	p("\tMOVQ R13, DI")
 	p("\tMOVQ R11, CX")
-	body(name)
+	body(name, 1)
 	p("\tVMOVSS X0, (DX)")
 	p("\tADDQ $4, DX")
 	p("\tADDQ R14, R13")
@@ -99,44 +113,79 @@ func gemvRows(name, xPtr, wPtr string, size int, setup func(), body func(label s
 	p("")
 }
 
-// gemvBody emits one row's dot product for gemvRows{dtype}: float32 x
-// against weights widened by d.load, two accumulators.
-func gemvBody(d dtype) func(string) {
-	return func(name string) {
-		p("\tVPXORD Z0, Z0, Z0")
-		p("\tVPXORD Z1, Z1, Z1")
+// gemv4 writes name(x, w *T, ldw, k int, out *float32): out[r] = the dot
+// product of x with the k weights at w + r·ldw for r < 4. Batched decode
+// (several x rows) runs 4 weight rows a pass against each x row: x is
+// loaded once for 4 rows, which counts where decode is compute-bound.
+func gemv4(name, xPtr, wPtr string, size int, setup func(), body gemvBodyFunc) {
+	p("// func %s(x %s, w %s, ldw, k int, out *float32)", name, xPtr, wPtr)
+	p("TEXT ·%s(SB), NOSPLIT, $0-40", name)
+	p("\tMOVQ x+0(FP), SI")
+	p("\tMOVQ w+8(FP), DI")
+	p("\tMOVQ ldw+16(FP), BX")
+	p("\tIMULQ $%d, BX", size)
+	p("\tMOVQ k+24(FP), CX")
+	p("\tMOVQ out+32(FP), DX")
+	setup()
+	body(name, 4)
+	for r := range 4 {
+		p("\tVMOVSS X%d, %d(DX)", r, 4*r)
+	}
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
+// gemvBody is the gemv body for float32 x against weights widened by
+// d.load, two accumulators per row.
+func gemvBody(d dtype) gemvBodyFunc {
+	return func(name string, R int) {
+		p("\tLEAQ (DI)(BX*2), R8")
+		for i := range 2 * R {
+			p("\tVPXORD Z%d, Z%d, Z%d", i, i, i)
+		}
 		p("%s_loop32:", name)
 		p("\tCMPQ CX, $32")
 		p("\tJLT %s_loop16", name)
 		p("\tVMOVUPS (SI), Z8")
 		p("\tVMOVUPS 64(SI), Z9")
-		lines(d.load("(DI)", "Z10"))
-		lines(d.load(fmt.Sprintf("%d(DI)", 16*d.size), "Z11"))
-		p("\tVFMADD231PS Z8, Z10, Z0")
-		p("\tVFMADD231PS Z9, Z11, Z1")
+		for r := range R {
+			lines(d.load(rowAddr(r, 0), "Z10"))
+			lines(d.load(rowAddr(r, 16*d.size), "Z11"))
+			p("\tVFMADD231PS Z8, Z10, Z%d", r)
+			p("\tVFMADD231PS Z9, Z11, Z%d", R+r)
+		}
 		p("\tADDQ $128, SI")
 		p("\tADDQ $%d, DI", 32*d.size)
+		p("\tADDQ $%d, R8", 32*d.size)
 		p("\tSUBQ $32, CX")
 		p("\tJMP %s_loop32", name)
 		p("%s_loop16:", name)
 		p("\tCMPQ CX, $16")
 		p("\tJLT %s_tail", name)
 		p("\tVMOVUPS (SI), Z8")
-		lines(d.load("(DI)", "Z10"))
-		p("\tVFMADD231PS Z8, Z10, Z0")
+		for r := range R {
+			lines(d.load(rowAddr(r, 0), "Z10"))
+			p("\tVFMADD231PS Z8, Z10, Z%d", r)
+		}
 		p("\tADDQ $64, SI")
 		p("\tADDQ $%d, DI", 16*d.size)
+		p("\tADDQ $%d, R8", 16*d.size)
 		p("\tSUBQ $16, CX")
 		p("%s_tail:", name)
 		p("\tTESTQ CX, CX")
 		p("\tJEQ %s_done", name)
 		tailMask()
 		p("\tVMOVUPS.Z (SI), K1, Z8")
-		lines(d.loadM("(DI)", "Z10"))
-		p("\tVFMADD231PS Z8, Z10, Z1")
+		for r := range R {
+			lines(d.loadM(rowAddr(r, 0), "Z10"))
+			p("\tVFMADD231PS Z8, Z10, Z%d", R+r)
+		}
 		p("%s_done:", name)
-		p("\tVADDPS Z1, Z0, Z0")
-		hsum(0)
+		for r := range R {
+			p("\tVADDPS Z%d, Z%d, Z%d", R+r, r, r)
+			hsum(r)
+		}
 	}
 }
 
@@ -396,10 +445,13 @@ func main() {
 		if d.name == "BF16" {
 			// bf16 reads x de-interleaved or split instead
 			gemvRows("gemvRowsBF16EO", "*float32", d.ptr, 2, eoSetup, eoBody)
+			gemv4("gemv4BF16EO", "*float32", d.ptr, 2, eoSetup, eoBody)
 			gemvRows("gemvRowsBF16DP", "*uint16", d.ptr, 2, func() {}, dpBody)
+			gemv4("gemv4BF16DP", "*uint16", d.ptr, 2, func() {}, dpBody)
 			continue
 		}
 		gemvRows("gemvRows"+d.name, "*float32", d.ptr, d.size, func() {}, gemvBody(d))
+		gemv4("gemv4"+d.name, "*float32", d.ptr, d.size, func() {}, gemvBody(d))
 	}
 	for _, d := range dtypes[1:] {
 		widen(d)
