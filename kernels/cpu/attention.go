@@ -83,7 +83,7 @@ func attendKernel(j *job, s *scratch, lo, hi int) {
 			for x, h := range hs {
 				sc := scores[x*keys+t1-lo : x*keys+t2-lo]
 				dotRowsOf(sc, q[i*stride+h*hd:][:hd], krows, kvStride)
-				scale(sc, a.Scale)
+				scaleInto(sc, sc, a.Scale)
 				if a.Slopes != nil {
 					for t := range sc {
 						sc[t] += a.Slopes[h] * float32(t1+t)
@@ -133,17 +133,6 @@ func axpyRowsOf(y, rows []float32, ld int, a []float32) {
 	}
 	for r, w := range a {
 		axpy(y, rows[r*ld:], w)
-	}
-}
-
-// scale multiplies x by s in place.
-func scale(x []float32, s float32) {
-	if useSIMD && len(x) > 0 {
-		mulScaleAVX(&x[0], &x[0], nil, len(x), s)
-		return
-	}
-	for i := range x {
-		x[i] *= s
 	}
 }
 

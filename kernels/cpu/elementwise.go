@@ -297,10 +297,17 @@ func (b *Backend) Scale(dst, x kernels.Tensor, f float32) {
 
 func scaleKernel(j *job, s *scratch, lo, hi int) {
 	x := span(j.t[1], lo, hi-lo, &s.a)
-	out := j.t[0].F32[lo:hi]
-	out = out[:len(x)]
-	f := j.f[0]
+	scaleInto(j.t[0].F32[lo:hi], x, j.f[0])
+}
+
+// scaleInto sets dst[i] = x[i]·s over len(x) (dst may alias x).
+func scaleInto(dst, x []float32, s float32) {
+	dst = dst[:len(x)]
+	if useSIMD && len(x) > 0 {
+		mulScaleAVX(&dst[0], &x[0], nil, len(x), s)
+		return
+	}
 	for i, v := range x {
-		out[i] = v * f
+		dst[i] = v * s
 	}
 }

@@ -213,7 +213,7 @@ type gemvSeg struct {
 
 // gemv runs products segs[:nseg] of x [n, k] (n < simdGemmRows, one weight
 // dtype) as one op with the GEMV kernels, in work items of q8Group rows (a
-// Q8_0 group; the SIMD kernels take their rows one at a time). x is
+// Q8_0 group, or a batched pass of gemvSIMD; see there). x is
 // prepared once for all: split into bf16 parts or de-interleaved for bf16
 // weights, quantized to int8 for the VNNI Q8_0 kernel.
 func (b *Backend) gemv(segs *[maxFused]gemvSeg, nseg int, xt *Tensor, n, k int) {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -422,7 +423,7 @@ func (m *Mesh) Close() error {
 // meshPeer is one connection of a Mesh and the goroutine that reads it.
 type meshPeer struct {
 	c    net.Conn
-	raw  net.Conn // c's TCP connection (under TLS)
+	raw  syscall.RawConn // c's TCP socket (under TLS), for spinReadable; nil if none
 	in   chan meshFrame
 	bufs chan []byte
 	err  error // set before in is closed
@@ -438,9 +439,13 @@ type meshFrame struct {
 }
 
 func newMeshPeer(c net.Conn, maxSize int64) *meshPeer {
-	p := &meshPeer{c: c, raw: c, in: make(chan meshFrame, 2), bufs: make(chan []byte, 4), done: make(chan struct{})}
+	p := &meshPeer{c: c, in: make(chan meshFrame, 2), bufs: make(chan []byte, 4), done: make(chan struct{})}
+	nc := c
 	if t, ok := c.(*tls.Conn); ok {
-		p.raw = t.NetConn()
+		nc = t.NetConn()
+	}
+	if sc, ok := nc.(syscall.Conn); ok {
+		p.raw, _ = sc.SyscallConn()
 	}
 	go p.read(maxSize)
 	return p

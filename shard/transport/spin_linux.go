@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"net"
 	"syscall"
 	"time"
 )
@@ -16,30 +15,26 @@ import (
 // ms (docs/benchmarks.md).
 const meshSpin = 500 * time.Microsecond
 
-// spinReadable returns once c has bytes to read (peeked, not consumed:
+// spinReadable returns once raw has bytes to read (peeked, not consumed:
 // the peer's reader goroutine takes them), done reports true, or meshSpin
 // has passed. It keeps the waiting goroutine on its core, so that the
 // reader runs as soon as the waiter blocks, without the process sleeping.
-func spinReadable(c net.Conn, done func() bool) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
+func spinReadable(raw syscall.RawConn, done func() bool) {
+	if raw == nil {
 		return
 	}
 	var b [1]byte
+	ready := false
+	peek := func(fd uintptr) {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		ready = n > 0 || err == nil
+	}
 	start := time.Now()
 	for i := 0; ; i++ {
 		if done() {
 			return
 		}
-		ready := false
-		if raw.Control(func(fd uintptr) {
-			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			ready = n > 0 || err == nil
-		}) != nil || ready {
+		if raw.Control(peek) != nil || ready {
 			return
 		}
 		if i&15 == 15 && time.Since(start) > meshSpin {

@@ -2,8 +2,8 @@
 
 package transport
 
-import "net"
+import "syscall"
 
 // spinReadable returns at once where the socket cannot be peeked without
 // blocking: the waiting rank parks as before.
-func spinReadable(net.Conn, func() bool) {}
+func spinReadable(syscall.RawConn, func() bool) {}
