@@ -34,7 +34,7 @@ const (
 	// and runs the GEMM micro-kernel; below it, the GEMV kernel (each
 	// weight row dotted with every x row while it sits in L1) wins: a
 	// GEMM panel computes 32 rows whatever n is. One core, 2816×1024,
-	// cpu-ms GEMV (then 4 rows a pass) / GEMM: bf16 0.53/1.84 at n = 8,
+	// cpu-ms GEMV (4 rows a pass, issue 7's host) / GEMM: bf16 0.53/1.84 at n = 8,
 	// 0.93/2.45 at 12, 1.09/1.69 at 16; f32 1.59/1.81 at 12, 1.93/1.73 at 16.
 	simdGemmRows = 16
 	// packChunk is the k range one packing item transposes.

@@ -1605,8 +1605,6 @@ gemm12x16_done:
 	MOVQ ldc+40(FP), BX
 	VPBROADCASTD BX, Z24
 	VPMULLD iota<>(SB), Z24, Z24
-	SHLQ $6, BX
-	LEAQ (DX)(BX*1), R11
 	MOVQ bias+48(FP), R12
 	MOVQ rows+56(FP), SI
 	MOVQ lanes+64(FP), CX

@@ -356,8 +356,10 @@ func gemm(H int) {
 	p("\tMOVQ ldc+40(FP), BX")
 	p("\tVPBROADCASTD BX, Z24")
 	p("\tVPMULLD iota<>(SB), Z24, Z24")
-	p("\tSHLQ $6, BX")
-	p("\tLEAQ (DX)(BX*1), R11")
+	if H == 2 { // the second 16 lanes' base
+		p("\tSHLQ $6, BX")
+		p("\tLEAQ (DX)(BX*1), R11")
+	}
 	p("\tMOVQ bias+48(FP), R12")
 	p("\tMOVQ rows+56(FP), SI")
 	p("\tMOVQ lanes+64(FP), CX")
