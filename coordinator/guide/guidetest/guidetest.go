@@ -267,14 +267,30 @@ func (g *regexGen) item(depth int) string {
 // Validator checks outputs independently of the guide.
 type Validator func(out []byte) error
 
+// FullMatcher reports whether Go's regexp matches pattern against the
+// whole of a text. It does not wrap the pattern in ^(?:...)$: a \Q with no
+// \E would quote the wrapper's closing half. The leftmost-longest match
+// spans the text exactly when some match does.
+func FullMatcher(pattern string) (func([]byte) bool, error) {
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		return nil, err
+	}
+	re.Longest()
+	return func(text []byte) bool {
+		loc := re.FindIndex(text)
+		return loc != nil && loc[0] == 0 && loc[1] == len(text)
+	}, nil
+}
+
 // RegexValidator accepts full matches of pattern, by Go's regexp.
 func RegexValidator(pattern string) (Validator, error) {
-	re, err := regexp.Compile(`^(?:` + pattern + `)$`)
+	match, err := FullMatcher(pattern)
 	if err != nil {
 		return nil, err
 	}
 	return func(out []byte) error {
-		if !re.Match(out) {
+		if !match(out) {
 			return fmt.Errorf("%q does not match %s", out, pattern)
 		}
 		return nil
