@@ -61,6 +61,9 @@ type Options struct {
 	// ReduceListen is the mesh's address (empty: the gRPC listen host and
 	// any free port); its port is advertised with Advertise's host.
 	ReduceListen string
+	// ReduceAdvertise, when set, is the mesh address registered in etcd,
+	// for ranks that reach this one through a forwarded port or a relay.
+	ReduceAdvertise string
 	// Version is stamped into the registration.
 	Version string
 	Logger  *slog.Logger
@@ -207,13 +210,21 @@ func listenReduce(o Options, advertised string) (*transport.Hub, string, error) 
 	if err != nil {
 		return nil, "", fmt.Errorf("all-reduce listen on %s: %w", addr, err)
 	}
+	hub := transport.NewHub(ln, o.Cluster, o.TLS)
+	if o.ReduceAdvertise != "" {
+		if _, _, err := net.SplitHostPort(o.ReduceAdvertise); err != nil {
+			hub.Close()
+			return nil, "", fmt.Errorf("all-reduce advertised address %q: %w", o.ReduceAdvertise, err)
+		}
+		return hub, o.ReduceAdvertise, nil
+	}
 	host, _, err := net.SplitHostPort(advertised)
 	if err != nil {
-		ln.Close()
+		hub.Close()
 		return nil, "", fmt.Errorf("advertised address %q: %w", advertised, err)
 	}
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return transport.NewHub(ln, o.Cluster, o.TLS), net.JoinHostPort(host, port), nil
+	return hub, net.JoinHostPort(host, port), nil
 }
 
 // ID is the registered worker id.

@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/tessera-llm/tessera/coordinator/bench"
 	"github.com/tessera-llm/tessera/local"
+	"github.com/tessera-llm/tessera/shard/transport/netdelay"
 	"github.com/tessera-llm/tessera/worker/model/modelbench"
 )
 
@@ -31,17 +34,36 @@ type clusterSetup struct {
 	threads    []int
 	// inFlight, when set, replaces --in-flight.
 	inFlight int
+	// relayed setups reach NATS, and their tensor-parallel peers, through
+	// a netdelay relay per worker that holds each chunk for delay.
+	relayed bool
+	delay   time.Duration
 }
 
 // benchSetups are issue 17's four: two cores as one worker or split two
 // ways, against one core alone; then pp=2 with one step at a time, to
 // show what overlapping the stages gains.
 var benchSetups = []clusterSetup{
-	{"1 worker × 2 threads", "pp=1,tp=1", []int{2}, 0},
-	{"tp=2: 2 workers × 1 thread", "pp=1,tp=2", []int{1, 1}, 0},
-	{"pp=2: 2 workers × 1 thread", "pp=2,tp=1", []int{1, 1}, 0},
-	{"1 worker × 1 thread", "pp=1,tp=1", []int{1}, 0},
-	{"pp=2, one step at a time (--in-flight 1)", "pp=2,tp=1", []int{1, 1}, 1},
+	{name: "1 worker × 2 threads", plan: "pp=1,tp=1", threads: []int{2}},
+	{name: "tp=2: 2 workers × 1 thread", plan: "pp=1,tp=2", threads: []int{1, 1}},
+	{name: "pp=2: 2 workers × 1 thread", plan: "pp=2,tp=1", threads: []int{1, 1}},
+	{name: "1 worker × 1 thread", plan: "pp=1,tp=1", threads: []int{1}},
+	{name: "pp=2, one step at a time (--in-flight 1)", plan: "pp=2,tp=1", threads: []int{1, 1}, inFlight: 1},
+}
+
+// delaySetups are the first three of benchSetups with every worker's
+// links delayed by d: what distance between hosts would cost them.
+func delaySetups(d time.Duration) []clusterSetup {
+	out := slices.Clone(benchSetups[:3])
+	for i := range out {
+		tag := fmt.Sprintf("%v apart", d)
+		if d == 0 {
+			tag = "relayed, no delay"
+		}
+		out[i].name += ", " + tag
+		out[i].relayed, out[i].delay = true, d
+	}
+	return out
 }
 
 // benchShape is the model: a LLaMA shape of hidden 1024, 12 layers, 16
@@ -51,12 +73,15 @@ const benchShape = "1024,12,16,4,2816,4096,bf16"
 
 type setupResult struct {
 	c1, cN bench.Report
+	// late is how late the relays wrote chunks (p50, p99), for relayed
+	// setups.
+	late []time.Duration
 }
 
 func runBenchCluster(args []string, stdout, stderr io.Writer) error {
-	var dir, tokDir string
+	var dir, tokDir, delayList string
 	var promptN, outN, c1Req, conc, inFlight, rounds int
-	fs := newFlagSet("bench-cluster", "bench-cluster [--dir DIR] [--rounds 3] [--concurrency 32] [--in-flight 0]", stderr)
+	fs := newFlagSet("bench-cluster", "bench-cluster [--dir DIR] [--rounds 3] [--concurrency 32] [--in-flight 0] [--delays 0,100us,1ms]", stderr)
 	fs.StringVar(&dir, "dir", "", "work directory for the model and logs (default: a temporary one, removed)")
 	fs.StringVar(&tokDir, "tokenizer", defaultModel, "model directory whose tokenizer.json the benchmark model uses")
 	fs.IntVar(&promptN, "prompt-tokens", 128, "prompt length in tokens")
@@ -65,8 +90,24 @@ func runBenchCluster(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&conc, "concurrency", 32, "the high concurrency (as many requests)")
 	fs.IntVar(&inFlight, "in-flight", 0, "the coordinator's --in-flight (0: one per pipeline stage)")
 	fs.IntVar(&rounds, "rounds", 1, "rounds over the setups, alternating their order; the table has each figure's median")
+	fs.StringVar(&delayList, "delays", "", "also serve 1 worker, tp=2 and pp=2 with each worker's links (to NATS and to its tensor-parallel peers) "+
+		"through a relay that delays them by each of these one-way delays, e.g. 0,100us,1ms (0: the relay's own cost)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	setups := slices.Clone(benchSetups)
+	for _, f := range strings.Split(delayList, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		d, err := time.ParseDuration(f)
+		if f == "0" {
+			d, err = 0, nil
+		}
+		if err != nil || d < 0 {
+			return fmt.Errorf("%w: --delays: %q is not a duration ≥ 0 (e.g. 100us, 1ms)", errUsage, f)
+		}
+		setups = append(setups, delaySetups(d)...)
 	}
 	if promptN < 1 || outN < 1 || c1Req < 1 || conc < 1 || inFlight < 0 || rounds < 1 {
 		return fmt.Errorf("%w: token and request counts and --rounds must be ≥ 1, --in-flight ≥ 0", errUsage)
@@ -88,30 +129,54 @@ func runBenchCluster(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "model: LLaMA %s (hidden,layers,heads,kv,inter,vocab,dtype) in %s\n", benchShape, model)
 	fmt.Fprintf(stdout, "load: %d-token prompts, %d output tokens; concurrency 1 (%d requests) and %d (%d requests)\n",
 		promptN, outN, c1Req, conc, conc)
-	runs := make([][]setupResult, len(benchSetups))
+	runs := make([][]setupResult, len(setups))
 	for round := range rounds {
-		for j := range benchSetups {
+		for j := range setups {
 			i := j
 			if round%2 == 1 {
-				i = len(benchSetups) - 1 - j // alternate, so that drift in the host's load evens out
+				i = len(setups) - 1 - j // alternate, so that drift in the host's load evens out
 			}
-			s := benchSetups[i]
+			s := setups[i]
 			r, err := benchSetup(self, dir, model, s, i, inFlight, bench.Config{PromptTokens: promptN, OutputTokens: outN}, c1Req, conc)
 			if err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
 			}
 			runs[i] = append(runs[i], r)
-			fmt.Fprintf(stderr, "round %d, %s: c=1 %.1f tok/s, ITL p50 %.1f ms; c=%d %.1f tok/s\n", round+1, s.name, r.c1.OutputTokS, r.c1.ITLp50ms, conc, r.cN.OutputTokS)
+			fmt.Fprintf(stderr, "round %d, %s: c=1 %.1f tok/s, ITL p50 %.1f ms; c=%d %.1f tok/s%s\n",
+				round+1, s.name, r.c1.OutputTokS, r.c1.ITLp50ms, conc, r.cN.OutputTokS, lateness(r.late))
 		}
 	}
-	results := make([]setupResult, len(benchSetups))
+	results := make([]setupResult, len(setups))
 	for i, rs := range runs {
 		results[i].c1.OutputTokS = median(rs, func(r setupResult) float64 { return r.c1.OutputTokS })
 		results[i].c1.ITLp50ms = median(rs, func(r setupResult) float64 { return r.c1.ITLp50ms })
 		results[i].cN.OutputTokS = median(rs, func(r setupResult) float64 { return r.cN.OutputTokS })
+		results[i].late = rs[len(rs)-1].late
 	}
 	printClusterTable(stdout, results, conc)
+	printDelayTable(stdout, setups[len(benchSetups):], results[len(benchSetups):], conc)
 	return nil
+}
+
+func lateness(l []time.Duration) string {
+	if len(l) < 2 {
+		return ""
+	}
+	return fmt.Sprintf("; relays late by p50 %v, p99 %v", l[0].Round(time.Microsecond), l[1].Round(time.Microsecond))
+}
+
+// printDelayTable prints the relayed setups: each figure beside the same
+// setup's through relays with no delay, whose difference is what the
+// delay cost.
+func printDelayTable(w io.Writer, setups []clusterSetup, r []setupResult, conc int) {
+	if len(setups) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n| setup (links delayed each way) | c=1 ITL p50 | c=%d out tok/s | relays late by (p50 / p99) |\n|---|---|---|---|\n", conc)
+	for i, s := range setups {
+		fmt.Fprintf(w, "| %s | %.1f ms | %.1f | %v / %v |\n", s.name, r[i].c1.ITLp50ms, r[i].cN.OutputTokS,
+			r[i].late[0].Round(time.Microsecond), r[i].late[1].Round(time.Microsecond))
+	}
 }
 
 // median is the median of f over rs (the mean of the middle two for an
@@ -209,9 +274,25 @@ func benchSetup(self, dir, model string, s clusterSetup, n, inFlight int, cfg be
 		return setupResult{}, fmt.Errorf("tessera local did not print its addresses (see %s)", logf.Name())
 	}
 	go func() { _, _ = io.Copy(io.Discard, out) }()
+	var relays []*netdelay.Relay
+	defer func() {
+		for _, r := range relays {
+			r.Close()
+		}
+	}()
 	for i, th := range s.threads {
-		w := exec.Command(self, "worker", "--cluster", local.ClusterName, "--etcd", addr["etcd"], "--nats", addr["nats"],
-			"--memory", "8GiB", "--id", fmt.Sprintf("bench-w%d", i))
+		args := []string{"worker", "--cluster", local.ClusterName, "--etcd", addr["etcd"], "--memory", "8GiB", "--id", fmt.Sprintf("bench-w%d", i)}
+		if s.relayed {
+			more, rs, err := relayWorker(addr["nats"], s.delay)
+			relays = append(relays, rs...)
+			if err != nil {
+				return setupResult{}, err
+			}
+			args = append(args, more...)
+		} else {
+			args = append(args, "--nats", addr["nats"])
+		}
+		w := exec.Command(self, args...)
 		w.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(th))
 		w.Stdout, w.Stderr = logf, logf
 		if err := w.Start(); err != nil {
@@ -237,8 +318,43 @@ func benchSetup(self, dir, model string, s clusterSetup, n, inFlight int, cfg be
 		return r, err
 	}
 	cfg.Concurrency, cfg.Requests = conc, conc
-	r.cN, err = runClean(ctx, cfg)
-	return r, err
+	if r.cN, err = runClean(ctx, cfg); err != nil || !s.relayed {
+		return r, err
+	}
+	var late []time.Duration
+	for _, rl := range relays {
+		late = append(late, rl.Samples()...)
+	}
+	r.late = netdelay.Quantiles(late, 0.5, 0.99)
+	return r, nil
+}
+
+// relayWorker starts one worker's relays, to NATS and in front of its
+// all-reduce listener, and returns the worker flags that use them.
+func relayWorker(natsURL string, d time.Duration) ([]string, []*netdelay.Relay, error) {
+	u, err := url.Parse(natsURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	toNATS, err := netdelay.Start("127.0.0.1:0", u.Host, d)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The worker's mesh listens where the relay forwards, and advertises
+	// the relay; a port is taken free and handed over, as the worker
+	// must know its address before it starts.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, []*netdelay.Relay{toNATS}, err
+	}
+	mesh := ln.Addr().String()
+	ln.Close()
+	toMesh, err := netdelay.Start("127.0.0.1:0", mesh, d)
+	if err != nil {
+		return nil, []*netdelay.Relay{toNATS}, err
+	}
+	return []string{"--nats", "nats://" + toNATS.Addr(), "--tp-listen", mesh, "--tp-advertise", toMesh.Addr()},
+		[]*netdelay.Relay{toNATS, toMesh}, nil
 }
 
 // runClean runs one load and fails when any request failed: a partial

@@ -16,6 +16,8 @@ func TestInFlightAndBenchClusterFlags(t *testing.T) {
 		{[]string{"coordinator", "--in-flight", "-2"}, "--in-flight"},
 		{[]string{"bench-cluster", "--in-flight", "-1"}, "--in-flight"},
 		{[]string{"bench-cluster", "--concurrency", "0"}, "request counts"},
+		{[]string{"bench-cluster", "--delays", "0,fast"}, "--delays"},
+		{[]string{"bench-cluster", "--delays", "-1ms"}, "--delays"},
 	} {
 		code, _, stderr := runCLI(t, tc.args...)
 		if code != 2 || !strings.Contains(stderr, tc.flag) {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tessera-llm/tessera/shard/transport/netdelay"
 	"github.com/tessera-llm/tessera/worker/model/modeltest"
 )
 
@@ -49,6 +50,36 @@ func TestClusterEndToEnd(t *testing.T) {
 				checkOverlap(t, api, 3)
 			}
 		})
+	}
+}
+
+// TestMeshThroughRelays: ranks that reach each other only through a
+// forwarded port (--tp-advertise names a relay in front of --tp-listen,
+// as bench-cluster --delays does) reduce through it, with golden output.
+func TestMeshThroughRelays(t *testing.T) {
+	in := startInfra(t)
+	const cluster = "e2e-relayed-mesh"
+	dir := filepath.Join(repoRoot, "testdata/golden", "llama")
+	_, api := startCoordinatorProc(t, in, cluster, dir, "c1", "--plan", "pp=1,tp=2")
+	var relays []*netdelay.Relay
+	for i := range 2 {
+		mesh := freeAddr(t)
+		r, err := netdelay.Start("127.0.0.1:0", mesh, time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		relays = append(relays, r)
+		startWorkers(t, in, cluster, 1, i, "--tp-listen", mesh, "--tp-advertise", r.Addr())
+	}
+	waitStatus(t, api+"/ready", 200, 30*time.Second)
+	checkGolden(t, api, dir)
+	relayed := 0
+	for _, r := range relays {
+		relayed += len(r.Samples())
+	}
+	if relayed == 0 {
+		t.Error("no all-reduce traffic crossed the advertised relays")
 	}
 }
 

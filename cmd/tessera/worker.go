@@ -23,7 +23,7 @@ func init() {
 // workerFlags configure a worker.
 type workerFlags struct {
 	listen, advertise, memory, device, id, modelRoot, httpListen string
-	quantize, tpReduce, tpListen                                 string
+	quantize, tpReduce, tpListen, tpAdvertise                    string
 	leaseTTL, stepTimeout                                        time.Duration
 }
 
@@ -34,6 +34,7 @@ func (w *workerFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&w.leaseTTL, "lease-ttl", 5*time.Second, "etcd lease TTL: how soon a dead worker is noticed")
 	fs.StringVar(&w.tpReduce, "tp-reduce", worker.ReduceDirect, "all-reduce between a stage's tensor-parallel ranks: direct (TCP between the workers, mutual TLS with --grpc-ca) or nats")
 	fs.StringVar(&w.tpListen, "tp-listen", "", "address of the direct all-reduce (default: the gRPC host, a free port)")
+	fs.StringVar(&w.tpAdvertise, "tp-advertise", "", "all-reduce address registered in etcd, when peers reach --tp-listen through a forwarded port (default: --advertise's host, --tp-listen's port)")
 }
 
 // options turns the flags into a worker's Options; the backend is left
@@ -52,7 +53,7 @@ func (w *workerFlags) options(log *slog.Logger) (worker.Options, error) {
 	}
 	return worker.Options{ID: w.id, Listen: w.listen, Advertise: w.advertise, HTTPListen: w.httpListen, Device: w.device,
 		Memory: mem, Quantize: quant, ModelRoot: w.modelRoot, LeaseTTL: w.leaseTTL, StepTimeout: w.stepTimeout,
-		TPReduce: w.tpReduce, ReduceListen: w.tpListen,
+		TPReduce: w.tpReduce, ReduceListen: w.tpListen, ReduceAdvertise: w.tpAdvertise,
 		Version: version, Logger: log}, nil
 }
 
