@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -108,6 +109,11 @@ func runBenchCluster(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%w: --delays: %q is not a duration ≥ 0 (e.g. 100us, 1ms)", errUsage, f)
 		}
 		setups = append(setups, delaySetups(d)...)
+	}
+	if len(setups) > len(benchSetups) {
+		// The relays' threads return from blocking system calls and need
+		// a P each at once; the load generator holds the default two.
+		runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), 32))
 	}
 	if promptN < 1 || outN < 1 || c1Req < 1 || conc < 1 || inFlight < 0 || rounds < 1 {
 		return fmt.Errorf("%w: token and request counts and --rounds must be ≥ 1, --in-flight ≥ 0", errUsage)

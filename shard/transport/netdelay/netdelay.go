@@ -3,13 +3,13 @@ package netdelay
 import (
 	"errors"
 	"net"
-	"runtime"
 	"slices"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
+
+// ErrUnsupported: the relay needs Linux.
+var ErrUnsupported = errors.New("netdelay: the relay runs on Linux only")
 
 // Relay accepts connections and joins each to a new connection to its
 // target, holding every chunk read from either side for the delay before
@@ -18,11 +18,12 @@ type Relay struct {
 	ln     net.Listener
 	target string
 	delay  time.Duration
+	stop   *stopper // wakes every pump when the relay closes
 
 	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	late  []time.Duration // a bounded sample of how late chunks were written
-	n     int             // chunks written
+	pairs map[*pair]struct{} // nil once closed
+	late  []time.Duration    // a bounded sample of how late chunks were written
+	n     int                // chunks written
 	wg    sync.WaitGroup
 }
 
@@ -36,11 +37,16 @@ func Start(listen, target string, delay time.Duration) (*Relay, error) {
 	if delay < 0 {
 		return nil, errors.New("netdelay: negative delay")
 	}
-	ln, err := net.Listen("tcp", listen)
+	stop, err := newStopper()
 	if err != nil {
 		return nil, err
 	}
-	r := &Relay{ln: ln, target: target, delay: delay, conns: map[net.Conn]struct{}{}}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		stop.close()
+		return nil, err
+	}
+	r := &Relay{ln: ln, target: target, delay: delay, stop: stop, pairs: map[*pair]struct{}{}}
 	r.wg.Go(r.accept)
 	return r, nil
 }
@@ -48,17 +54,16 @@ func Start(listen, target string, delay time.Duration) (*Relay, error) {
 // Addr is the address the relay listens on.
 func (r *Relay) Addr() string { return r.ln.Addr().String() }
 
-// Close stops accepting, closes every relayed connection and waits for
-// the relay's goroutines.
+// Close stops accepting, ends every relayed connection and waits for the
+// relay's goroutines.
 func (r *Relay) Close() error {
 	err := r.ln.Close()
 	r.mu.Lock()
-	for c := range r.conns {
-		c.Close()
-	}
-	r.conns = nil
+	r.pairs = nil
 	r.mu.Unlock()
+	r.stop.fire()
 	r.wg.Wait()
+	r.stop.close()
 	return err
 }
 
@@ -94,76 +99,35 @@ func (r *Relay) accept() {
 			in.Close()
 			continue
 		}
-		if !r.track(in, out) {
+		p, err := newPair(in, out)
+		if err != nil {
+			continue
+		}
+		r.mu.Lock()
+		closed := r.pairs == nil
+		if !closed {
+			r.pairs[p] = struct{}{}
+		}
+		r.mu.Unlock()
+		if closed {
+			p.close()
 			return
 		}
-		r.wg.Go(func() { r.pump(in, out) })
-		r.wg.Go(func() { r.pump(out, in) })
+		r.wg.Go(func() { r.pump(p, p.a, p.b) })
+		r.wg.Go(func() { r.pump(p, p.b, p.a) })
 	}
 }
 
-// track registers a pair of connections, or closes them when the relay
-// is closing.
-func (r *Relay) track(cs ...net.Conn) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.conns == nil {
-		for _, c := range cs {
-			c.Close()
+// done is called by each of a pair's two pumps as it ends; the second
+// closes the pair.
+func (r *Relay) done(p *pair) {
+	if p.left.Add(-1) == 0 {
+		r.mu.Lock()
+		if r.pairs != nil {
+			delete(r.pairs, p)
 		}
-		return false
-	}
-	for _, c := range cs {
-		r.conns[c] = struct{}{}
-	}
-	return true
-}
-
-type chunk struct {
-	b   []byte
-	due time.Time
-}
-
-// pump copies src to dst, each chunk leaving its delay after it was
-// read. Reading goes on while earlier chunks wait, so the delay adds
-// latency, not a bandwidth limit. When either side ends, both close.
-func (r *Relay) pump(src, dst net.Conn) {
-	q := make(chan chunk, 1024)
-	r.wg.Go(func() {
-		defer close(q)
-		for {
-			b := make([]byte, 64<<10)
-			n, err := src.Read(b)
-			if n > 0 {
-				q <- chunk{b[:n], time.Now().Add(r.delay)}
-			}
-			if err != nil {
-				return
-			}
-		}
-	})
-	// Go's timers wake no finer than a millisecond on an idle Linux
-	// process; a thread of its own, with the kernel's timer slack at its
-	// minimum, sleeps to within tens of microseconds.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
-	defer func() {
-		src.Close()
-		dst.Close()
-		for range q { // let the reader finish
-		}
-	}()
-	for c := range q {
-		if d := time.Until(c.due); d > 0 {
-			ts := unix.NsecToTimespec(d.Nanoseconds())
-			for unix.Nanosleep(&ts, &ts) == unix.EINTR {
-			}
-		}
-		r.sample(time.Since(c.due))
-		if _, err := dst.Write(c.b); err != nil {
-			return
-		}
+		r.mu.Unlock()
+		p.close()
 	}
 }
 
