@@ -61,6 +61,8 @@ refs:
 # Speed figures live here, not in tests; docs/benchmarks.md records them.
 # bench-cluster: one model served as 1 worker × 2 threads, tp=2 and pp=2
 # over 2 × 1 thread, and 1 worker × 1 thread, on this host (issue 17).
+# bin/tessera bench-cluster --delays 0,100us,1ms adds the same setups with
+# each worker's links delayed by a relay (what distance between hosts costs).
 bench-cluster: build
 	$(BIN) bench-cluster
 
