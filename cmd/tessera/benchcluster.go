@@ -110,6 +110,9 @@ func runBenchCluster(args []string, stdout, stderr io.Writer) error {
 		}
 		setups = append(setups, delaySetups(d)...)
 	}
+	if len(setups) > len(benchSetups) && runtime.GOOS != "linux" {
+		return fmt.Errorf("%w: --delays needs Linux (its relays wait in ppoll on threads of their own)", errUsage)
+	}
 	if len(setups) > len(benchSetups) {
 		// The relays' threads return from blocking system calls and need
 		// a P each at once; the load generator holds the default two.
@@ -252,6 +255,7 @@ func benchSetup(self, dir, model string, s clusterSetup, n, inFlight int, cfg be
 		return setupResult{}, err
 	}
 	procs := []*exec.Cmd{coord}
+	var relays []*netdelay.Relay // closed after the workers, which would log their loss
 	defer func() {
 		for _, p := range procs {
 			_ = p.Process.Signal(syscall.SIGTERM)
@@ -265,6 +269,9 @@ func benchSetup(self, dir, model string, s clusterSetup, n, inFlight int, cfg be
 				_ = p.Process.Kill()
 				<-done
 			}
+		}
+		for _, r := range relays {
+			r.Close()
 		}
 	}()
 	addr := map[string]string{}
@@ -280,12 +287,6 @@ func benchSetup(self, dir, model string, s clusterSetup, n, inFlight int, cfg be
 		return setupResult{}, fmt.Errorf("tessera local did not print its addresses (see %s)", logf.Name())
 	}
 	go func() { _, _ = io.Copy(io.Discard, out) }()
-	var relays []*netdelay.Relay
-	defer func() {
-		for _, r := range relays {
-			r.Close()
-		}
-	}()
 	for i, th := range s.threads {
 		args := []string{"worker", "--cluster", local.ClusterName, "--etcd", addr["etcd"], "--memory", "8GiB", "--id", fmt.Sprintf("bench-w%d", i)}
 		if s.relayed {

@@ -58,10 +58,16 @@ func (r *Relay) Addr() string { return r.ln.Addr().String() }
 // relay's goroutines.
 func (r *Relay) Close() error {
 	err := r.ln.Close()
+	r.stop.fire()
+	// A pump blocked writing to a peer that does not read sees no stop;
+	// shutting the sockets down fails its write. Under the lock: a pair
+	// leaves the map before its files close.
 	r.mu.Lock()
+	for p := range r.pairs {
+		p.shutdown()
+	}
 	r.pairs = nil
 	r.mu.Unlock()
-	r.stop.fire()
 	r.wg.Wait()
 	r.stop.close()
 	return err

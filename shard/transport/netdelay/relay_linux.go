@@ -51,6 +51,11 @@ func newPair(in, out net.Conn) (*pair, error) {
 	return p, nil
 }
 
+func (p *pair) shutdown() {
+	unix.Shutdown(p.a, unix.SHUT_RDWR)
+	unix.Shutdown(p.b, unix.SHUT_RDWR)
+}
+
 func (p *pair) close() {
 	for _, f := range p.files {
 		f.Close()

@@ -20,4 +20,5 @@ type pair struct {
 
 func newPair(in, out net.Conn) (*pair, error) { return nil, ErrUnsupported }
 func (*pair) close()                          {}
+func (*pair) shutdown()                       {}
 func (*Relay) pump(*pair, int, int)           {}
