@@ -134,7 +134,7 @@ func gemvQ8(out, x []float32, xq *q8Act, wt, bt *Tensor, n, m, k, lo, hi int) {
 			g := lo / q8Group * kb
 			for i := range n {
 				b := i * full
-				gemv4Q8VNNI(&xq.q[b*2*q8Block], &xq.c[b], &xq.d[b], &wt.Q8[g*q8Group*q8Block], &wt.Scales[g*q8Group],
+				gemvQ8VNNI(&xq.q[b*2*q8Block], &xq.c[b], &xq.d[b], &wt.Q8[g*q8Group*q8Block], &wt.Scales[g*q8Group],
 					full, ng, &out[i*m+lo])
 				if bt != nil {
 					for r := lo; r < lo+ng*q8Group; r++ {
@@ -155,6 +155,16 @@ func gemvQ8(out, x []float32, xq *q8Act, wt, bt *Tensor, n, m, k, lo, hi int) {
 	}
 }
 
+// gemvQ8VNNI runs gemv4Q8VNNI, or its prefetching twin where
+// useQ8Prefetch says the host wants it.
+func gemvQ8VNNI(xq *int8, xc *int32, xd *float32, q *int8, s *float32, nb, ng int, out *float32) {
+	if useQ8Prefetch {
+		gemv4Q8VNNIPF(xq, xc, xd, q, s, nb, ng, out)
+		return
+	}
+	gemv4Q8VNNI(xq, xc, xd, q, s, nb, ng, out)
+}
+
 // dotGroupQ8 sets acc[l] to x · row r0+l of the Q8_0 weight t; x is row i
 // of xq when xq is set.
 func dotGroupQ8(acc *[q8Group]float32, x []float32, xq *q8Act, i int, t *Tensor, kb, full, r0 int) {
@@ -162,7 +172,7 @@ func dotGroupQ8(acc *[q8Group]float32, x []float32, xq *q8Act, i int, t *Tensor,
 	switch {
 	case xq != nil:
 		b := i * full
-		gemv4Q8VNNI(&xq.q[b*2*q8Block], &xq.c[b], &xq.d[b], &t.Q8[g*q8Group*q8Block], &t.Scales[g*q8Group], full, 1, &acc[0])
+		gemvQ8VNNI(&xq.q[b*2*q8Block], &xq.c[b], &xq.d[b], &t.Q8[g*q8Group*q8Block], &t.Scales[g*q8Group], full, 1, &acc[0])
 	case useSIMD && full > 0:
 		gemv4Q8(&x[0], &t.Q8[g*q8Group*q8Block], &t.Scales[g*q8Group], full, &acc[0])
 	default:

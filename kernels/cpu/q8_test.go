@@ -116,6 +116,17 @@ func TestMatMulQ8NoVNNI(t *testing.T) {
 	TestMatMulQ8(t)
 }
 
+// TestMatMulQ8Prefetch reruns TestMatMulQ8 with the VNNI kernel's other
+// prefetch choice than this host's, so both variants run everywhere.
+func TestMatMulQ8Prefetch(t *testing.T) {
+	if !useVNNI {
+		t.Skip("no VNNI kernel on this CPU")
+	}
+	useQ8Prefetch = !useQ8Prefetch
+	defer func() { useQ8Prefetch = !useQ8Prefetch }()
+	TestMatMulQ8(t)
+}
+
 // q8ActBound is how far x·w can move when each whole 32-block of x is
 // quantized to int8 (quantizeAct): every x is off by at most max|x|/254 of
 // its block, so the dot by Σ over blocks of that times Σ|w| there.

@@ -13,6 +13,12 @@ var useSIMD = hasAVX512
 // CPUs with AVX512_VNNI; like useSIMD, tests toggle it.
 var useVNNI = hasVNNI
 
+// useQ8Prefetch makes the VNNI Q8_0 GEMV prefetch its weights
+// (gemv4Q8VNNIPF), on Intel CPUs: there one core read Q8_0 weights at
+// 9.5–10.0 GB/s without and 11.8–12.6 GB/s with, while on a Zen 5 core the
+// prefetch cost 2–15% (docs/benchmarks.md, issue 20). Tests toggle it.
+var useQ8Prefetch = isIntel
+
 // useBF16 selects the bf16 decode GEMV on x split into two bf16 parts
 // (gemvRowsBF16DP, VDPBF16PS; splitBF16), on CPUs with AVX512_BF16; tests
 // toggle it. The split holds x to 2⁻¹⁶ of itself, so the golden logits of

@@ -10,6 +10,8 @@ const hasVNNI = false
 
 const hasBF16 = false
 
+const isIntel = false
+
 func widenBF16AVX(dst *float32, src *uint16, n int) { panic("unreachable") }
 func widenF16AVX(dst *float32, src *uint16, n int)  { panic("unreachable") }
 func axpyAVX(y, x *float32, n int, a float32)       { panic("unreachable") }
@@ -31,6 +33,10 @@ func dequantQ8(dst *float32, q *int8, s *float32, nb int)           { panic("unr
 func streamRead(p *byte, n int) uint64 { panic("unreachable") }
 
 func gemv4Q8VNNI(xq *int8, xc *int32, xd *float32, q *int8, s *float32, nb, ng int, out *float32) {
+	panic("unreachable")
+}
+
+func gemv4Q8VNNIPF(xq *int8, xc *int32, xd *float32, q *int8, s *float32, nb, ng int, out *float32) {
 	panic("unreachable")
 }
 

@@ -465,7 +465,12 @@ func main() {
 	gemv4Q8()
 	dequantQ8()
 	q8perm()
-	gemv4Q8VNNI()
+	// Software prefetch is a matter of the host (cpu.useQ8Prefetch): on
+	// the Zen 5 host of issue 20, 3 KiB ahead cost 2–15% of Q8_0 decode in
+	// three alternating pairs; on an Intel Xeon (AMX, 2 vCPUs) 1–8 KiB
+	// ahead took one thread from 50–53 to 62–67 tok/s.
+	gemv4Q8VNNI("gemv4Q8VNNI", 0)
+	gemv4Q8VNNI("gemv4Q8VNNIPF", 4096)
 	quantizeActAVX()
 	streamRead()
 	axpyRows()

@@ -120,8 +120,9 @@ func off(d int, reg string) string {
 // quants: 2 loads, 2 XORs and 2 VPDPBUSD give 4 rows' integer dots in 8
 // lanes each, converted and scaled by s[4b+r]·xd[b] into float
 // accumulators (rows 0, 1 in Z0's low and high halves, rows 2, 3 in Z1's).
-func gemv4Q8VNNI() {
-	const name = "gemv4Q8VNNI"
+// With prefetch > 0 every block asks for its quants' lines that many bytes
+// ahead (PREFETCHT0).
+func gemv4Q8VNNI(name string, prefetch int) {
 	p("// func %s(xq *int8, xc *int32, xd *float32, q *int8, s *float32, nb, ng int, out *float32)", name)
 	p("TEXT ·%s(SB), NOSPLIT, $0-64", name)
 	p("\tMOVQ xq+0(FP), R11")
@@ -151,6 +152,10 @@ func gemv4Q8VNNI() {
 	block := func(o int) {
 		z := 2 + 8*(o%2)
 		w0, w1, d0, d1, sc, s0, s1 := z, z+1, z+2, z+3, z+4, z+5, z+6
+		if prefetch > 0 {
+			p("\tPREFETCHT0 %s", off(128*o+prefetch, "DI"))
+			p("\tPREFETCHT0 %s", off(128*o+prefetch+64, "DI"))
+		}
 		p("\tVPXORD %s, Z30, Z%d", off(128*o, "DI"), w0)
 		p("\tVPXORD %s, Z30, Z%d", off(128*o+64, "DI"), w1)
 		p("\tVPBROADCASTD %s, Z%d", off(4*o, "R9"), d0)
@@ -176,9 +181,7 @@ func gemv4Q8VNNI() {
 	// Two blocks a pass: x is read straight into VPDPBUSD and the pointers
 	// move once, about 18 instructions a block against 22 (fewer in flight per
 	// byte, so the out-of-order window reaches further ahead in the
-	// weights). No software prefetch, unlike gemv4Q8: on the Zen 5 host of
-	// issue 20 (AVX512_VNNI) 3 KiB ahead cost 2–15% of Q8_0 decode in three
-	// alternating pairs, and 4–16 KiB ahead once a block cost as much.
+	// weights).
 	p("%s_loop2:", name)
 	p("\tCMPQ CX, $2")
 	p("\tJLT %s_loop1", name)
