@@ -156,9 +156,9 @@ func gemvQ8(out, x []float32, xq *q8Act, wt, bt *Tensor, n, m, k, lo, hi int) {
 }
 
 // gemvQ8VNNI runs gemv4Q8VNNI, or its prefetching twin where
-// useQ8Prefetch says the host wants it.
+// usePrefetch says the host wants it.
 func gemvQ8VNNI(xq *int8, xc *int32, xd *float32, q *int8, s *float32, nb, ng int, out *float32) {
-	if useQ8Prefetch {
+	if usePrefetch {
 		gemv4Q8VNNIPF(xq, xc, xd, q, s, nb, ng, out)
 		return
 	}

@@ -116,15 +116,16 @@ func TestMatMulQ8NoVNNI(t *testing.T) {
 	TestMatMulQ8(t)
 }
 
-// TestMatMulQ8Prefetch reruns TestMatMulQ8 with the VNNI kernel's other
-// prefetch choice than this host's, so both variants run everywhere.
-func TestMatMulQ8Prefetch(t *testing.T) {
-	if !useVNNI {
-		t.Skip("no VNNI kernel on this CPU")
+// TestMatMulOtherPrefetch reruns the GEMV tests with the other prefetch
+// choice than this host's (usePrefetch), so both kernels run everywhere.
+func TestMatMulOtherPrefetch(t *testing.T) {
+	if !hasAVX512 {
+		t.Skip("no AVX-512 kernels on this CPU or build")
 	}
-	useQ8Prefetch = !useQ8Prefetch
-	defer func() { useQ8Prefetch = !useQ8Prefetch }()
-	TestMatMulQ8(t)
+	usePrefetch = !usePrefetch
+	defer func() { usePrefetch = !usePrefetch }()
+	t.Run("MatMul", TestMatMul)
+	t.Run("MatMulQ8", TestMatMulQ8)
 }
 
 // q8ActBound is how far x·w can move when each whole 32-block of x is

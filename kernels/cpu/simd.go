@@ -13,11 +13,33 @@ var useSIMD = hasAVX512
 // CPUs with AVX512_VNNI; like useSIMD, tests toggle it.
 var useVNNI = hasVNNI
 
-// useQ8Prefetch makes the VNNI Q8_0 GEMV prefetch its weights
-// (gemv4Q8VNNIPF), on Intel CPUs: there one core read Q8_0 weights at
-// 9.5–10.0 GB/s without and 11.8–12.6 GB/s with, while on a Zen 5 core the
-// prefetch cost 2–15% (docs/benchmarks.md, issue 20). Tests toggle it.
-var useQ8Prefetch = isIntel
+// usePrefetch selects the decode GEMVs that prefetch their weights
+// (gemvRows*PF, gemv4Q8VNNIPF), on Intel CPUs. On an Intel Xeon core they
+// read 10–25% faster (one thread: f32 18.2–18.6 → 20.0–21.0 tok/s, bf16
+// 28.9–29.7 → 30.8–34.6, Q8_0 50–53 → 64–67), while on the Zen 5 host of
+// issue 20 a Q8_0 prefetch cost 2–15% (docs/benchmarks.md). Tests toggle
+// it; both choices compute the same bits.
+var usePrefetch = isIntel
+
+// rowKernels are the one-row decode GEMVs for each weight format.
+type rowKernels struct {
+	f32         func(x, w *float32, ldw, k, rows int, out *float32)
+	f16, bf16EO func(x *float32, w *uint16, ldw, k, rows int, out *float32)
+	bf16DP      func(x *uint16, w *uint16, ldw, k, rows int, out *float32)
+}
+
+var (
+	plainRows    = rowKernels{gemvRowsF32, gemvRowsF16, gemvRowsBF16EO, gemvRowsBF16DP}
+	prefetchRows = rowKernels{gemvRowsF32PF, gemvRowsF16PF, gemvRowsBF16EOPF, gemvRowsBF16DPPF}
+)
+
+// decodeRows is the row kernels usePrefetch selects.
+func decodeRows() *rowKernels {
+	if usePrefetch {
+		return &prefetchRows
+	}
+	return &plainRows
+}
 
 // useBF16 selects the bf16 decode GEMV on x split into two bf16 parts
 // (gemvRowsBF16DP, VDPBF16PS; splitBF16), on CPUs with AVX512_BF16; tests
@@ -65,6 +87,7 @@ const (
 // 8 and 12 rows was 10–17% faster than row by row.
 func gemvSIMD(out, x, xp []float32, xb []uint16, wt, bt *Tensor, n, m, k, lo, hi int) {
 	kp := eoLen(k)
+	rk := decodeRows()
 	// run dots x row i with rows [r, r+rows) into out; four uses gemv4*.
 	run := func(i, r, rows int, four bool) {
 		o := &out[i*m+r]
@@ -73,24 +96,24 @@ func gemvSIMD(out, x, xp []float32, xb []uint16, wt, bt *Tensor, n, m, k, lo, hi
 			if four {
 				gemv4F32(&x[i*k], &wt.F32[r*k], k, k, o)
 			} else {
-				gemvRowsF32(&x[i*k], &wt.F32[r*k], k, k, rows, o)
+				rk.f32(&x[i*k], &wt.F32[r*k], k, k, rows, o)
 			}
 		case kernels.BF16:
 			switch {
 			case xb != nil && four:
 				gemv4BF16DP(&xb[2*i*kp], &wt.Half[r*k], k, k, o)
 			case xb != nil:
-				gemvRowsBF16DP(&xb[2*i*kp], &wt.Half[r*k], k, k, rows, o)
+				rk.bf16DP(&xb[2*i*kp], &wt.Half[r*k], k, k, rows, o)
 			case four:
 				gemv4BF16EO(&xp[i*kp], &wt.Half[r*k], k, k, o)
 			default:
-				gemvRowsBF16EO(&xp[i*kp], &wt.Half[r*k], k, k, rows, o)
+				rk.bf16EO(&xp[i*kp], &wt.Half[r*k], k, k, rows, o)
 			}
 		case kernels.F16:
 			if four {
 				gemv4F16(&x[i*k], &wt.Half[r*k], k, k, o)
 			} else {
-				gemvRowsF16(&x[i*k], &wt.Half[r*k], k, k, rows, o)
+				rk.f16(&x[i*k], &wt.Half[r*k], k, k, rows, o)
 			}
 		}
 	}

@@ -126,6 +126,20 @@ func gemvRowsBF16EO(x *float32, w *uint16, ldw, k, rows int, out *float32)
 //go:noescape
 func gemvRowsBF16DP(x *uint16, w *uint16, ldw, k, rows int, out *float32)
 
+// The gemvRows kernels' twins that prefetch their weights (usePrefetch).
+
+//go:noescape
+func gemvRowsF32PF(x, w *float32, ldw, k, rows int, out *float32)
+
+//go:noescape
+func gemvRowsF16PF(x *float32, w *uint16, ldw, k, rows int, out *float32)
+
+//go:noescape
+func gemvRowsBF16EOPF(x *float32, w *uint16, ldw, k, rows int, out *float32)
+
+//go:noescape
+func gemvRowsBF16DPPF(x *uint16, w *uint16, ldw, k, rows int, out *float32)
+
 //go:noescape
 func quantizeActAVX(q *int8, c *int32, d *float32, x *float32, nb int)
 

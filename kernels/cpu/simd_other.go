@@ -50,6 +50,14 @@ func gemvRowsBF16EO(x *float32, w *uint16, ldw, k, rows int, out *float32) {
 func gemvRowsBF16DP(x *uint16, w *uint16, ldw, k, rows int, out *float32) {
 	panic("unreachable")
 }
+func gemvRowsF32PF(x, w *float32, ldw, k, rows int, out *float32)         { panic("unreachable") }
+func gemvRowsF16PF(x *float32, w *uint16, ldw, k, rows int, out *float32) { panic("unreachable") }
+func gemvRowsBF16EOPF(x *float32, w *uint16, ldw, k, rows int, out *float32) {
+	panic("unreachable")
+}
+func gemvRowsBF16DPPF(x *uint16, w *uint16, ldw, k, rows int, out *float32) {
+	panic("unreachable")
+}
 
 func quantizeActAVX(q *int8, c *int32, d *float32, x *float32, nb int) { panic("unreachable") }
 

@@ -129,9 +129,10 @@ func TestSIMDKernels(t *testing.T) {
 }
 
 // TestRowKernels: a gemvRows call over several rows is bit for bit the
-// one-row calls it replaces and the gemv4 kernel over 4 rows, and axpyRows the axpyAVX calls (row strides
-// wider than a row, runs up to 17 rows); neither touches anything past
-// its rows.
+// one-row calls it replaces and the gemv4 kernel over 4 rows, its
+// prefetching twin (gemvRows*PF) bit for bit itself, and axpyRows the
+// axpyAVX calls (row strides wider than a row, runs up to 17 rows); none
+// touches anything past its rows.
 func TestRowKernels(t *testing.T) {
 	if !hasAVX512 {
 		t.Skip("no AVX-512 kernels on this CPU or build")
@@ -146,46 +147,54 @@ func TestRowKernels(t *testing.T) {
 			splitBF16(xs, x)
 			xp := make([]float32, eoLen(k))
 			deinterleave(xp, x)
-			for _, kc := range []struct {
-				name string
-				run  func(rows int, w int, out *float32)
-				four func(out *float32)
-			}{
-				{"F32", func(n, at int, o *float32) { gemvRowsF32(&x[0], &w[at], ld, k, n, o) },
-					func(o *float32) { gemv4F32(&x[0], &w[0], ld, k, o) }},
-				{"F16", func(n, at int, o *float32) { gemvRowsF16(&x[0], &hb[at], ld, k, n, o) },
-					func(o *float32) { gemv4F16(&x[0], &hb[0], ld, k, o) }},
-				{"BF16EO", func(n, at int, o *float32) { gemvRowsBF16EO(&xp[0], &hb[at], ld, k, n, o) },
-					func(o *float32) { gemv4BF16EO(&xp[0], &hb[0], ld, k, o) }},
-				{"BF16DP", func(n, at int, o *float32) {
-					if hasBF16 {
-						gemvRowsBF16DP(&xs[0], &hb[at], ld, k, n, o)
+			plain := map[string][]float32{}
+			for _, rk := range []*rowKernels{&plainRows, &prefetchRows} {
+				for _, kc := range []struct {
+					name string
+					run  func(rows int, w int, out *float32)
+					four func(out *float32)
+				}{
+					{"F32", func(n, at int, o *float32) { rk.f32(&x[0], &w[at], ld, k, n, o) },
+						func(o *float32) { gemv4F32(&x[0], &w[0], ld, k, o) }},
+					{"F16", func(n, at int, o *float32) { rk.f16(&x[0], &hb[at], ld, k, n, o) },
+						func(o *float32) { gemv4F16(&x[0], &hb[0], ld, k, o) }},
+					{"BF16EO", func(n, at int, o *float32) { rk.bf16EO(&xp[0], &hb[at], ld, k, n, o) },
+						func(o *float32) { gemv4BF16EO(&xp[0], &hb[0], ld, k, o) }},
+					{"BF16DP", func(n, at int, o *float32) {
+						if hasBF16 {
+							rk.bf16DP(&xs[0], &hb[at], ld, k, n, o)
+						}
+					}, func(o *float32) {
+						if hasBF16 {
+							gemv4BF16DP(&xs[0], &hb[0], ld, k, o)
+						}
+					}},
+				} {
+					got := make([]float32, rows+1)
+					got[rows] = 42
+					kc.run(rows, 0, &got[0])
+					for i := range rows {
+						var want float32
+						kc.run(1, i*ld, &want)
+						if got[i] != want && !math.IsNaN(float64(want)) {
+							t.Fatalf("gemvRows%s k=%d rows=%d [%d] = %v, one row %v", kc.name, k, rows, i, got[i], want)
+						}
 					}
-				}, func(o *float32) {
-					if hasBF16 {
-						gemv4BF16DP(&xs[0], &hb[0], ld, k, o)
+					if got[rows] != 42 {
+						t.Fatalf("gemvRows%s k=%d rows=%d wrote past out", kc.name, k, rows)
 					}
-				}},
-			} {
-				got := make([]float32, rows+1)
-				got[rows] = 42
-				kc.run(rows, 0, &got[0])
-				for i := range rows {
-					var want float32
-					kc.run(1, i*ld, &want)
-					if got[i] != want && !math.IsNaN(float64(want)) {
-						t.Fatalf("gemvRows%s k=%d rows=%d [%d] = %v, one row %v", kc.name, k, rows, i, got[i], want)
+					if want, ok := plain[kc.name]; !ok {
+						plain[kc.name] = got
+					} else if !slices.EqualFunc(got, want, func(a, b float32) bool { return a == b || a != a && b != b }) {
+						t.Fatalf("gemvRows%sPF k=%d rows=%d = %v, without prefetch %v", kc.name, k, rows, got, want)
 					}
-				}
-				if got[rows] != 42 {
-					t.Fatalf("gemvRows%s k=%d rows=%d wrote past out", kc.name, k, rows)
-				}
-				if rows >= 4 {
-					var four [4]float32
-					kc.four(&four[0])
-					for i, v := range four {
-						if v != got[i] && !math.IsNaN(float64(v)) {
-							t.Fatalf("gemv4%s k=%d row %d = %v, gemvRows %v", kc.name, k, i, v, got[i])
+					if rows >= 4 {
+						var four [4]float32
+						kc.four(&four[0])
+						for i, v := range four {
+							if v != got[i] && !math.IsNaN(float64(v)) {
+								t.Fatalf("gemv4%s k=%d row %d = %v, gemvRows %v", kc.name, k, i, v, got[i])
+							}
 						}
 					}
 				}

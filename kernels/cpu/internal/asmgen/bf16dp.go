@@ -30,7 +30,7 @@ func vdpbf16ps(rm, src1, dst int) {
 // instructions (hi and lo, separate accumulators), against the even/odd
 // kernel's load, two integer ops and two FMAs. The k%32 tail is a
 // word-masked load (zero weights against zero padding).
-func dpBody(name string, R int) {
+func dpBody(name string, R, pf int) {
 	p("\tLEAQ (DI)(BX*2), R8")
 	// R9 = byte offset of lo: kp·2, kp = k rounded up to 32.
 	p("\tLEAQ 31(CX), R9")
@@ -63,6 +63,7 @@ func dpBody(name string, R int) {
 	p("%s_loop64:", name)
 	p("\tCMPQ CX, $64")
 	p("\tJLT %s_loop32", name)
+	prefetchLines(pf, 128)
 	step(0, full(0))
 	step(1, full(64))
 	p("\tADDQ $128, SI")

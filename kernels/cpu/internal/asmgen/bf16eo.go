@@ -13,7 +13,7 @@ func eoSetup() {
 // float32) and the high halves the odd ones (VPANDD 0xFFFF0000), so each
 // 32 weights cost a load, two integer ops and two FMAs, with no shuffle.
 // The k%32 tail is a word-masked load (zero weights against zero padding).
-func eoBody(name string, R int) {
+func eoBody(name string, R, pf int) {
 	p("\tLEAQ (DI)(BX*2), R8")
 	// Accumulators Z0..Z(4R-1), [unroll][even/odd][row]; row r ends in Zr.
 	acc := func(u, odd, r int) int { return (2*u+odd)*R + r }
@@ -41,6 +41,7 @@ func eoBody(name string, R int) {
 	p("%s_loop64:", name)
 	p("\tCMPQ CX, $64")
 	p("\tJLT %s_loop32", name)
+	prefetchLines(pf, 128)
 	step(0, 0, full(0))
 	step(1, 128, full(64))
 	p("\tADDQ $256, SI")
