@@ -76,7 +76,7 @@ func hsum(n int) {
 type gemvBodyFunc func(label string, R, pf int)
 
 // rowsPrefetch is how far ahead the prefetching one-row GEMVs (gemvRows…PF,
-// chosen at run time on Intel CPUs, cpu.useRowsPrefetch) ask for weights.
+// chosen at run time on Intel CPUs, cpu.usePrefetch) ask for weights.
 // On an Intel Xeon (2 vCPUs, one thread) 512 B–1 KiB took f32 decode from
 // 18.2–18.6 to 20.0–21.0 tok/s and bf16 from 28.9–29.7 to 30.8–34.6;
 // 2–4 KiB helped f32 less and bf16 not at all.
@@ -488,7 +488,7 @@ func main() {
 	gemv4Q8()
 	dequantQ8()
 	q8perm()
-	// Software prefetch is a matter of the host (cpu.useQ8Prefetch): on
+	// Software prefetch is a matter of the host (cpu.usePrefetch): on
 	// the Zen 5 host of issue 20, 3 KiB ahead cost 2–15% of Q8_0 decode in
 	// three alternating pairs; on an Intel Xeon (AMX, 2 vCPUs) 1–8 KiB
 	// ahead took one thread from 50–53 to 62–67 tok/s.
