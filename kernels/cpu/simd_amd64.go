@@ -53,7 +53,7 @@ func detectAVX512() bool {
 }
 
 // isIntel reports an Intel CPU (vendor GenuineIntel), whose single core
-// streams Q8_0 weights faster with software prefetch (useQ8Prefetch).
+// streams decode weights faster with software prefetch (usePrefetch).
 var isIntel = detectIntel()
 
 func detectIntel() bool {
