@@ -75,7 +75,7 @@ const benchShape = "1024,12,16,4,2816,4096,bf16"
 type setupResult struct {
 	c1, cN bench.Report
 	// late is how late the relays wrote chunks (p50, p99), for relayed
-	// setups.
+	// setups; the table shows the last round's, beside the medians.
 	late []time.Duration
 }
 
@@ -181,7 +181,7 @@ func printDelayTable(w io.Writer, setups []clusterSetup, r []setupResult, conc i
 	if len(setups) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\n| setup (links delayed each way) | c=1 ITL p50 | c=%d out tok/s | relays late by (p50 / p99) |\n|---|---|---|---|\n", conc)
+	fmt.Fprintf(w, "\n| setup (links delayed each way) | c=1 ITL p50 | c=%d out tok/s | relays late by (p50 / p99, last round) |\n|---|---|---|---|\n", conc)
 	for i, s := range setups {
 		fmt.Fprintf(w, "| %s | %.1f ms | %.1f | %v / %v |\n", s.name, r[i].c1.ITLp50ms, r[i].cN.OutputTokS,
 			r[i].late[0].Round(time.Microsecond), r[i].late[1].Round(time.Microsecond))
