@@ -75,15 +75,12 @@ type planChange struct {
 // clusterState is the map's model; only Console.Run's goroutine touches
 // it.
 type clusterState struct {
-	cfg     Config
-	workers map[string]*workerView
-	plan    *plan.Plan
-	planRaw json.RawMessage
-	plans   []planChange
-	events  []event
-	// causes are the membership events since the last plan: why the next
-	// plan comes.
-	causes        []string
+	cfg           Config
+	workers       map[string]*workerView
+	plan          *plan.Plan
+	planRaw       json.RawMessage
+	plans         []planChange
+	events        []event
 	leader        string
 	leading, live bool
 	seenWorkers   bool
@@ -113,7 +110,6 @@ func (s *clusterState) setWorkers(ws []*tesserav1.WorkerInfo, now time.Time) {
 			s.workers[w.Id] = v
 			if s.seenWorkers {
 				s.add(now, "joined", "worker %s joined (%s, %.1f GiB)", w.Id, w.Address, float64(w.MemoryBytes)/(1<<30))
-				s.causes = append(s.causes, w.Id+" joined")
 			}
 		}
 		v.Address, v.Backend, v.Device, v.MemoryBytes, v.Version = w.Address, w.Backend, w.Device, w.MemoryBytes, w.Version
@@ -128,7 +124,11 @@ func (s *clusterState) setWorkers(ws []*tesserav1.WorkerInfo, now time.Time) {
 			v.State, v.Since, v.HealthOK, v.LeaseLeft = "lost", now.UnixMilli(), false, 0
 			v.Health = "lost"
 			s.add(now, "lost", "worker %s lost: its registration left etcd (lease expired or revoked)", id)
-			s.causes = append(s.causes, id+" lost")
+			// The plan that dropped it may have come first (the two
+			// watches are separate streams): its cause learns the loss.
+			if n := len(s.plans); n > 0 {
+				s.plans[n-1].Cause = strings.Replace(s.plans[n-1].Cause, id+" left the plan", id+" lost", 1)
+			}
 		case v.State == "lost" && now.Sub(time.UnixMilli(v.Since)) > keepLost:
 			delete(s.workers, id)
 		}
@@ -150,18 +150,7 @@ func (s *clusterState) setPlan(p registry.Plan, now time.Time) {
 	}
 	pp, tp := pl.Shape()
 	shape := fmt.Sprintf("pp=%d tp=%d", pp, tp)
-	cause := strings.Join(s.causes, ", ")
-	switch {
-	case cause != "" && s.plan == nil:
-		cause = "after " + cause
-	case cause != "":
-		cause = "re-plan after " + cause
-	case s.plan == nil:
-		cause = "the first plan this console saw"
-	default:
-		cause = "re-plan"
-	}
-	s.causes = nil
+	cause := s.planCause(ids)
 	s.plan, s.planRaw = pl, json.RawMessage(p.JSON)
 	s.plans = append(s.plans, planChange{Version: pl.Version, T: now.UnixMilli(), Shape: shape, Workers: ids, Cause: cause})
 	if len(s.plans) > keepPlans {
@@ -169,6 +158,39 @@ func (s *clusterState) setPlan(p registry.Plan, now time.Time) {
 	}
 	s.add(now, "plan", "plan v%d published: %s over %s (%s)", pl.Version, shape, strings.Join(ids, ", "), cause)
 	s.place()
+}
+
+// planCause says why a plan over ids follows the current one, from the
+// workers it adds and drops, not from the order in which the membership
+// watch and the plan watch happened to deliver: a worker dropped while
+// the console still has it up "left the plan" (setWorkers turns that into
+// "lost" when its loss arrives).
+func (s *clusterState) planCause(ids []string) string {
+	if s.plan == nil {
+		return "the first plan this console saw"
+	}
+	var why []string
+	for _, id := range ids {
+		if _, _, ok := s.plan.Find(id); !ok {
+			why = append(why, id+" joined")
+		}
+	}
+	for _, st := range s.plan.Stages {
+		for _, r := range st.Ranks {
+			if slices.Contains(ids, r.Worker) {
+				continue
+			}
+			if v := s.workers[r.Worker]; v != nil && v.State == "up" {
+				why = append(why, r.Worker+" left the plan")
+			} else {
+				why = append(why, r.Worker+" lost")
+			}
+		}
+	}
+	if len(why) == 0 {
+		return "re-plan"
+	}
+	return "re-plan after " + strings.Join(why, ", ")
 }
 
 // place marks where each worker sits in the current plan.
