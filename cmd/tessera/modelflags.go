@@ -36,7 +36,7 @@ func (m *modelFlags) register(fs *flag.FlagSet) {
 
 // quantizeUsage documents every command's --quantize.
 const quantizeUsage = "convert weights at load: q8 (8-bit blocks of 32 with a scale: about half the bytes of bf16, " +
-	"logits within 5% of the checkpoint's); empty keeps the checkpoint's dtype"
+	"logits within 6% of the checkpoint's); empty keeps the checkpoint's dtype"
 
 // parseQuantize reads --quantize.
 func parseQuantize(s string) (kernels.DType, error) {

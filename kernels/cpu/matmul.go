@@ -22,6 +22,10 @@ func (b *Backend) MatMul(dst, x, w, bias kernels.Tensor) {
 		b.gemv(&segs, 1, xt, n, k)
 		return
 	}
+	if useSIMD && useVNNI && wt.dtype == kernels.Q8_0 && k >= q8Block && k%q8Block == 0 {
+		b.matMulQ8(d, xt, wt, bt, n, m, k)
+		return
+	}
 	if useSIMD && k > 0 {
 		b.matMulSIMD(d, xt, wt, bt, n, m, k)
 		return

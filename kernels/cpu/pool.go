@@ -29,6 +29,7 @@ type job struct {
 	attn *kernels.Attention
 	ids  []int32
 	fs   []float32
+	u32  []uint32
 	rope *ropeTable
 	xq   *q8Act
 	hs   []uint16
@@ -44,6 +45,8 @@ type scratch struct {
 	heads   []int
 	xq      q8Act
 	h       []uint16
+	xp8     []uint32 // int8 x panels (matMulQ8)
+	corr    []int32  // a weight group's block corrections (gemmQ8Kernel)
 }
 
 // pool runs jobs on a fixed set of worker goroutines started once. The
@@ -163,7 +166,7 @@ func (p *pool) get(fn func(*job, *scratch, int, int)) *job {
 func (p *pool) put(j *job) {
 	j.fn = nil
 	j.t = [5]*Tensor{}
-	j.attn, j.ids, j.fs, j.rope, j.xq, j.hs = nil, nil, nil, nil, nil, nil
+	j.attn, j.ids, j.fs, j.u32, j.rope, j.xq, j.hs = nil, nil, nil, nil, nil, nil, nil
 	j.segs = [maxFused]gemvSeg{}
 	p.jobs.put(j)
 }

@@ -252,3 +252,88 @@ func q8Rows(c *Tensor, lo, hi int) *Tensor {
 	return &Tensor{dtype: kernels.Q8_0, shape: []int{hi - lo, c.shape[1]},
 		Q8: c.Q8[g0*q8Group*q8Block : g1*q8Group*q8Block : g1*q8Group*q8Block], Scales: c.Scales[g0*q8Group : g1*q8Group : g1*q8Group]}
 }
+
+// matMulQ8 is MatMul's Q8_0 GEMM on int8 activations (gemm4x32Q8), for
+// simdGemmRows rows of x and more on CPUs with AVX512_VNNI when k is whole
+// blocks: x is quantized per block of 32 as the GEMV's is (every x off by
+// at most max|x|/254 of its block) and packed into panels of gemmNR rows;
+// each goroutine takes groups of 4 weight rows, straight from the grouped
+// storage, against every panel. Per multiply-add it issues about a third
+// of the instructions of dequantizing into the float32 GEMM.
+func (b *Backend) matMulQ8(d, xt, wt, bt *Tensor, n, m, k int) {
+	kb, panels := k/q8Block, (n+gemmNR-1)/gemmNR
+	s := b.pool.scr.get()
+	xq := grow(&s.xp8, panels*kb*8*gemmNR)
+	xd := grow(&s.c, panels*kb*gemmNR)
+	j := b.pool.get(packQ8Kernel)
+	j.t[1], j.u32, j.fs = xt, xq, xd
+	j.i[0], j.i[1] = n, k
+	b.pool.run(j, panels, 1, panels*gemmNR*k)
+	j = b.pool.get(gemmQ8Kernel)
+	j.t[0], j.t[2], j.t[3], j.u32, j.fs = d, wt, bt, xq, xd
+	j.i[0], j.i[1], j.i[2] = n, m, k
+	b.pool.run(j, (m+q8Group-1)/q8Group, 1, n*m*k)
+	b.pool.scr.put(s)
+}
+
+// packQ8Kernel quantizes and packs panels [lo, hi) of x for gemm4x32Q8:
+// for panel p and block b, j.u32 holds [8 quads][gemmNR rows] dwords of 4
+// quants each, flipped to unsigned (q+128), and j.fs the rows' block
+// scales. Rows past n are zeros (quants 128, scale 0). A whole panel is
+// one item, so goroutines never write the same cache line.
+// j.t[1]: x; j.u32, j.fs: panels; j.i: n, k.
+func packQ8Kernel(j *job, s *scratch, lo, hi int) {
+	x, xq, xd := j.t[1].F32, j.u32, j.fs
+	n, k := j.i[0], j.i[1]
+	kb := k / q8Block
+	a := &s.xq
+	a.q, a.c, a.d = grow(&a.q, kb*2*q8Block), grow(&a.c, kb), grow(&a.d, kb)
+	for p := lo; p < hi; p++ {
+		pq, pd := xq[p*kb*8*gemmNR:(p+1)*kb*8*gemmNR], xd[p*kb*gemmNR:(p+1)*kb*gemmNR]
+		for l := range gemmNR {
+			i := p*gemmNR + l
+			if i >= n {
+				for b := range kb {
+					for u := range 8 {
+						pq[(b*8+u)*gemmNR+l] = 0x80808080
+					}
+					pd[b*gemmNR+l] = 0
+				}
+				continue
+			}
+			quantizeActAVX(&a.q[0], &a.c[0], &a.d[0], &x[i*k], kb)
+			for b := range kb {
+				qs := a.q[b*2*q8Block:]
+				for u := range 8 {
+					v := uint32(uint8(qs[4*u])) | uint32(uint8(qs[4*u+1]))<<8 | uint32(uint8(qs[4*u+2]))<<16 | uint32(uint8(qs[4*u+3]))<<24
+					pq[(b*8+u)*gemmNR+l] = v ^ 0x80808080
+				}
+				pd[b*gemmNR+l] = a.d[b]
+			}
+		}
+	}
+}
+
+// gemmQ8Kernel computes weight groups [lo, hi) (q8Group rows each)
+// against every packed panel of x.
+// j.t: dst, -, w, bias; j.u32, j.fs: panels; j.i: n, m, k.
+func gemmQ8Kernel(j *job, s *scratch, lo, hi int) {
+	d, wt, bt, xq, xd := j.t[0], j.t[2], j.t[3], j.u32, j.fs
+	n, m, k := j.i[0], j.i[1], j.i[2]
+	kb := k / q8Block
+	corr := grow(&s.corr, kb*q8Group)
+	var bias [q8Group]float32
+	for g := lo; g < hi; g++ {
+		r0 := g * q8Group
+		rows := min(q8Group, m-r0)
+		q, sc := wt.Q8[g*kb*q8Group*q8Block:], wt.Scales[g*kb*q8Group:]
+		q8Corr(&q[0], kb, &corr[0])
+		for r := range rows {
+			bias[r] = biasAt(bt, r0+r)
+		}
+		for p := 0; p*gemmNR < n; p++ {
+			gemm4x32Q8(&xq[p*kb*8*gemmNR], &xd[p*kb*gemmNR], &q[0], &sc[0], &corr[0], kb,
+				&d.F32[p*gemmNR*m+r0], m, &bias[0], rows, min(gemmNR, n-p*gemmNR))
+		}
+	}
+}

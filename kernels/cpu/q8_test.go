@@ -12,7 +12,7 @@ import (
 
 // q8Shapes cover the group (4 rows) and block (32 columns) edges.
 var q8Shapes = []struct{ m, k int }{
-	{1, 1}, {1, 32}, {3, 31}, {4, 32}, {5, 33}, {8, 64}, {13, 100}, {17, 1027}, {64, 256},
+	{1, 1}, {1, 32}, {3, 31}, {4, 32}, {5, 33}, {8, 64}, {13, 100}, {17, 1027}, {64, 256}, {7, 1024},
 }
 
 // quantized uploads random weights of dtype dt, quantizes them and
@@ -60,8 +60,9 @@ func TestQuantizeBound(t *testing.T) {
 
 // TestMatMulQ8 checks the Q8_0 GEMV (few rows of x) and GEMM (many) against
 // a float64 product with the dequantized weights, with and without bias,
-// on every thread configuration. Where the GEMV quantizes x to int8
-// (gemv4Q8VNNI) the bound adds what that rounding can cost (q8ActBound).
+// on every thread configuration. Where x is quantized to int8 (the GEMV's
+// gemv4Q8VNNI, the GEMM's gemm4x32Q8) the bound adds what that rounding
+// can cost (q8ActBound).
 func TestMatMulQ8(t *testing.T) {
 	r := rand.New(rand.NewPCG(83, 84))
 	for _, b := range backends() {
@@ -69,10 +70,11 @@ func TestMatMulQ8(t *testing.T) {
 			q, _ := quantized(t, b, r, kernels.BF16, sh.m, sh.k)
 			w := f64s(read(b, q))
 			bias := randVec(r, sh.m)
-			for _, n := range []int{1, 2, 3, 5, 8, 9, 33} {
+			for _, n := range []int{1, 2, 3, 5, 8, 9, 16, 33, 70} {
 				xv := randVec(r, n*sh.k)
 				x := b.FromFloat32(xv, n, sh.k)
-				intAct := useSIMD && useVNNI && n < simdGemmRows
+				// The GEMM quantizes x too where k is whole blocks (matMulQ8).
+				intAct := useSIMD && useVNNI && (n < simdGemmRows || sh.k%q8Block == 0)
 				for _, withBias := range []bool{false, true} {
 					var bt kernels.Tensor
 					if withBias {

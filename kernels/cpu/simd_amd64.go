@@ -154,3 +154,9 @@ func gemv4BF16EO(x *float32, w *uint16, ldw, k int, out *float32)
 
 //go:noescape
 func gemv4BF16DP(x *uint16, w *uint16, ldw, k int, out *float32)
+
+//go:noescape
+func gemm4x32Q8(xq *uint32, xd *float32, q *int8, s *float32, c *int32, nb int, out *float32, ldc int, bias *float32, rows, lanes int)
+
+//go:noescape
+func q8Corr(q *int8, nb int, c *int32)

@@ -277,8 +277,11 @@ func CheckDecodeAllocs(t *testing.T, lm model.CausalLM, seq *kvcache.Seq, prompt
 
 // QuantTolerance bounds Q8_0 logits against the golden ones: per row,
 // max|got-want| / max|want| (RelErr). Every fixture measures under it
-// (docs/benchmarks.md lists each); the margin covers other prompts.
-const QuantTolerance = 0.05
+// (docs/benchmarks.md lists each); the margin covers other prompts. It
+// covers llama.cpp's Q8_0 arithmetic, activations quantized per block of
+// 32 like the weights, which prefill and decode both run on VNNI CPUs
+// (the random-weight llama fixture: 0.052).
+const QuantTolerance = 0.06
 
 // CheckQuantized loads the causal LM in dir with opts (a quantized
 // format) and checks every prompt position of every golden case: the

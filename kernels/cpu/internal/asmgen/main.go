@@ -374,18 +374,32 @@ func gemm(H int) {
 	p("\tDECQ CX")
 	p("\tJMP %s_loop1", name)
 	p("%s_done:", name)
+	scatterTile(name, 40, 12, H, func(r, h int) int { return H*r + h })
+	p("%s_ret:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
+// scatterTile writes the end of a micro-kernel that leaves a tile of
+// accumulators, acc(r, h) for weight row r < R and x half h < H (16 x rows
+// each): with the output at DX, it loads ldc, bias, rows and lanes from the
+// frame at argument offset ldcArg and the three words after it, adds
+// bias[r], and scatters c[l·ldc+r] for r < rows, l < lanes with
+// VSCATTERDPS. It clobbers Z24, AX, BX, CX, SI, R11-R13 and K1.
+func scatterTile(name string, ldcArg, R, H int, acc func(r, h int) int) {
 	// Z24 = l·ldc for l < 16; R11 = c + 16·ldc floats; K masks from
 	// lanes: R13 for l < 16, AX for l >= 16.
-	p("\tMOVQ ldc+40(FP), BX")
+	p("\tMOVQ ldc+%d(FP), BX", ldcArg)
 	p("\tVPBROADCASTD BX, Z24")
 	p("\tVPMULLD iota<>(SB), Z24, Z24")
 	if H == 2 { // the second 16 lanes' base
 		p("\tSHLQ $6, BX")
 		p("\tLEAQ (DX)(BX*1), R11")
 	}
-	p("\tMOVQ bias+48(FP), R12")
-	p("\tMOVQ rows+56(FP), SI")
-	p("\tMOVQ lanes+64(FP), CX")
+	p("\tMOVQ bias+%d(FP), R12", ldcArg+8)
+	p("\tMOVQ rows+%d(FP), SI", ldcArg+16)
+	p("\tMOVQ lanes+%d(FP), CX", ldcArg+24)
 	p("\tMOVL $0xffff, R13")
 	p("\tXORL AX, AX")
 	p("\tCMPQ CX, $16")
@@ -403,13 +417,13 @@ func gemm(H int) {
 		p("\tDECL AX")
 	}
 	p("%s_store:", name)
-	for r := range 12 {
+	for r := range R {
 		if r > 0 {
 			p("\tCMPQ SI, $%d", r)
 			p("\tJLE %s_ret", name)
 		}
 		for h, base := range []string{"DX", "R11"}[:H] {
-			z := H*r + h
+			z := acc(r, h)
 			p("\tVADDPS.BCST %d(R12), Z%d, Z%d", 4*r, z, z)
 			if h == 0 {
 				p("\tKMOVW R13, K1")
@@ -419,10 +433,6 @@ func gemm(H int) {
 			p("\tVSCATTERDPS Z%d, K1, %d(%s)(Z24*4)", z, 4*r, base)
 		}
 	}
-	p("%s_ret:", name)
-	p("\tVZEROUPPER")
-	p("\tRET")
-	p("")
 }
 
 // cpuid writes cpuid(leaf, sub uint32) (a, b, c, d uint32) and
@@ -495,6 +505,8 @@ func main() {
 	gemv4Q8VNNI("gemv4Q8VNNI", 0)
 	gemv4Q8VNNI("gemv4Q8VNNIPF", 4096)
 	quantizeActAVX()
+	gemmQ8()
+	q8Corr()
 	streamRead()
 	axpyRows()
 	if err := os.WriteFile(*dst, out.Bytes(), 0o644); err != nil {
