@@ -26,9 +26,9 @@ const (
 	F16
 	BF16
 	// Q8_0 is a block-quantized weight format: every run of 32 weights of
-	// a row is int8 values times one float32 scale (llama.cpp's Q8_0 with
-	// a wider scale). Checkpoints never hold it: a Quantizer makes it from
-	// a loaded weight.
+	// a row is int8 values times one float16 scale (llama.cpp's Q8_0).
+	// Checkpoints never hold it: a Quantizer makes it from a loaded
+	// weight.
 	Q8_0
 )
 

@@ -54,8 +54,8 @@ func TestBenchModelCLI(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 
-	// --quantize q8: the matrices stream 1 byte per weight and a 4-byte
-	// scale per 32 (k=64: 72 bytes a row, k=96: 108); the f32 norms stay.
+	// --quantize q8: the matrices stream 1 byte per weight and a 2-byte
+	// scale per 32 (k=64: 68 bytes a row, k=96: 102); the f32 norms stay.
 	code, stdout, stderr = runCLI(t, "bench-model", "--model", dir, "--prompt", "4", "--gen", "2", "--quantize", "q8", "--json")
 	if code != 0 {
 		t.Fatalf("q8: exit %d: %s", code, stderr)
@@ -64,7 +64,7 @@ func TestBenchModelCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
 		t.Fatalf("%v in %q", err, stdout)
 	}
-	wantQ8 := int64(2*((2*64+2*32+2*96)*72+64*108+4*2*64) + 4*64 + 300*72)
+	wantQ8 := int64(2*((2*64+2*32+2*96)*68+64*102+4*2*64) + 4*64 + 300*68)
 	if rep.Weights != "Q8_0" || rep.WeightBytes != wantQ8 || rep.DecodeTokPerS <= 0 {
 		t.Fatalf("q8 report %+v, want weights Q8_0 and weight_bytes %d", rep, wantQ8)
 	}

@@ -58,10 +58,10 @@ func benchWeight(b *testing.B, be *Backend, r *rand.Rand, dt kernels.DType, m, k
 }
 
 // weightBytes is the storage of an [m, k] weight: Q8_0 keeps one byte per
-// weight and a float32 scale per 32.
+// weight and a float16 scale per 32.
 func weightBytes(dt kernels.DType, m, k int) int {
 	if dt == kernels.Q8_0 {
-		return m*k + 4*m*q8Blocks(k)
+		return m*k + 2*m*q8Blocks(k)
 	}
 	return m * k * dt.Size()
 }

@@ -3,13 +3,14 @@ package cpu
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/tessera-llm/tessera/kernels"
 )
 
 // Q8_0 storage. A weight [m, k] is cut into blocks of q8Block columns;
-// each row's block is 32 int8 values q and one float32 scale d, standing
-// for q·d. Rows are stored in groups of q8Group: for group g and block b,
+// each row's block is 32 int8 values q and one float16 scale d, standing
+// for q·d: 34 bytes per 32 weights, llama.cpp's block_q8_0. Rows are stored in groups of q8Group: for group g and block b,
 // the 4 rows' runs of 32 int8 lie next to each other (128 bytes) and so do
 // their 4 scales. A 4-row decode GEMV then reads one sequential stream of
 // quants and one of scales, where row-major storage would give the
@@ -25,7 +26,10 @@ func q8Blocks(k int) int { return (k + q8Block - 1) / q8Block }
 
 // Quantize converts an F32, F16 or BF16 weight [rows, cols] to Q8_0: per
 // 32 weights, d = max|w|/127 and q = round(w/d), so every weight is off by
-// at most d/2 = max|w|/254 of its block.
+// at most d/2 = max|w|/254 of its block, plus 127 times d's rounding to
+// float16 (2⁻¹¹·d when d is a normal half, under 2⁻²⁴ absolute when it is
+// not): at most max|w|/226 in all. A weight too large for a float16 scale
+// (|w| ≥ 127·65520) is refused.
 func (b *Backend) Quantize(w kernels.Tensor, dt kernels.DType) (kernels.Tensor, error) {
 	t := tensor("Quantize", w)
 	switch {
@@ -39,10 +43,15 @@ func (b *Backend) Quantize(w kernels.Tensor, dt kernels.DType) (kernels.Tensor, 
 	m, k := t.shape[0], t.shape[1]
 	groups, kb := (m+q8Group-1)/q8Group, q8Blocks(k)
 	q := &Tensor{dtype: kernels.Q8_0, shape: []int{m, k},
-		Q8: make([]int8, groups*kb*q8Group*q8Block), Scales: make([]float32, groups*kb*q8Group)}
+		Q8: make([]int8, groups*kb*q8Group*q8Block), Scales: make([]uint16, groups*kb*q8Group)}
 	j := b.pool.get(quantizeKernel)
 	j.t[0], j.t[1] = q, t
 	b.pool.run(j, m, 16, m*k)
+	if i := slices.IndexFunc(q.Scales, func(h uint16) bool { return h&0x7c00 == 0x7c00 }); i >= 0 {
+		r := i/(kb*q8Group)*q8Group + i%q8Group
+		return nil, fmt.Errorf("%w: %v row %d has a weight of magnitude %g or more (or NaN), beyond a float16 block scale",
+			kernels.ErrQuantize, t, r, 127*65520.0)
+	}
 	return q, nil
 }
 
@@ -57,19 +66,20 @@ func quantizeKernel(j *job, s *scratch, lo, hi int) {
 		clear(row[k:])
 		for b := range kb {
 			qs, d := q8At(q, kb, r, b)
-			quantizeBlock(qs, d, row[b*q8Block:(b+1)*q8Block])
+			*d = toF16(quantizeBlock(qs, row[b*q8Block:(b+1)*q8Block]))
 		}
 	}
 }
 
-// quantizeBlock writes 32 weights v as int8 quants and their scale,
-// rounding half away from zero as llama.cpp does.
-func quantizeBlock(qs []int8, d *float32, v []float32) {
+// quantizeBlock writes 32 values v as int8 quants and returns their scale,
+// rounding half away from zero as llama.cpp does (which also rounds with
+// the float32 scale before it stores a weight's as float16).
+func quantizeBlock(qs []int8, v []float32) (d float32) {
 	var amax float32
 	for _, x := range v {
 		amax = max(amax, math.Float32frombits(math.Float32bits(x)&0x7fffffff))
 	}
-	*d = amax / 127
+	d = amax / 127
 	inv := float32(0)
 	if amax > 0 {
 		inv = 127 / amax
@@ -82,10 +92,11 @@ func quantizeBlock(qs []int8, d *float32, v []float32) {
 		q := int32(y + math.Float32frombits(math.Float32bits(0.5)|math.Float32bits(y)&0x80000000))
 		qs[i] = int8(max(-127, min(127, q)))
 	}
+	return d
 }
 
 // q8At returns the 32 quants of row r, block b and a pointer to their scale.
-func q8At(t *Tensor, kb, r, b int) ([]int8, *float32) {
+func q8At(t *Tensor, kb, r, b int) ([]int8, *uint16) {
 	i := ((r/q8Group*kb+b)*q8Group + r%q8Group)
 	return t.Q8[i*q8Block : (i+1)*q8Block : (i+1)*q8Block], &t.Scales[i]
 }
@@ -102,12 +113,12 @@ func dequantRows(dst []float32, t *Tensor, r0 int) {
 		} else {
 			for b := range full {
 				qs, d := q8At(t, kb, r, b)
-				dequantBlock(row[b*q8Block:(b+1)*q8Block], qs, *d)
+				dequantBlock(row[b*q8Block:(b+1)*q8Block], qs, f16(*d))
 			}
 		}
 		if full < kb {
 			qs, d := q8At(t, kb, r, full)
-			dequantBlock(row[full*q8Block:], qs, *d)
+			dequantBlock(row[full*q8Block:], qs, f16(*d))
 		}
 	}
 }
@@ -157,7 +168,7 @@ func gemvQ8(out, x []float32, xq *q8Act, wt, bt *Tensor, n, m, k, lo, hi int) {
 
 // gemvQ8VNNI runs gemv4Q8VNNI, or its prefetching twin where
 // usePrefetch says the host wants it.
-func gemvQ8VNNI(xq *int8, xc *int32, xd *float32, q *int8, s *float32, nb, ng int, out *float32) {
+func gemvQ8VNNI(xq *int8, xc *int32, xd *float32, q *int8, s *uint16, nb, ng int, out *float32) {
 	if usePrefetch {
 		gemv4Q8VNNIPF(xq, xc, xd, q, s, nb, ng, out)
 		return
@@ -181,7 +192,7 @@ func dotGroupQ8(acc *[q8Group]float32, x []float32, xq *q8Act, i int, t *Tensor,
 			xb := x[b*q8Block : (b+1)*q8Block]
 			for l := range q8Group {
 				qs, d := q8At(t, kb, r0+l, b)
-				acc[l] += dotInt8(xb, qs) * *d
+				acc[l] += dotInt8(xb, qs) * f16(*d)
 			}
 		}
 	}
@@ -189,7 +200,7 @@ func dotGroupQ8(acc *[q8Group]float32, x []float32, xq *q8Act, i int, t *Tensor,
 		xb := x[full*q8Block:]
 		for l := range q8Group {
 			qs, d := q8At(t, kb, r0+l, full)
-			acc[l] += dotInt8(xb, qs[:len(xb)]) * *d
+			acc[l] += dotInt8(xb, qs[:len(xb)]) * f16(*d)
 		}
 	}
 }
@@ -221,7 +232,7 @@ func quantizeAct(a *q8Act, x []float32, n, k int) {
 		for b := range full {
 			o := i*full + b
 			qs := a.q[o*2*q8Block : (o+1)*2*q8Block]
-			quantizeBlock(qs[:q8Block], &a.d[o], x[i*k+b*q8Block:i*k+(b+1)*q8Block])
+			a.d[o] = quantizeBlock(qs[:q8Block], x[i*k+b*q8Block:i*k+(b+1)*q8Block])
 			var sum int32
 			for _, v := range qs[:q8Block] {
 				sum += int32(v)
@@ -322,17 +333,19 @@ func gemmQ8Kernel(j *job, s *scratch, lo, hi int) {
 	n, m, k := j.i[0], j.i[1], j.i[2]
 	kb := k / q8Block
 	corr := grow(&s.corr, kb*q8Group)
+	scales := grow(&s.a, kb*q8Group)
 	var bias [q8Group]float32
 	for g := lo; g < hi; g++ {
 		r0 := g * q8Group
 		rows := min(q8Group, m-r0)
-		q, sc := wt.Q8[g*kb*q8Group*q8Block:], wt.Scales[g*kb*q8Group:]
+		q := wt.Q8[g*kb*q8Group*q8Block:]
 		q8Corr(&q[0], kb, &corr[0])
+		widenF16(scales, wt.Scales[g*kb*q8Group:(g+1)*kb*q8Group])
 		for r := range rows {
 			bias[r] = biasAt(bt, r0+r)
 		}
 		for p := 0; p*gemmNR < n; p++ {
-			gemm4x32Q8(&xq[p*kb*8*gemmNR], &xd[p*kb*gemmNR], &q[0], &sc[0], &corr[0], kb,
+			gemm4x32Q8(&xq[p*kb*8*gemmNR], &xd[p*kb*gemmNR], &q[0], &scales[0], &corr[0], kb,
 				&d.F32[p*gemmNR*m+r0], m, &bias[0], rows, min(gemmNR, n-p*gemmNR))
 		}
 	}

@@ -28,7 +28,8 @@ func quantized(t testing.TB, b *Backend, r *rand.Rand, dt kernels.DType, m, k in
 }
 
 // TestQuantizeBound: each dequantized weight is within max|w|/254 of its
-// 32-weight block of the weight it came from (round to nearest of d = max|w|/127).
+// 32-weight block of the weight it came from (round to nearest of d =
+// max|w|/127), plus 127 times what storing d as float16 moved it.
 func TestQuantizeBound(t *testing.T) {
 	r := rand.New(rand.NewPCG(81, 82))
 	b := New()
@@ -46,10 +47,14 @@ func TestQuantizeBound(t *testing.T) {
 					for _, v := range blk {
 						amax = max(amax, math.Abs(v))
 					}
+					// Rounding to the float32 scale d, then d's own rounding
+					// to float16, which moves a quant q by q·Δd.
+					d := float32(amax) / 127
+					bound := amax/254*(1+1e-5) + 127*math.Abs(float64(d)-float64(f16(toF16(d))))
 					for i, v := range blk {
-						if d := math.Abs(float64(got[row*sh.k+b0+i]) - v); d > amax/254*(1+1e-5) {
+						if e := math.Abs(float64(got[row*sh.k+b0+i]) - v); e > bound {
 							t.Fatalf("%v %dx%d: w[%d,%d] = %g dequantizes to %g, off by %g > %g",
-								dt, sh.m, sh.k, row, b0+i, v, got[row*sh.k+b0+i], d, amax/254)
+								dt, sh.m, sh.k, row, b0+i, v, got[row*sh.k+b0+i], e, bound)
 						}
 					}
 				}
@@ -195,6 +200,8 @@ func TestQuantizeRefuses(t *testing.T) {
 		{"not 2-D", b.Alloc(2, 3, 4), kernels.Q8_0},
 		{"vector", b.Alloc(8), kernels.Q8_0},
 		{"unknown format", b.Alloc(4, 32), kernels.BF16},
+		{"beyond a float16 scale", huge(b, 127*65520), kernels.Q8_0},
+		{"NaN", huge(b, float32(math.NaN())), kernels.Q8_0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := b.Quantize(tc.w, tc.dt); !errors.Is(err, kernels.ErrQuantize) {
@@ -202,6 +209,16 @@ func TestQuantizeRefuses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// huge is a [6, 40] weight whose row 5, column 37 holds v, the rest 1.
+func huge(b *Backend, v float32) kernels.Tensor {
+	w := make([]float32, 6*40)
+	for i := range w {
+		w[i] = 1
+	}
+	w[5*40+37] = v
+	return b.FromFloat32(w, 6, 40)
 }
 
 func TestParseQuantization(t *testing.T) {

@@ -77,9 +77,9 @@ func rooflineWeight(r *rand.Rand, buf []byte, dt kernels.DType, m, k int) *Tenso
 		kb := q8Blocks(k)
 		t.Q8 = make([]int8, m*kb*q8Block)
 		copy(unsafe.Slice((*byte)(unsafe.Pointer(&t.Q8[0])), len(t.Q8)), buf)
-		t.Scales = make([]float32, m*kb)
+		t.Scales = make([]uint16, m*kb)
 		for i := range t.Scales {
-			t.Scales[i] = 1.0 / 127
+			t.Scales[i] = toF16(1.0 / 127)
 		}
 	}
 	return t

@@ -95,21 +95,21 @@ func sumSquaresAVX(x *float32, n int) float64
 func mulScaleAVX(dst, x, gamma *float32, n int, s float32)
 
 //go:noescape
-func gemv4Q8(x *float32, q *int8, s *float32, nb int, out *float32)
+func gemv4Q8(x *float32, q *int8, s *uint16, nb int, out *float32)
 
 //go:noescape
-func dequantQ8(dst *float32, q *int8, s *float32, nb int)
+func dequantQ8(dst *float32, q *int8, s *uint16, nb int)
 
 //go:noescape
 func streamRead(p *byte, n int) uint64
 
 //go:noescape
-func gemv4Q8VNNI(xq *int8, xc *int32, xd *float32, q *int8, s *float32, nb, ng int, out *float32)
+func gemv4Q8VNNI(xq *int8, xc *int32, xd *float32, q *int8, s *uint16, nb, ng int, out *float32)
 
 // gemv4Q8VNNIPF is gemv4Q8VNNI prefetching its quants 4 KiB ahead.
 //
 //go:noescape
-func gemv4Q8VNNIPF(xq *int8, xc *int32, xd *float32, q *int8, s *float32, nb, ng int, out *float32)
+func gemv4Q8VNNIPF(xq *int8, xc *int32, xd *float32, q *int8, s *uint16, nb, ng int, out *float32)
 
 //go:noescape
 func axpyRows(y, x *float32, ldx, k, rows int, a *float32)

@@ -2344,7 +2344,7 @@ mulScaleAVX_nog_done:
 	VZEROUPPER
 	RET
 
-// func gemv4Q8(x *float32, q *int8, s *float32, nb int, out *float32)
+// func gemv4Q8(x *float32, q *int8, s *uint16, nb int, out *float32)
 TEXT ·gemv4Q8(SB), NOSPLIT, $0-40
 	MOVQ x+0(FP), SI
 	MOVQ q+8(FP), DI
@@ -2352,12 +2352,17 @@ TEXT ·gemv4Q8(SB), NOSPLIT, $0-40
 	MOVQ nb+24(FP), CX
 	MOVQ out+32(FP), DX
 	VPXORD Z0, Z0, Z0
+	VMOVDQU32 q8bcast<>+0(SB), Z4
 	VPXORD Z1, Z1, Z1
+	VMOVDQU32 q8bcast<>+64(SB), Z5
 	VPXORD Z2, Z2, Z2
+	VMOVDQU32 q8bcast<>+128(SB), Z6
 	VPXORD Z3, Z3, Z3
+	VMOVDQU32 q8bcast<>+192(SB), Z7
 	TESTQ CX, CX
 	JEQ gemv4Q8_done
 gemv4Q8_loop:
+	VCVTPH2PS (R8), X18
 	PREFETCHT0 3072(DI)
 	PREFETCHT0 3136(DI)
 	VMOVUPS (SI), Z16
@@ -2368,7 +2373,7 @@ gemv4Q8_loop:
 	VCVTDQ2PS Z21, Z21
 	VMULPS Z16, Z20, Z20
 	VFMADD231PS Z17, Z21, Z20
-	VBROADCASTSS (R8), Z22
+	VPERMPS Z18, Z4, Z22
 	VFMADD231PS Z22, Z20, Z0
 	VPMOVSXBD 32(DI), Z23
 	VPMOVSXBD 48(DI), Z24
@@ -2376,7 +2381,7 @@ gemv4Q8_loop:
 	VCVTDQ2PS Z24, Z24
 	VMULPS Z16, Z23, Z23
 	VFMADD231PS Z17, Z24, Z23
-	VBROADCASTSS 4(R8), Z25
+	VPERMPS Z18, Z5, Z25
 	VFMADD231PS Z25, Z23, Z1
 	VPMOVSXBD 64(DI), Z26
 	VPMOVSXBD 80(DI), Z27
@@ -2384,7 +2389,7 @@ gemv4Q8_loop:
 	VCVTDQ2PS Z27, Z27
 	VMULPS Z16, Z26, Z26
 	VFMADD231PS Z17, Z27, Z26
-	VBROADCASTSS 8(R8), Z28
+	VPERMPS Z18, Z6, Z28
 	VFMADD231PS Z28, Z26, Z2
 	VPMOVSXBD 96(DI), Z29
 	VPMOVSXBD 112(DI), Z30
@@ -2392,11 +2397,11 @@ gemv4Q8_loop:
 	VCVTDQ2PS Z30, Z30
 	VMULPS Z16, Z29, Z29
 	VFMADD231PS Z17, Z30, Z29
-	VBROADCASTSS 12(R8), Z31
+	VPERMPS Z18, Z7, Z31
 	VFMADD231PS Z31, Z29, Z3
 	ADDQ $128, SI
 	ADDQ $128, DI
-	ADDQ $16, R8
+	ADDQ $8, R8
 	DECQ CX
 	JNE gemv4Q8_loop
 gemv4Q8_done:
@@ -2439,7 +2444,7 @@ gemv4Q8_done:
 	VZEROUPPER
 	RET
 
-// func dequantQ8(dst *float32, q *int8, s *float32, nb int)
+// func dequantQ8(dst *float32, q *int8, s *uint16, nb int)
 TEXT ·dequantQ8(SB), NOSPLIT, $0-32
 	MOVQ dst+0(FP), SI
 	MOVQ q+8(FP), DI
@@ -2452,14 +2457,15 @@ dequantQ8_loop:
 	VPMOVSXBD 16(DI), Z1
 	VCVTDQ2PS Z0, Z0
 	VCVTDQ2PS Z1, Z1
-	VBROADCASTSS (R8), Z2
+	VPBROADCASTW (R8), Y2
+	VCVTPH2PS Y2, Z2
 	VMULPS Z2, Z0, Z0
 	VMULPS Z2, Z1, Z1
 	VMOVUPS Z0, (SI)
 	VMOVUPS Z1, 64(SI)
 	ADDQ $128, SI
 	ADDQ $128, DI
-	ADDQ $16, R8
+	ADDQ $8, R8
 	DECQ CX
 	JNE dequantQ8_loop
 dequantQ8_done:
@@ -2501,7 +2507,74 @@ DATA q8perm<>+120(SB)/4, $3
 DATA q8perm<>+124(SB)/4, $3
 GLOBL q8perm<>(SB), RODATA|NOPTR, $128
 
-// func gemv4Q8VNNI(xq *int8, xc *int32, xd *float32, q *int8, s *float32, nb, ng int, out *float32)
+// q8bcast<> are VPERMPS indices: 16×0, 16×1, 16×2, 16×3.
+DATA q8bcast<>+0(SB)/4, $0
+DATA q8bcast<>+4(SB)/4, $0
+DATA q8bcast<>+8(SB)/4, $0
+DATA q8bcast<>+12(SB)/4, $0
+DATA q8bcast<>+16(SB)/4, $0
+DATA q8bcast<>+20(SB)/4, $0
+DATA q8bcast<>+24(SB)/4, $0
+DATA q8bcast<>+28(SB)/4, $0
+DATA q8bcast<>+32(SB)/4, $0
+DATA q8bcast<>+36(SB)/4, $0
+DATA q8bcast<>+40(SB)/4, $0
+DATA q8bcast<>+44(SB)/4, $0
+DATA q8bcast<>+48(SB)/4, $0
+DATA q8bcast<>+52(SB)/4, $0
+DATA q8bcast<>+56(SB)/4, $0
+DATA q8bcast<>+60(SB)/4, $0
+DATA q8bcast<>+64(SB)/4, $1
+DATA q8bcast<>+68(SB)/4, $1
+DATA q8bcast<>+72(SB)/4, $1
+DATA q8bcast<>+76(SB)/4, $1
+DATA q8bcast<>+80(SB)/4, $1
+DATA q8bcast<>+84(SB)/4, $1
+DATA q8bcast<>+88(SB)/4, $1
+DATA q8bcast<>+92(SB)/4, $1
+DATA q8bcast<>+96(SB)/4, $1
+DATA q8bcast<>+100(SB)/4, $1
+DATA q8bcast<>+104(SB)/4, $1
+DATA q8bcast<>+108(SB)/4, $1
+DATA q8bcast<>+112(SB)/4, $1
+DATA q8bcast<>+116(SB)/4, $1
+DATA q8bcast<>+120(SB)/4, $1
+DATA q8bcast<>+124(SB)/4, $1
+DATA q8bcast<>+128(SB)/4, $2
+DATA q8bcast<>+132(SB)/4, $2
+DATA q8bcast<>+136(SB)/4, $2
+DATA q8bcast<>+140(SB)/4, $2
+DATA q8bcast<>+144(SB)/4, $2
+DATA q8bcast<>+148(SB)/4, $2
+DATA q8bcast<>+152(SB)/4, $2
+DATA q8bcast<>+156(SB)/4, $2
+DATA q8bcast<>+160(SB)/4, $2
+DATA q8bcast<>+164(SB)/4, $2
+DATA q8bcast<>+168(SB)/4, $2
+DATA q8bcast<>+172(SB)/4, $2
+DATA q8bcast<>+176(SB)/4, $2
+DATA q8bcast<>+180(SB)/4, $2
+DATA q8bcast<>+184(SB)/4, $2
+DATA q8bcast<>+188(SB)/4, $2
+DATA q8bcast<>+192(SB)/4, $3
+DATA q8bcast<>+196(SB)/4, $3
+DATA q8bcast<>+200(SB)/4, $3
+DATA q8bcast<>+204(SB)/4, $3
+DATA q8bcast<>+208(SB)/4, $3
+DATA q8bcast<>+212(SB)/4, $3
+DATA q8bcast<>+216(SB)/4, $3
+DATA q8bcast<>+220(SB)/4, $3
+DATA q8bcast<>+224(SB)/4, $3
+DATA q8bcast<>+228(SB)/4, $3
+DATA q8bcast<>+232(SB)/4, $3
+DATA q8bcast<>+236(SB)/4, $3
+DATA q8bcast<>+240(SB)/4, $3
+DATA q8bcast<>+244(SB)/4, $3
+DATA q8bcast<>+248(SB)/4, $3
+DATA q8bcast<>+252(SB)/4, $3
+GLOBL q8bcast<>(SB), RODATA|NOPTR, $256
+
+// func gemv4Q8VNNI(xq *int8, xc *int32, xd *float32, q *int8, s *uint16, nb, ng int, out *float32)
 TEXT ·gemv4Q8VNNI(SB), NOSPLIT, $0-64
 	MOVQ xq+0(FP), R11
 	MOVQ xc+8(FP), R12
@@ -2536,7 +2609,8 @@ gemv4Q8VNNI_loop2:
 	VCVTDQ2PS Z4, Z4
 	VCVTDQ2PS Z5, Z5
 	VBROADCASTSS (R10), X6
-	VMULPS (R8), X6, X6
+	VCVTPH2PS (R8), X9
+	VMULPS X9, X6, X6
 	VPERMPS Z6, Z28, Z7
 	VPERMPS Z6, Z29, Z8
 	VFMADD231PS Z7, Z4, Z0
@@ -2550,7 +2624,8 @@ gemv4Q8VNNI_loop2:
 	VCVTDQ2PS Z12, Z12
 	VCVTDQ2PS Z13, Z13
 	VBROADCASTSS 4(R10), X14
-	VMULPS 16(R8), X14, X14
+	VCVTPH2PS 8(R8), X17
+	VMULPS X17, X14, X14
 	VPERMPS Z14, Z28, Z15
 	VPERMPS Z14, Z29, Z16
 	VFMADD231PS Z15, Z12, Z0
@@ -2559,7 +2634,7 @@ gemv4Q8VNNI_loop2:
 	ADDQ $8, R9
 	ADDQ $8, R10
 	ADDQ $256, DI
-	ADDQ $32, R8
+	ADDQ $16, R8
 	SUBQ $2, CX
 	JMP gemv4Q8VNNI_loop2
 gemv4Q8VNNI_loop1:
@@ -2574,7 +2649,8 @@ gemv4Q8VNNI_loop1:
 	VCVTDQ2PS Z4, Z4
 	VCVTDQ2PS Z5, Z5
 	VBROADCASTSS (R10), X6
-	VMULPS (R8), X6, X6
+	VCVTPH2PS (R8), X9
+	VMULPS X9, X6, X6
 	VPERMPS Z6, Z28, Z7
 	VPERMPS Z6, Z29, Z8
 	VFMADD231PS Z7, Z4, Z0
@@ -2583,7 +2659,7 @@ gemv4Q8VNNI_loop1:
 	ADDQ $4, R9
 	ADDQ $4, R10
 	ADDQ $128, DI
-	ADDQ $16, R8
+	ADDQ $8, R8
 gemv4Q8VNNI_done:
 	VEXTRACTF64X4 $1, Z0, Y2
 	VEXTRACTF64X4 $1, Z1, Y3
@@ -2621,7 +2697,7 @@ gemv4Q8VNNI_done:
 	VZEROUPPER
 	RET
 
-// func gemv4Q8VNNIPF(xq *int8, xc *int32, xd *float32, q *int8, s *float32, nb, ng int, out *float32)
+// func gemv4Q8VNNIPF(xq *int8, xc *int32, xd *float32, q *int8, s *uint16, nb, ng int, out *float32)
 TEXT ·gemv4Q8VNNIPF(SB), NOSPLIT, $0-64
 	MOVQ xq+0(FP), R11
 	MOVQ xc+8(FP), R12
@@ -2658,7 +2734,8 @@ gemv4Q8VNNIPF_loop2:
 	VCVTDQ2PS Z4, Z4
 	VCVTDQ2PS Z5, Z5
 	VBROADCASTSS (R10), X6
-	VMULPS (R8), X6, X6
+	VCVTPH2PS (R8), X9
+	VMULPS X9, X6, X6
 	VPERMPS Z6, Z28, Z7
 	VPERMPS Z6, Z29, Z8
 	VFMADD231PS Z7, Z4, Z0
@@ -2674,7 +2751,8 @@ gemv4Q8VNNIPF_loop2:
 	VCVTDQ2PS Z12, Z12
 	VCVTDQ2PS Z13, Z13
 	VBROADCASTSS 4(R10), X14
-	VMULPS 16(R8), X14, X14
+	VCVTPH2PS 8(R8), X17
+	VMULPS X17, X14, X14
 	VPERMPS Z14, Z28, Z15
 	VPERMPS Z14, Z29, Z16
 	VFMADD231PS Z15, Z12, Z0
@@ -2683,7 +2761,7 @@ gemv4Q8VNNIPF_loop2:
 	ADDQ $8, R9
 	ADDQ $8, R10
 	ADDQ $256, DI
-	ADDQ $32, R8
+	ADDQ $16, R8
 	SUBQ $2, CX
 	JMP gemv4Q8VNNIPF_loop2
 gemv4Q8VNNIPF_loop1:
@@ -2700,7 +2778,8 @@ gemv4Q8VNNIPF_loop1:
 	VCVTDQ2PS Z4, Z4
 	VCVTDQ2PS Z5, Z5
 	VBROADCASTSS (R10), X6
-	VMULPS (R8), X6, X6
+	VCVTPH2PS (R8), X9
+	VMULPS X9, X6, X6
 	VPERMPS Z6, Z28, Z7
 	VPERMPS Z6, Z29, Z8
 	VFMADD231PS Z7, Z4, Z0
@@ -2709,7 +2788,7 @@ gemv4Q8VNNIPF_loop1:
 	ADDQ $4, R9
 	ADDQ $4, R10
 	ADDQ $128, DI
-	ADDQ $16, R8
+	ADDQ $8, R8
 gemv4Q8VNNIPF_done:
 	VEXTRACTF64X4 $1, Z0, Y2
 	VEXTRACTF64X4 $1, Z1, Y3

@@ -27,16 +27,16 @@ func siluMulAVX(dst, gate, u *float32, n int)                 { panic("unreachab
 func sumSquaresAVX(x *float32, n int) float64                 { panic("unreachable") }
 func mulScaleAVX(dst, x, gamma *float32, n int, s float32)    { panic("unreachable") }
 
-func gemv4Q8(x *float32, q *int8, s *float32, nb int, out *float32) { panic("unreachable") }
-func dequantQ8(dst *float32, q *int8, s *float32, nb int)           { panic("unreachable") }
+func gemv4Q8(x *float32, q *int8, s *uint16, nb int, out *float32) { panic("unreachable") }
+func dequantQ8(dst *float32, q *int8, s *uint16, nb int)           { panic("unreachable") }
 
 func streamRead(p *byte, n int) uint64 { panic("unreachable") }
 
-func gemv4Q8VNNI(xq *int8, xc *int32, xd *float32, q *int8, s *float32, nb, ng int, out *float32) {
+func gemv4Q8VNNI(xq *int8, xc *int32, xd *float32, q *int8, s *uint16, nb, ng int, out *float32) {
 	panic("unreachable")
 }
 
-func gemv4Q8VNNIPF(xq *int8, xc *int32, xd *float32, q *int8, s *float32, nb, ng int, out *float32) {
+func gemv4Q8VNNIPF(xq *int8, xc *int32, xd *float32, q *int8, s *uint16, nb, ng int, out *float32) {
 	panic("unreachable")
 }
 

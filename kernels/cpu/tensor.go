@@ -21,9 +21,10 @@ type Tensor struct {
 	F32 []float32
 	// Half holds the raw bits of a float16 or bfloat16 tensor.
 	Half []uint16
-	// Q8 and Scales hold a Q8_0 tensor's quants and block scales.
+	// Q8 and Scales hold a Q8_0 tensor's quants and block scales (IEEE
+	// half bits, as llama.cpp stores them).
 	Q8     []int8
-	Scales []float32
+	Scales []uint16
 }
 
 var _ kernels.Tensor = (*Tensor)(nil)
@@ -135,6 +136,40 @@ func toBF16(f float32) uint16 {
 	}
 	b += 0x7fff + (b>>16)&1
 	return uint16(b >> 16)
+}
+
+// toF16 rounds f to the nearest IEEE half (ties to even): Q8_0's block
+// scales, and test data. It is not on a hot path.
+func toF16(f float32) uint16 {
+	b := math.Float32bits(f)
+	sign := uint16(b>>16) & 0x8000
+	exp := int32(b>>23&0xff) - 127 + 15
+	mant := b & 0x7fffff
+	switch {
+	case b&0x7fffffff > 0x7f800000: // NaN
+		return sign | 0x7e00 | uint16(mant>>13)
+	case exp >= 0x1f: // overflow or Inf
+		return sign | 0x7c00
+	case exp <= 0: // subnormal or zero
+		if exp < -10 {
+			return sign
+		}
+		mant |= 0x800000
+		shift := uint32(14 - exp)
+		h := mant >> shift
+		rem := mant & (1<<shift - 1)
+		half := uint32(1) << (shift - 1)
+		if rem > half || (rem == half && h&1 == 1) {
+			h++
+		}
+		return sign | uint16(h)
+	}
+	h := uint32(exp)<<10 | mant>>13
+	rem := mant & 0x1fff
+	if rem > 0x1000 || (rem == 0x1000 && h&1 == 1) {
+		h++ // may carry into the exponent, which is still correct
+	}
+	return sign | uint16(h)
 }
 
 // bf16 widens a bfloat16 to float32 (exact).

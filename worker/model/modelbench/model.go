@@ -198,7 +198,7 @@ func streamedBytes(dir string, quant kernels.DType) (int64, string, error) {
 		size := info.Size
 		if len(info.Shape) == 2 {
 			if quant == kernels.Q8_0 {
-				size = int64(info.Shape[0]) * int64(info.Shape[1]+4*((info.Shape[1]+31)/32))
+				size = int64(info.Shape[0]) * int64(info.Shape[1]+2*((info.Shape[1]+31)/32)) // a float16 scale per 32
 			} else {
 				dtype = string(info.DType)
 			}

@@ -4,7 +4,8 @@ package main
 // c *int32, nb int, out *float32, ldc int, bias *float32, rows, lanes int):
 // the Q8_0 prefill micro-kernel on int8 activations, llama.cpp's Q8_0×Q8_0
 // arithmetic as a register-blocked GEMM. One call multiplies a group of 4
-// weight rows (nb blocks in the grouped layout: quants q, scales s) by a
+// weight rows (nb blocks in the grouped layout: quants q; scales s, the
+// group's float16 scales widened to float32 by the caller) by a
 // packed panel of 32 rows of x quantized per block (packQ8Kernel): for
 // block b, xq holds [8 quads][32 rows] dwords, each 4 consecutive quants
 // of one row flipped to unsigned (q+128), and xd its 32 row scales.

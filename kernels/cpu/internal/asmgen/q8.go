@@ -4,7 +4,7 @@ import "fmt"
 
 // The Q8_0 kernels read weights in the CPU backend's grouped layout: for
 // every block of 32 columns, a group of 4 rows stores 4 runs of 32 int8
-// (128 bytes) and, in a separate array, their 4 float32 scales (16 bytes).
+// (128 bytes) and, in a separate array, their 4 float16 scales (8 bytes).
 // A 4-row GEMV pass therefore reads two sequential streams.
 
 // q8Prefetch is how far ahead (bytes) gemv4Q8 prefetches its quants; 0
@@ -13,13 +13,14 @@ import "fmt"
 // hardware prefetcher alone falls behind this compute-heavy stream.
 var q8Prefetch = 3072
 
-// gemv4Q8 writes gemv4Q8(x *float32, q *int8, s *float32, nb int, out *float32):
+// gemv4Q8 writes gemv4Q8(x *float32, q *int8, s *uint16, nb int, out *float32):
 // out[r] = Σ_b s[4b+r]·Σ_i q[128b+32r+i]·x[32b+i] over nb whole blocks.
 // Per row and block: two VPMOVSXBD+VCVTDQ2PS widen the int8 weights, a
-// multiply and an FMA dot them with x, and one FMA applies the scale.
+// multiply and an FMA dot them with x, and one FMA applies the scale
+// (the block's 4 half scales widened once, lane r spread by VPERMPS).
 func gemv4Q8() {
 	const name = "gemv4Q8"
-	p("// func %s(x *float32, q *int8, s *float32, nb int, out *float32)", name)
+	p("// func %s(x *float32, q *int8, s *uint16, nb int, out *float32)", name)
 	p("TEXT ·%s(SB), NOSPLIT, $0-40", name)
 	p("\tMOVQ x+0(FP), SI")
 	p("\tMOVQ q+8(FP), DI")
@@ -28,10 +29,12 @@ func gemv4Q8() {
 	p("\tMOVQ out+32(FP), DX")
 	for r := range 4 {
 		p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
+		p("\tVMOVDQU32 q8bcast<>+%d(SB), Z%d", 64*r, 4+r)
 	}
 	p("\tTESTQ CX, CX")
 	p("\tJEQ %s_done", name)
 	p("%s_loop:", name)
+	p("\tVCVTPH2PS (R8), X18")
 	if q8Prefetch > 0 {
 		p("\tPREFETCHT0 %d(DI)", q8Prefetch)
 		p("\tPREFETCHT0 %d(DI)", q8Prefetch+64)
@@ -46,7 +49,7 @@ func gemv4Q8() {
 		p("\tVCVTDQ2PS Z%d, Z%d", hi, hi)
 		p("\tVMULPS Z16, Z%d, Z%d", lo, lo)
 		p("\tVFMADD231PS Z17, Z%d, Z%d", hi, lo)
-		p("\tVBROADCASTSS %s, Z%d", off(4*r, "R8"), sc)
+		p("\tVPERMPS Z18, Z%d, Z%d", 4+r, sc)
 		p("\tVFMADD231PS Z%d, Z%d, Z%d", sc, lo, r)
 	}
 	nextBlock(name)
@@ -59,12 +62,12 @@ func gemv4Q8() {
 	p("")
 }
 
-// dequantQ8 writes dequantQ8(dst *float32, q *int8, s *float32, nb int):
+// dequantQ8 writes dequantQ8(dst *float32, q *int8, s *uint16, nb int):
 // one row of a group (q and s point at its first block) widened to
 // float32, nb whole blocks of 32.
 func dequantQ8() {
 	const name = "dequantQ8"
-	p("// func %s(dst *float32, q *int8, s *float32, nb int)", name)
+	p("// func %s(dst *float32, q *int8, s *uint16, nb int)", name)
 	p("TEXT ·%s(SB), NOSPLIT, $0-32", name)
 	p("\tMOVQ dst+0(FP), SI")
 	p("\tMOVQ q+8(FP), DI")
@@ -77,7 +80,8 @@ func dequantQ8() {
 	p("\tVPMOVSXBD 16(DI), Z1")
 	p("\tVCVTDQ2PS Z0, Z0")
 	p("\tVCVTDQ2PS Z1, Z1")
-	p("\tVBROADCASTSS (R8), Z2")
+	p("\tVPBROADCASTW (R8), Y2")
+	p("\tVCVTPH2PS Y2, Z2")
 	p("\tVMULPS Z2, Z0, Z0")
 	p("\tVMULPS Z2, Z1, Z1")
 	p("\tVMOVUPS Z0, (SI)")
@@ -93,7 +97,7 @@ func dequantQ8() {
 func nextBlock(name string) {
 	p("\tADDQ $128, SI")
 	p("\tADDQ $128, DI")
-	p("\tADDQ $16, R8")
+	p("\tADDQ $8, R8")
 	p("\tDECQ CX")
 	p("\tJNE %s_loop", name)
 	p("%s_done:", name)
@@ -108,7 +112,7 @@ func off(d int, reg string) string {
 }
 
 // gemv4Q8VNNI writes gemv4Q8VNNI(xq *int8, xc *int32, xd *float32, q *int8,
-// s *float32, nb, ng int, out *float32): the Q8_0 GEMV on activations
+// s *uint16, nb, ng int, out *float32): the Q8_0 GEMV on activations
 // quantized to int8 per block of 32 (quantizeAct), llama.cpp's scheme, for
 // ng consecutive groups of 4 rows whose nb blocks each are stored back to
 // back (no k%32 tail), so one call streams a whole chunk of the weight.
@@ -123,7 +127,7 @@ func off(d int, reg string) string {
 // With prefetch > 0 every block asks for its quants' lines that many bytes
 // ahead (PREFETCHT0).
 func gemv4Q8VNNI(name string, prefetch int) {
-	p("// func %s(xq *int8, xc *int32, xd *float32, q *int8, s *float32, nb, ng int, out *float32)", name)
+	p("// func %s(xq *int8, xc *int32, xd *float32, q *int8, s *uint16, nb, ng int, out *float32)", name)
 	p("TEXT ·%s(SB), NOSPLIT, $0-64", name)
 	p("\tMOVQ xq+0(FP), R11")
 	p("\tMOVQ xc+8(FP), R12")
@@ -151,7 +155,7 @@ func gemv4Q8VNNI(name string, prefetch int) {
 	// order. Registers alternate between even and odd blocks.
 	block := func(o int) {
 		z := 2 + 8*(o%2)
-		w0, w1, d0, d1, sc, s0, s1 := z, z+1, z+2, z+3, z+4, z+5, z+6
+		w0, w1, d0, d1, sc, s0, s1, hs := z, z+1, z+2, z+3, z+4, z+5, z+6, z+7
 		if prefetch > 0 {
 			p("\tPREFETCHT0 %s", off(128*o+prefetch, "DI"))
 			p("\tPREFETCHT0 %s", off(128*o+prefetch+64, "DI"))
@@ -165,7 +169,8 @@ func gemv4Q8VNNI(name string, prefetch int) {
 		p("\tVCVTDQ2PS Z%d, Z%d", d0, d0)
 		p("\tVCVTDQ2PS Z%d, Z%d", d1, d1)
 		p("\tVBROADCASTSS %s, X%d", off(4*o, "R10"), sc)
-		p("\tVMULPS %s, X%d, X%d", off(16*o, "R8"), sc, sc)
+		p("\tVCVTPH2PS %s, X%d", off(8*o, "R8"), hs)
+		p("\tVMULPS X%d, X%d, X%d", hs, sc, sc)
 		p("\tVPERMPS Z%d, Z28, Z%d", sc, s0)
 		p("\tVPERMPS Z%d, Z29, Z%d", sc, s1)
 		p("\tVFMADD231PS Z%d, Z%d, Z0", s0, d0)
@@ -176,7 +181,7 @@ func gemv4Q8VNNI(name string, prefetch int) {
 		p("\tADDQ $%d, R9", 4*n)
 		p("\tADDQ $%d, R10", 4*n)
 		p("\tADDQ $%d, DI", 128*n)
-		p("\tADDQ $%d, R8", 16*n)
+		p("\tADDQ $%d, R8", 8*n)
 	}
 	// Two blocks a pass: x is read straight into VPDPBUSD and the pointers
 	// move once, about 18 instructions a block against 22 (fewer in flight per
@@ -218,13 +223,20 @@ func gemv4Q8VNNI(name string, prefetch int) {
 }
 
 // q8perm spreads 4 floats over 8 lanes each: lanes 0..7 from element 0
-// and 8..15 from 1 (first 64 bytes), then 2 and 3.
+// and 8..15 from 1 (first 64 bytes), then 2 and 3. q8bcast spreads one
+// float over all 16 lanes: element 0 (first 64 bytes), then 1, 2 and 3.
 func q8perm() {
 	p("// q8perm<> are VPERMPS indices: 8×0, 8×1, then 8×2, 8×3.")
 	for i := range 32 {
 		p("DATA q8perm<>+%d(SB)/4, $%d", 4*i, i/8)
 	}
 	p("GLOBL q8perm<>(SB), RODATA|NOPTR, $128")
+	p("")
+	p("// q8bcast<> are VPERMPS indices: 16×0, 16×1, 16×2, 16×3.")
+	for i := range 64 {
+		p("DATA q8bcast<>+%d(SB)/4, $%d", 4*i, i/16)
+	}
+	p("GLOBL q8bcast<>(SB), RODATA|NOPTR, $256")
 	p("")
 }
 
