@@ -10,9 +10,9 @@ import (
 
 // Q8_0 storage. A weight [m, k] is cut into blocks of q8Block columns;
 // each row's block is 32 int8 values q and one float16 scale d, standing
-// for q·d: 34 bytes per 32 weights, llama.cpp's block_q8_0. Rows are stored in groups of q8Group: for group g and block b,
-// the 4 rows' runs of 32 int8 lie next to each other (128 bytes) and so do
-// their 4 scales. A 4-row decode GEMV then reads one sequential stream of
+// for q·d: 34 bytes per 32 weights, llama.cpp's block_q8_0. Rows are
+// stored in groups of q8Group: for group g and block b, the 4 rows' runs
+// of 32 int8 lie next to each other (128 bytes) and so do their 4 scales. A 4-row decode GEMV then reads one sequential stream of
 // quants and one of scales, where row-major storage would give the
 // hardware prefetcher 4 short interleaved streams. The last group and the
 // last block are zero padded (zero quants, zero scale).
@@ -71,9 +71,9 @@ func quantizeKernel(j *job, s *scratch, lo, hi int) {
 	}
 }
 
-// quantizeBlock writes 32 values v as int8 quants and returns their scale,
-// rounding half away from zero as llama.cpp does (which also rounds with
-// the float32 scale before it stores a weight's as float16).
+// quantizeBlock writes 32 values v as int8 quants and returns their
+// float32 scale, rounding half away from zero as llama.cpp does (which
+// also quantizes with the float32 scale, then stores it as float16).
 func quantizeBlock(qs []int8, v []float32) (d float32) {
 	var amax float32
 	for _, x := range v {

@@ -3197,24 +3197,13 @@ q8Corr_done:
 	VZEROUPPER
 	RET
 
-// q8corrIdx<> picks dwords 0, 4, 8 and 12 (VPERMD).
+// q8corrIdx<> picks dwords 0, 4, 8 and 12 (VPERMD; the upper lanes
+// load as zeros and pick dword 0, unused).
 DATA q8corrIdx<>+0(SB)/4, $0
 DATA q8corrIdx<>+4(SB)/4, $4
 DATA q8corrIdx<>+8(SB)/4, $8
 DATA q8corrIdx<>+12(SB)/4, $12
-DATA q8corrIdx<>+16(SB)/4, $0
-DATA q8corrIdx<>+20(SB)/4, $4
-DATA q8corrIdx<>+24(SB)/4, $8
-DATA q8corrIdx<>+28(SB)/4, $12
-DATA q8corrIdx<>+32(SB)/4, $0
-DATA q8corrIdx<>+36(SB)/4, $4
-DATA q8corrIdx<>+40(SB)/4, $8
-DATA q8corrIdx<>+44(SB)/4, $12
-DATA q8corrIdx<>+48(SB)/4, $0
-DATA q8corrIdx<>+52(SB)/4, $4
-DATA q8corrIdx<>+56(SB)/4, $8
-DATA q8corrIdx<>+60(SB)/4, $12
-GLOBL q8corrIdx<>(SB), RODATA|NOPTR, $64
+GLOBL q8corrIdx<>(SB), RODATA|NOPTR, $16
 
 // func streamRead(p *byte, n int) uint64
 TEXT ·streamRead(SB), NOSPLIT, $0-24
